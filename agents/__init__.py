@@ -1,0 +1,1 @@
+"""Stream processors: Faust agents that consume, score, store and dead-letter records."""

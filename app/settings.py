@@ -1,0 +1,92 @@
+"""The one settings object of riskstream, read from ``RISKSTREAM_*`` variables.
+
+Every component (stack, trainer, model server, generator, worker, bench)
+reads its configuration here and nowhere else, so the README's
+configuration table can be checked against a single class. Fields are
+grouped by the part of the system they configure; the docstring under each
+field is what the README says about it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """riskstream's configuration (12-factor: environment only)."""
+
+    model_config = SettingsConfigDict(env_prefix="RISKSTREAM_", extra="ignore")
+
+    # --- local stack -------------------------------------------------------
+    stack_dir: Path = Path(".stack")
+    """Folder holding the local stack's binaries, data, logs and pid files."""
+
+    kafka_port: int = 9092
+    """Port of the local Kafka broker's PLAINTEXT listener."""
+
+    kafka_controller_port: int = 9093
+    """Port of the local Kafka KRaft controller listener."""
+
+    clickhouse_port: int = 9000
+    """Native-protocol port of ClickHouse (the local stack's, or a remote one)."""
+
+    clickhouse_http_port: int = 8123
+    """HTTP port of the local ClickHouse server."""
+
+    # --- Kafka (clients) ---------------------------------------------------
+    kafka_bootstrap: str = ""
+    """Kafka bootstrap servers, comma-separated host:port; default 127.0.0.1:<kafka_port>."""
+
+    # --- ClickHouse (clients) ----------------------------------------------
+    clickhouse_host: str = "127.0.0.1"
+    """Host of the ClickHouse server the worker writes to."""
+
+    clickhouse_database: str = "riskstream"
+    """Database holding the predictions table."""
+
+    clickhouse_user: str = "default"
+    """ClickHouse user the app connects as."""
+
+    clickhouse_password: SecretStr = SecretStr("")
+    """Password of that user (never logged)."""
+
+    # --- models --------------------------------------------------------------
+    data_dir: Path = Path("data")
+    """The project's data folder (model repository, generated artefacts)."""
+
+    model_repository: Path | None = None
+    """Model repository folder; default <data_dir>/models."""
+
+    model_token: SecretStr = SecretStr("")
+    """Token the model servers require in X-Auth-Token; empty disables auth."""
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Settings:
+        if not self.kafka_bootstrap:
+            self.kafka_bootstrap = f"127.0.0.1:{self.kafka_port}"
+        if self.model_repository is None:
+            self.model_repository = self.data_dir / "models"
+        return self
+
+    @property
+    def kafka_url(self) -> str:
+        """The broker list in Faust's ``kafka://`` form."""
+        return ";".join(f"kafka://{hp.strip()}" for hp in self.kafka_bootstrap.split(","))
+
+    @property
+    def repository_path(self) -> Path:
+        assert self.model_repository is not None
+        return self.model_repository
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()
+

@@ -1,0 +1,1 @@
+"""Record schemas and ML models: data set, training, evaluation, PMML export, repository."""

@@ -1,0 +1,1 @@
+"""The PMML model server (aiohttp) and its process pool."""

@@ -1,0 +1,1 @@
+"""State and storage: Faust tables (windowed statistics) and ClickHouse DDL."""
