@@ -1,0 +1,197 @@
+"""What a PMML document promises its callers: inputs in order and outputs.
+
+The stream's record schema and the model server's request validation come
+from the PMML, not from code, so a model with other inputs needs no code
+change. This module reads that promise: each input's name, type, valid
+interval and missing/invalid value treatment (DataDictionary + the model's
+MiningSchema, in MiningSchema order), the target and the output fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.errors import ExportError
+
+__all__ = ["InputField", "OutputField", "PmmlSchema", "read_schema"]
+
+logger = logging.getLogger(__name__)
+
+#: Top-level elements that hold a model (PMML 4.x); the first one present is read.
+MODEL_ELEMENTS = (
+    "TreeModel",
+    "MiningModel",
+    "RegressionModel",
+    "GeneralRegressionModel",
+    "NeuralNetwork",
+    "SupportVectorMachineModel",
+    "NaiveBayesModel",
+    "Scorecard",
+    "RuleSetModel",
+    "NearestNeighborModel",
+)
+
+
+@dataclass(frozen=True)
+class InputField:
+    """One active input of the model."""
+
+    name: str
+    data_type: str  #: PMML dataType: "double", "float", "integer", "string", ...
+    optype: str  #: "continuous", "categorical" or "ordinal"
+    valid_min: float | None  #: lower bound of the declared Interval, None if none
+    valid_max: float | None  #: upper bound of the declared Interval, None if none
+    missing_value_treatment: str | None  #: PMML spelling, e.g. "asMedian"; None = as is
+    missing_value_replacement: str | None  #: the value a missing input becomes
+    invalid_value_treatment: (
+        str  #: "returnInvalid" (PMML's default), "asIs", "asMissing", ...
+    )
+
+    def accepts(self, value: float) -> bool:
+        """Whether ``value`` lies in the declared valid interval (closed at both ends)."""
+        if self.valid_min is not None and value < self.valid_min:
+            return False
+        return not (self.valid_max is not None and value > self.valid_max)
+
+
+@dataclass(frozen=True)
+class OutputField:
+    """One field of the model's answer, e.g. ``probability(1)`` or the predicted label."""
+
+    name: str
+    feature: str  #: PMML feature: "probability", "predictedValue", ...
+    value: str | None  #: the class a probability is of; None for other features
+    data_type: str | None
+
+
+@dataclass(frozen=True)
+class PmmlSchema:
+    """Inputs (in MiningSchema order), target and outputs of one PMML model."""
+
+    version: str
+    model_element: str
+    function_name: str
+    inputs: tuple[InputField, ...]
+    target: str | None
+    target_values: tuple[str, ...]
+    outputs: tuple[OutputField, ...]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [field.name for field in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [field.name for field in self.outputs]
+
+    def probability_fields(self) -> dict[str, str]:
+        """Class value -> name of the output field holding its probability."""
+        return {
+            field.value: field.name
+            for field in self.outputs
+            if field.feature == "probability" and field.value is not None
+        }
+
+    def label_field(self) -> str | None:
+        """Name of the output field holding the predicted label, if the PMML has one."""
+        for field in self.outputs:
+            if field.feature == "predictedValue":
+                return field.name
+        return None
+
+
+def _namespace(root: ET.Element) -> str:
+    return root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
+
+
+def _float_or_none(text: str | None) -> float | None:
+    return None if text is None else float(text)
+
+
+def read_schema(source: Path | bytes | str) -> PmmlSchema:
+    """Read the schema of the PMML at ``source`` (a path, or the document's bytes/text)."""
+    try:
+        if isinstance(source, Path):
+            root = ET.parse(source).getroot()
+        else:
+            root = ET.fromstring(source)
+    except (OSError, ET.ParseError) as exc:
+        raise ExportError(
+            f"cannot read PMML {source if isinstance(source, Path) else ''}: {exc}"
+        ) from exc
+    ns = _namespace(root)
+    q = (lambda tag: f"{{{ns}}}{tag}") if ns else (lambda tag: tag)
+    if root.tag != q("PMML"):
+        raise ExportError(f"not a PMML document (root element {root.tag})")
+
+    data_fields = {field.get("name"): field for field in root.iter(q("DataField"))}
+    model = next(
+        (el for el in root if el.tag in {q(name) for name in MODEL_ELEMENTS}), None
+    )
+    if model is None:
+        raise ExportError("the PMML holds no model element")
+    mining_schema = model.find(q("MiningSchema"))
+    if mining_schema is None:
+        raise ExportError("the PMML model has no MiningSchema")
+
+    inputs: list[InputField] = []
+    target: str | None = None
+    for mining_field in mining_schema.findall(q("MiningField")):
+        name = mining_field.get("name", "")
+        usage = mining_field.get("usageType", "active")
+        if usage in {"target", "predicted"}:
+            target = name
+            continue
+        if usage != "active":
+            continue
+        data_field = data_fields.get(name)
+        if data_field is None:
+            raise ExportError(f"MiningField {name!r} has no DataField")
+        interval = data_field.find(q("Interval"))
+        inputs.append(
+            InputField(
+                name=name,
+                data_type=data_field.get("dataType", "double"),
+                optype=data_field.get("optype", "continuous"),
+                valid_min=_float_or_none(
+                    None if interval is None else interval.get("leftMargin")
+                ),
+                valid_max=_float_or_none(
+                    None if interval is None else interval.get("rightMargin")
+                ),
+                missing_value_treatment=mining_field.get("missingValueTreatment"),
+                missing_value_replacement=mining_field.get("missingValueReplacement"),
+                invalid_value_treatment=mining_field.get(
+                    "invalidValueTreatment", "returnInvalid"
+                ),
+            )
+        )
+
+    target_values: tuple[str, ...] = ()
+    if target is not None and target in data_fields:
+        target_values = tuple(
+            v.get("value", "") for v in data_fields[target].findall(q("Value"))
+        )
+
+    output = model.find(q("Output"))
+    outputs = tuple(
+        OutputField(
+            name=field.get("name", ""),
+            feature=field.get("feature", "predictedValue"),
+            value=field.get("value"),
+            data_type=field.get("dataType"),
+        )
+        for field in ([] if output is None else output.findall(q("OutputField")))
+    )
+    return PmmlSchema(
+        version=root.get("version", ""),
+        model_element=model.tag.removeprefix(q("")),
+        function_name=model.get("functionName", ""),
+        inputs=tuple(inputs),
+        target=target,
+        target_values=target_values,
+        outputs=outputs,
+    )
