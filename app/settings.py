@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     clickhouse_http_port: int = 8123
     """HTTP port of the local ClickHouse server."""
 
+    stack_timeout_s: float = 120.0
+    """Seconds a local service may take to answer after start, or to exit after SIGTERM before SIGKILL."""
+
     # --- Kafka (clients) ---------------------------------------------------
     kafka_bootstrap: str = ""
     """Kafka bootstrap servers, comma-separated host:port; default 127.0.0.1:<kafka_port>."""
