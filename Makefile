@@ -6,18 +6,38 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PYTEST_ARGS ?= -ra
 
 .PHONY: install demo test lint clean
 
 install: $(STAMP)
 
+# The venv is created once; a python3 without a working venv module (Debian
+# without python3-venv) gets one from virtualenv, which pip installs into a
+# scratch folder (a --target install is allowed even where PEP 668 forbids
+# touching the system's packages).
+$(BIN)/python:
+	@echo "==> creating $(VENV) with $(PYTHON)"
+	@$(PYTHON) -m venv $(VENV) || { \
+	  echo "==> $(PYTHON) -m venv failed: bootstrapping virtualenv instead"; \
+	  rm -rf $(VENV) build/virtualenv; \
+	  $(PYTHON) -m pip install --quiet --target build/virtualenv virtualenv && \
+	  PYTHONPATH=build/virtualenv $(PYTHON) -m virtualenv $(VENV); }
+
 # Re-install only when the declared dependencies change.
-$(STAMP): setup.cfg constraints.txt pyproject.toml
+$(STAMP): setup.cfg constraints.txt pyproject.toml | $(BIN)/python
 	@echo "==> installing Python packages into $(VENV)"
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/riskstream demo
+
+# The stack is stopped on every way out (pass, fail, Ctrl-C) and the exit
+# code is pytest's (or `stack up`'s when the stack cannot start).
+test: $(STAMP)
+	@trap '$(BIN)/riskstream stack down' EXIT; trap 'exit 130' INT TERM; \
+	$(BIN)/riskstream stack up && $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,161 @@
+"""The stack's services without running them: configs, ids, ports, progress parsing."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from app.settings import Settings
+from stack.broker import KafkaService, downloaded_bytes, new_cluster_id
+from stack.errors import PortInUse, ServiceDidNotStart
+from stack.service import ServiceStatus, render_conf
+from stack.warehouse import ClickHouseService
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        stack_dir=tmp_path / "stack",
+        kafka_port=19192,
+        kafka_controller_port=19193,
+        clickhouse_port=19100,
+        clickhouse_http_port=19123,
+    )
+
+
+def test_kafka_server_properties_carry_the_configured_ports_and_data_dir(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "server.properties"
+    render_conf(
+        "server.properties",
+        target,
+        port=19192,
+        controller_port=19193,
+        data_dir=tmp_path / "data",
+    )
+    properties = dict(
+        line.split("=", 1)
+        for line in target.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert (
+        properties["listeners"]
+        == "PLAINTEXT://127.0.0.1:19192,CONTROLLER://127.0.0.1:19193"
+    )
+    assert properties["controller.quorum.voters"] == "1@127.0.0.1:19193"
+    assert properties["log.dirs"] == str(tmp_path / "data")
+    assert properties["auto.create.topics.enable"] == "false"
+
+
+def test_clickhouse_config_is_valid_xml_with_the_configured_ports(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "config.xml"
+    render_conf(
+        "clickhouse-config.xml",
+        target,
+        port=19100,
+        http_port=19123,
+        data_dir=tmp_path / "data",
+        users_config=tmp_path / "users.xml",
+    )
+    root = ET.parse(target).getroot()
+    assert root.tag == "yandex"  # the root element ClickHouse 18.16 requires
+    assert root.findtext("tcp_port") == "19100"
+    assert root.findtext("http_port") == "19123"
+    assert root.findtext("listen_host") == "127.0.0.1"
+    assert root.findtext("path") == f"{tmp_path / 'data'}/"
+
+
+def test_every_packaged_config_renders_without_leftover_placeholders(
+    tmp_path: Path,
+) -> None:
+    values = {
+        "port": 1,
+        "controller_port": 2,
+        "http_port": 3,
+        "data_dir": tmp_path,
+        "users_config": tmp_path,
+    }
+    for name in ("server.properties", "clickhouse-config.xml", "clickhouse-users.xml"):
+        render_conf(name, tmp_path / name, **values)
+        assert "${" not in (tmp_path / name).read_text()
+
+
+def test_cluster_ids_look_like_kafkas() -> None:
+    for _ in range(200):
+        cluster_id = new_cluster_id()
+        assert len(cluster_id) == 22 and not cluster_id.startswith("-")
+        assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+def test_maven_download_lines_are_counted_with_their_size() -> None:
+    line = "[INFO] Downloaded from central: https://repo.maven.apache.org/maven2/a/b.jar (5.9 MB at 12 MB/s)"
+    assert downloaded_bytes(line) == pytest.approx(5.9e6)
+    assert (
+        downloaded_bytes(
+            "[INFO] Downloaded from central: https://x/y.pom (750 B at 3.1 kB/s)"
+        )
+        == 750
+    )
+    assert downloaded_bytes("[INFO] Downloading from central: https://x/y.pom") is None
+
+
+def test_services_live_under_the_stack_dir_and_use_the_configured_ports(
+    settings: Settings,
+) -> None:
+    root = settings.stack_dir.resolve()
+    kafka, clickhouse = KafkaService(settings, root), ClickHouseService(settings, root)
+    assert kafka.address == "127.0.0.1:19192"
+    assert clickhouse.address == "127.0.0.1:19100"
+    assert clickhouse.details() == "http 127.0.0.1:19123"
+    for service in (kafka, clickhouse):
+        assert service.pid_file.marker == str(service.config_path)
+        assert service.config_path.is_relative_to(root)
+        assert service.log_path == root / "logs" / f"{service.name}.log"
+
+
+async def test_a_port_taken_by_a_stranger_is_reported_with_the_variable_to_change(
+    settings: Settings,
+) -> None:
+    with socket.socket() as stranger:
+        stranger.bind(("127.0.0.1", 0))
+        stranger.listen()
+        port = stranger.getsockname()[1]
+        taken = settings.model_copy(update={"clickhouse_http_port": port})
+        service = ClickHouseService(taken, taken.stack_dir.resolve())
+        with pytest.raises(
+            PortInUse, match=f"port {port} \\(http\\).*RISKSTREAM_CLICKHOUSE_HTTP_PORT"
+        ):
+            await service.launch()
+    assert not service.pid_file.path.exists()
+
+
+def test_a_failed_start_shows_the_end_of_the_log() -> None:
+    error = ServiceDidNotStart("kafka exited with code 1", ["first", "last"])
+    assert (
+        str(error)
+        == "kafka exited with code 1\n  last 2 lines of its log:\n    first\n    last"
+    )
+
+
+@pytest.mark.parametrize(
+    ("pid", "answers", "state"),
+    [
+        (12, True, "up"),
+        (None, False, "down"),
+        (12, False, "not answering"),
+        (None, True, "up (not ours)"),
+    ],
+)
+def test_status_states(pid: int | None, answers: bool, state: str) -> None:
+    status = ServiceStatus(
+        name="kafka", address="127.0.0.1:9092", pid=pid, answers=answers
+    )
+    assert status.state == state
+    assert status.line().split()[:3] == ["kafka", "127.0.0.1:9092", state.split()[0]]
