@@ -105,7 +105,9 @@ def complete_schema(pmml: bytes, dataset: Dataset, pipeline: PMMLPipeline) -> by
         field.get("name"): field for field in dictionary.findall(q("DataField"))
     }
     used_types = {
-        data_fields[n].get("dataType") for n in input_names if n in data_fields
+        data_fields[n].get("dataType", "double")
+        for n in input_names
+        if n in data_fields
     }
     data_type = used_types.pop() if len(used_types) == 1 else "double"
     for name in input_names:

@@ -73,9 +73,11 @@ def _confusion_png(matrices: dict[str, list[list[int]]]) -> bytes:
         np.atleast_1d(all_axes), matrices.items(), strict=True
     ):
         axes.imshow(matrix, cmap="Blues")
-        for (row, column), count in np.ndenumerate(np.asarray(matrix)):
+        counts = np.asarray(matrix)
+        for (row, column), count in np.ndenumerate(counts):
+            colour = "white" if count > counts.max() / 2 else "black"
             axes.text(
-                column, row, f"{count} rows", ha="center", va="center", color="black"
+                column, row, f"{count} rows", ha="center", va="center", color=colour
             )
         axes.set(
             xticks=[0, 1],
@@ -125,7 +127,7 @@ def render_report(
         "roc.png": _roc_png(
             {
                 "hold-out": evaluation.holdout,
-                "10-fold CV, out of fold": evaluation.out_of_fold,
+                "10-fold CV, out of fold, pooled": evaluation.out_of_fold,
             }
         ),
         "confusion_matrix.png": _confusion_png(

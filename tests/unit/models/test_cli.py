@@ -1,0 +1,96 @@
+"""`riskstream train` and `riskstream models list|show|promote` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+from models.pmml_schema import read_schema
+from models.repository import ModelRepository
+
+
+@pytest.fixture
+def repo(tmp_path: Path, session_root: Path) -> Path:
+    """A private copy of the session repository (breast-cancer:1, current)."""
+    copy = tmp_path / "repository"
+    shutil.copytree(session_root, copy)
+    return copy
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def test_train_diagnostic_data_gives_a_30_input_model(repo: Path) -> None:
+    code, output = run(
+        "train", "--dataset", "wisconsin-diagnostic", "--repository", str(repo)
+    )
+    assert code == 0, output
+    assert "evaluation: cross-validation fold 10/10" in output  # progress
+    assert "parity: PMML == scikit-learn on all 569 rows" in output
+    saved = ModelRepository(repo).current("breast-cancer-diagnostic")
+    schema = read_schema(saved.pmml_path)
+    assert len(schema.inputs) == 30
+    assert schema.input_names[:2] == ["mean_radius", "mean_texture"]
+    assert {f.invalid_value_treatment for f in schema.inputs} == {"asIs"}
+    assert all(
+        f.valid_min is not None and f.valid_min < f.valid_max for f in schema.inputs
+    )
+
+
+def test_list_marks_the_current_version(repo: Path) -> None:
+    code, output = run("models", "--repository", str(repo), "list")
+    assert code == 0, output
+    assert "* breast-cancer:1" in output and "wisconsin-original" in output
+
+
+def test_show_prints_the_card(repo: Path) -> None:
+    code, output = run("models", "--repository", str(repo), "show", "breast-cancer")
+    assert code == 0, output
+    assert "breast-cancer:1 (current)" in output
+    assert "bare_nuclei" in output and "asMedian" in output
+    code, output = run(
+        "models", "--repository", str(repo), "show", "breast-cancer:1", "--json"
+    )
+    assert json.loads(output)["version"] == 1
+
+
+def test_promote_moves_current_and_unknown_version_fails_cleanly(repo: Path) -> None:
+    shutil.copytree(repo / "breast-cancer" / "1", repo / "breast-cancer" / "2")
+    code, output = run(
+        "models", "--repository", str(repo), "promote", "breast-cancer:2"
+    )
+    assert code == 0, output
+    assert ModelRepository(repo).current_version("breast-cancer") == 2
+    code, output = run(
+        "models", "--repository", str(repo), "promote", "breast-cancer:7"
+    )
+    assert code == 1
+    assert "Error: unknown version 7 of model 'breast-cancer'" in output
+    code, output = run("models", "--repository", str(repo), "promote", "breast-cancer")
+    assert code == 2 and "expected NAME:VERSION" in output
+
+
+def test_repository_comes_from_the_environment(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.settings import get_settings
+
+    monkeypatch.setenv("RISKSTREAM_MODEL_REPOSITORY", str(repo))
+    get_settings.cache_clear()
+    try:
+        code, output = run("models", "list")
+    finally:
+        get_settings.cache_clear()
+    assert code == 0 and "breast-cancer:1" in output
+
+
+def test_empty_repository_says_how_to_fill_it(tmp_path: Path) -> None:
+    code, output = run("models", "--repository", str(tmp_path), "list")
+    assert code == 0 and "run `riskstream train`" in output
