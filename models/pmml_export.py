@@ -27,6 +27,7 @@ from sklearn2pmml.pipeline import PMMLPipeline
 from models.dataset import Dataset
 from models.errors import ExportError
 from models.pmml_schema import MODEL_ELEMENTS
+from models.training import DOMAINS_STEP
 
 __all__ = ["LABEL_OUTPUT", "complete_schema", "export_pmml"]
 
@@ -49,7 +50,7 @@ _PMML_TREATMENT = {
 
 def _domains(pipeline: PMMLPipeline) -> dict[str, ContinuousDomain]:
     """Input name -> its fitted domain decorator (the source of the declared treatments)."""
-    columns = pipeline.named_steps["domains"]
+    columns = pipeline.named_steps[DOMAINS_STEP]
     return {
         name: domain for name, domain, _ in columns.transformers_ if name != "remainder"
     }

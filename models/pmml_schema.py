@@ -16,7 +16,7 @@ from pathlib import Path
 
 from models.errors import ExportError
 
-__all__ = ["InputField", "OutputField", "PmmlSchema", "read_schema"]
+__all__ = ["MODEL_ELEMENTS", "InputField", "OutputField", "PmmlSchema", "read_schema"]
 
 logger = logging.getLogger(__name__)
 

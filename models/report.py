@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
 from models.evaluation import METRICS, Evaluation, Scores
+from models.training import CLASSIFIER_STEP
 
 __all__ = ["REPORT_FILE", "feature_importances", "render_report"]
 
@@ -30,7 +31,7 @@ def feature_importances(
     pipeline: Any, names: list[str]
 ) -> tuple[dict[str, float], str]:
     """Input -> importance, and what "importance" means for this estimator."""
-    classifier = pipeline.named_steps["classifier"]
+    classifier = pipeline.named_steps[CLASSIFIER_STEP]
     if hasattr(classifier, "feature_importances_"):
         values = classifier.feature_importances_
         meaning = "mean decrease in Gini impurity"

@@ -30,7 +30,13 @@ from typing import Any
 
 from models.errors import RepositoryError
 
-__all__ = ["CURRENT_FILE", "ModelRepository", "ModelVersion", "RepositoryError"]
+__all__ = [
+    "CURRENT_FILE",
+    "ModelRepository",
+    "ModelVersion",
+    "RepositoryError",
+    "check_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +77,8 @@ class ModelVersion:
         return card
 
 
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
+    """``name`` if it can name a model (a folder and part of "name:version"), else an error."""
     if not _NAME.match(name):
         raise RepositoryError(
             f"invalid model name {name!r}: use 1-64 lowercase letters, digits, '.', '_' or '-', "
@@ -119,7 +126,7 @@ class ModelRepository:
         )
 
     def _model_dir(self, name: str) -> Path:
-        model_dir = self.root / _check_name(name)
+        model_dir = self.root / check_name(name)
         if not model_dir.is_dir() or not self._version_numbers(model_dir):
             known = ", ".join(self.names()) or "none"
             raise RepositoryError(
@@ -219,7 +226,7 @@ class ModelRepository:
         The card gains ``name`` and ``version``. The folder is complete before
         it becomes visible; two concurrent saves get different versions.
         """
-        _check_name(name)
+        check_name(name)
         if PMML_FILE not in files:
             raise RepositoryError(f"a model version needs {PMML_FILE}")
         for filename in files:

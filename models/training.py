@@ -26,9 +26,20 @@ from sklearn2pmml.pipeline import PMMLPipeline
 
 from models.dataset import Dataset
 
-__all__ = ["ALGORITHMS", "TrainingParams", "fit_pipeline", "missing_value_replacements"]
+__all__ = [
+    "ALGORITHMS",
+    "CLASSIFIER_STEP",
+    "DOMAINS_STEP",
+    "TrainingParams",
+    "fit_pipeline",
+    "missing_value_replacements",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Pipeline step names the PMML export and the report look up.
+DOMAINS_STEP = "domains"
+CLASSIFIER_STEP = "classifier"
 
 #: ``--algorithm`` choice -> what it means, for --help and the report.
 ALGORITHMS: dict[str, str] = {
@@ -132,11 +143,11 @@ def fit_pipeline(
     fold never sees its test rows' values.
     """
     steps: list[tuple[str, Any]] = [
-        ("domains", _domains(dataset, missing_value_replacements(X)))
+        (DOMAINS_STEP, _domains(dataset, missing_value_replacements(X)))
     ]
     if params.algorithm == "logistic":
         steps.append(("scaler", StandardScaler()))
-    steps.append(("classifier", _estimator(params)))
+    steps.append((CLASSIFIER_STEP, _estimator(params)))
     pipeline = PMMLPipeline(steps)
     pipeline.fit(X[dataset.feature_names], y)
     return pipeline

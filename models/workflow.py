@@ -19,7 +19,7 @@ from models.parity import ParityReport, check_parity
 from models.pmml_export import export_pmml
 from models.pmml_schema import read_schema
 from models.report import feature_importances, render_report
-from models.repository import PMML_FILE, ModelRepository, ModelVersion
+from models.repository import PMML_FILE, ModelRepository, ModelVersion, check_name
 from models.training import TrainingParams, fit_pipeline
 
 __all__ = ["CV_FOLDS", "TrainingResult", "train_model"]
@@ -56,7 +56,9 @@ def train_model(
     from scikit-learn.
     """
     started = time.perf_counter()
-    name = name or dataset.default_model_name
+    name = check_name(
+        name or dataset.default_model_name
+    )  # fail before the work, not after
     progress(
         f"data: {dataset.title}, {len(dataset.X)} rows x {len(dataset.features)} inputs, "
         f"{dataset.missing_cells} missing cells"
