@@ -190,6 +190,7 @@ class LocalService(abc.ABC):
                     f"process this stack did not start; stop that process or set {listener.variable}"
                 )
         await self.prepare()
+        self.home.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
@@ -226,12 +227,14 @@ class LocalService(abc.ABC):
             if await self.answers():
                 break
             if time.monotonic() >= deadline:
+                # The log's end before stopping it: why it hangs, not how it shut down.
+                log_tail = tail(self.log_path, LOG_TAIL_LINES)
                 await terminate(launch.pid, self.timeout_s)
                 self.pid_file.remove()
                 raise ServiceDidNotStart(
                     f"{self.name} did not answer at {self.address} within {self.timeout_s:.0f} s "
                     f"(RISKSTREAM_STACK_TIMEOUT_S); stopped it (log: {self.log_path})",
-                    tail(self.log_path, LOG_TAIL_LINES),
+                    log_tail,
                 )
             await asyncio.sleep(_PROBE_INTERVAL_S)
         if launch.started_now:
