@@ -1,6 +1,6 @@
 """Progress of long steps (downloads, installs, waits) on stderr.
 
-On a terminal one line is rewritten in place; in a log (CI, ``make``
+On a terminal one transient line is rewritten in place; in a log (CI, ``make``
 piped to a file) a line is printed at most every few seconds, so a slow
 step is visibly alive without flooding the output.
 """
@@ -32,7 +32,9 @@ class Progress:
     def update(self, text: str) -> None:
         now = time.monotonic()
         if self.interactive:
-            self.stream.write("\r" + text.ljust(self._width))
+            # The cursor goes back to the line's start, so that a log line
+            # written meanwhile overwrites the progress instead of following it.
+            self.stream.write(text.ljust(self._width) + "\r")
             self._width = len(text)
             self.stream.flush()
         elif now - self._last_shown >= _LOG_INTERVAL_S:
@@ -41,9 +43,9 @@ class Progress:
             self.stream.flush()
 
     def done(self) -> None:
-        """End the line so that what follows starts on a fresh one."""
+        """Erase the progress line on a terminal (it was transient); reset the pacing."""
         if self.interactive and self._width:
-            self.stream.write("\n")
+            self.stream.write(" " * self._width + "\r")
             self.stream.flush()
         self._width = 0
         self._last_shown = 0.0
