@@ -69,6 +69,25 @@ class Settings(BaseSettings):
     model_token: SecretStr = SecretStr("")
     """Token the model servers require in X-Auth-Token; empty disables auth."""
 
+    # --- model servers ---------------------------------------------------------
+    model_server_host: str = "127.0.0.1"
+    """Interface the model servers listen on."""
+
+    model_server_port: int = 8501
+    """Port of the first model server; replica i of the pool listens on this port + i."""
+
+    model_server_replicas: int = 1
+    """Number of model-server processes `riskstream serve` starts."""
+
+    model_max_body_bytes: int = 4 * 1024 * 1024
+    """Largest request body (bytes) a model server reads; a larger one gets HTTP 413."""
+
+    model_poll_interval_s: float = 1.0
+    """Seconds between two checks of the repository's CURRENT pointer (hot reload)."""
+
+    model_drain_timeout_s: float = 10.0
+    """Seconds a model server waits for in-flight requests after SIGTERM before it exits."""
+
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
         if not self.kafka_bootstrap:

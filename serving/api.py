@@ -1,0 +1,452 @@
+"""The model server's HTTP API (aiohttp): the reference's predict, KServe V2, status, metrics.
+
+Routes (``{name}`` is the served name, e.g. ``m``):
+
+* ``POST /v1/models/{name}:predict`` and ``/v1/models/{name}/versions/{v}:predict``:
+  the reference's ``{"instances": [...]}`` -> ``{"predictions": [...]}``.
+* ``GET /v1/models/{name}`` (``/versions/{v}``): TF Serving's status plus the
+  PMML's input schema.
+* ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/{name}``
+  (``/ready``), ``POST /v2/models/{name}/infer``, ``POST /v2/repository/index``,
+  ``POST /v2/repository/models/{name}/load``: the Open Inference Protocol.
+* ``GET /metrics``: Prometheus.
+
+The ``:predict`` verb is part of the last path segment, so it is matched as
+``{name}`` and split on its last colon here rather than in the route
+pattern. Every error is ``{"error": "<reason>"}`` with a 4xx status; the
+middleware turns anything unexpected into a logged 500, which the fuzz test
+proves no request can reach.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serving.auth import TOKEN_HEADER, TokenCheck
+from serving.errors import BadRequest, ModelNotFound, PayloadTooLarge, ServingError
+from serving.loader import ModelRegistry, ServedModel
+from serving.metrics import ServerMetrics
+from serving.model import BatchResult, LoadedModel
+from serving.status import tf_serving_status, v2_metadata
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+REGISTRY = web.AppKey("registry", ModelRegistry)
+METRICS = web.AppKey("metrics", ServerMetrics)
+TOKEN = web.AppKey("token", TokenCheck)
+MAX_BODY = web.AppKey("max_body_bytes", int)
+
+#: Routes anyone may call (health and metrics); every other route needs the token.
+OPEN_ROUTES = frozenset({"v2_server", "v2_live", "v2_ready", "metrics"})
+
+#: HTTP status -> error kind, for errors aiohttp raises itself.
+_HTTP_KINDS = {
+    400: "bad_request",
+    404: "not_found",
+    405: "bad_request",
+    413: "too_large",
+}
+
+_JSON = "application/json"
+_SERVER_NAME = "riskstream"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, content_type=_JSON)
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return _json({"error": reason}, status)
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Token check, JSON errors, latency and in-flight accounting around every route."""
+    metrics = request.app[METRICS]
+    route = request.match_info.route.name or "unmatched"
+    started = time.perf_counter()
+    metrics.in_flight.inc()
+    try:
+        if route not in OPEN_ROUTES and route != "unmatched":
+            request.app[TOKEN].verify(request.headers.get(TOKEN_HEADER))
+        return await handler(request)
+    except ServingError as exc:
+        metrics.errors.labels(exc.kind).inc()
+        return _error(exc.status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        metrics.errors.labels(_HTTP_KINDS.get(exc.status, "bad_request")).inc()
+        reason = (
+            exc.reason if exc.status != 405 else f"{request.method} is not allowed here"
+        )
+        return _error(exc.status, f"{reason}: {request.method} {request.path}")
+    except Exception:
+        logger.exception("internal error on %s %s", request.method, request.path)
+        metrics.errors.labels("internal").inc()
+        return _error(500, "internal error (logged by the server)")
+    finally:
+        metrics.in_flight.dec()
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
+# --- request bodies ----------------------------------------------------------------
+async def _body(request: web.Request) -> Any:
+    """The request's JSON body (413 over the size limit, 400 if it is not JSON)."""
+    limit = request.app[MAX_BODY]
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(
+            f"request body of {request.content_length} bytes exceeds {limit} bytes"
+        )
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(f"request body exceeds {limit} bytes") from exc
+    if not raw:
+        raise BadRequest("empty request body: expected a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from exc
+
+
+def _instances(body: Any) -> list[Any]:
+    if not isinstance(body, dict):
+        raise BadRequest(
+            'the body must be a JSON object like {"instances": [{...}, ...]}'
+        )
+    unknown = set(body) - {"instances", "signature_name"}
+    if unknown:
+        raise BadRequest(
+            f'unknown top-level key(s) {sorted(unknown)}: expected "instances"'
+        )
+    instances = body.get("instances")
+    if not isinstance(instances, list):
+        raise BadRequest('"instances" must be a JSON array of objects')
+    return instances
+
+
+def _served(request: web.Request, name: str) -> ServedModel:
+    return request.app[REGISTRY].get(name)
+
+
+def _model(served: ServedModel, version: str | None) -> LoadedModel:
+    model = served.current
+    if version is not None and version != model.version:
+        raise ModelNotFound(
+            f"model {served.served_name!r} version {version!r} is not loaded "
+            f"(serving version {model.version})"
+        )
+    return model
+
+
+def _split_verb(segment: str, verb: str) -> str:
+    """``"m:predict"`` -> ``"m"``; the verb is what follows the last colon."""
+    name, colon, found = segment.rpartition(":")
+    if not colon or found != verb:
+        raise ModelNotFound(f"unknown endpoint {segment!r}: expected <name>:{verb}")
+    return name
+
+
+# --- the reference's predict, TF Serving status ----------------------------------------
+async def _score(
+    request: web.Request, served: ServedModel, model: LoadedModel, instances: list[Any]
+) -> BatchResult:
+    result = await model.score(instances)
+    request.app[METRICS].count_batch(
+        served.served_name,
+        model.version,
+        len(result.scored) - _refused(result),
+        result.invalid_rows,
+    )
+    return result
+
+
+def _refused(result: BatchResult) -> int:
+    no_result = result.scores.no_result if result.scores is not None else None
+    return 0 if no_result is None else int(no_result.sum())
+
+
+async def v1_predict(request: web.Request) -> web.Response:
+    served = _served(request, _split_verb(request.match_info["name"], "predict"))
+    model = _model(served, None)
+    result = await _score(request, served, model, _instances(await _body(request)))
+    return _json({"predictions": model.predictions(result)})
+
+
+async def v1_version_predict(request: web.Request) -> web.Response:
+    served = _served(request, request.match_info["name"])
+    model = _model(served, _split_verb(request.match_info["version"], "predict"))
+    result = await _score(request, served, model, _instances(await _body(request)))
+    return _json({"predictions": model.predictions(result)})
+
+
+async def v1_status(request: web.Request) -> web.Response:
+    served = _served(request, request.match_info["name"])
+    return _json(tf_serving_status(served))
+
+
+async def v1_version_status(request: web.Request) -> web.Response:
+    served = _served(request, request.match_info["name"])
+    version = request.match_info["version"]
+    status = tf_serving_status(served, version)
+    if not status["model_version_status"]:
+        raise ModelNotFound(
+            f"model {served.served_name!r} has no version {version!r} here"
+        )
+    return _json(status)
+
+
+# --- Open Inference Protocol (KServe V2) ------------------------------------------------
+async def v2_server(request: web.Request) -> web.Response:
+    from importlib.metadata import version
+
+    return _json(
+        {
+            "name": _SERVER_NAME,
+            "version": version("riskstream"),
+            "extensions": ["model_repository"],
+        }
+    )
+
+
+async def v2_live(request: web.Request) -> web.Response:
+    return _json({"live": True})
+
+
+async def v2_ready(request: web.Request) -> web.Response:
+    ready = request.app[REGISTRY].ready
+    return _json({"ready": ready}, 200 if ready else 503)
+
+
+async def v2_model(request: web.Request) -> web.Response:
+    served = _served(request, request.match_info["name"])
+    _model(served, request.match_info.get("version"))
+    return _json(v2_metadata(served))
+
+
+async def v2_model_ready(request: web.Request) -> web.Response:
+    served = _served(request, request.match_info["name"])
+    return _json(
+        {"name": served.served_name, "ready": served.ready},
+        200 if served.ready else 503,
+    )
+
+
+def _v2_columns(body: Any, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Columnar V2 ``inputs`` -> row instances: one tensor per input, or one [rows, inputs] tensor."""
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("inputs"), list)
+        or not body["inputs"]
+    ):
+        raise BadRequest(
+            'the body must be a JSON object with a non-empty "inputs" array'
+        )
+    tensors = body["inputs"]
+    for tensor in tensors:
+        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+            raise BadRequest("every input tensor needs a name")
+        if not isinstance(tensor.get("data"), list):
+            raise BadRequest(f"input {tensor['name']!r} needs a data array")
+    if len(tensors) == 1 and tensors[0]["name"] not in names:
+        rows = _rows_of(tensors[0], len(names))
+        return [dict(zip(names, row, strict=True)) for row in rows]
+    columns: dict[str, list[Any]] = {}
+    for tensor in tensors:
+        if tensor["name"] not in names:
+            raise BadRequest(
+                f"unknown input {tensor['name']!r}; the model's inputs are {', '.join(names)}"
+            )
+        columns[tensor["name"]] = _flat(tensor["data"])
+    lengths = {len(column) for column in columns.values()}
+    if len(lengths) != 1:
+        raise BadRequest("input tensors have different lengths")
+    return [
+        dict(zip(columns, row, strict=True))
+        for row in zip(*columns.values(), strict=True)
+    ]
+
+
+def _flat(data: list[Any]) -> list[Any]:
+    """A [n] or [n, 1] tensor's data as one list."""
+    if data and all(isinstance(item, list) for item in data):
+        if any(len(item) != 1 for item in data):
+            raise BadRequest("a per-input tensor must have shape [rows] or [rows, 1]")
+        return [item[0] for item in data]
+    return data
+
+
+def _rows_of(tensor: dict[str, Any], width: int) -> list[list[Any]]:
+    """A [rows, inputs] tensor (nested or flat row-major data) as rows."""
+    data = tensor["data"]
+    if data and all(isinstance(item, list) for item in data):
+        rows = data
+    elif len(data) % width == 0:
+        rows = [data[i : i + width] for i in range(0, len(data), width)]
+    else:
+        raise BadRequest(f"tensor {tensor['name']!r} must have shape [rows, {width}]")
+    if any(len(row) != width for row in rows):
+        raise BadRequest(f"tensor {tensor['name']!r} must have shape [rows, {width}]")
+    return rows
+
+
+async def v2_infer(request: web.Request) -> web.Response:
+    served = _served(request, request.match_info["name"])
+    model = _model(served, request.match_info.get("version"))
+    body = await _body(request)
+    result = await _score(
+        request, served, model, _v2_columns(body, model.encoder.names)
+    )
+    if result.errors:
+        shown = sorted(result.errors.items())[:5]
+        raise BadRequest(
+            f"{len(result.errors)} invalid row(s): "
+            + "; ".join(f"row {row}: {reason}" for row, reason in shown)
+        )
+    assert result.scores is not None or result.batch.rows == 0
+    labels = (
+        []
+        if result.scores is None
+        else [model.classes[i] for i in result.scores.labels.tolist()]
+    )
+    probabilities = (
+        [] if result.scores is None else result.scores.probabilities.T.tolist()
+    )
+    rows = result.batch.rows
+    outputs = [{"name": "label", "datatype": "BYTES", "shape": [rows], "data": labels}]
+    outputs += [
+        {
+            "name": f"probability({c})",
+            "datatype": "FP64",
+            "shape": [rows],
+            "data": column,
+        }
+        for c, column in zip(
+            model.classes, probabilities or [[]] * len(model.classes), strict=True
+        )
+    ]
+    requested = body.get("outputs")
+    if isinstance(requested, list) and requested:
+        wanted = [o.get("name") if isinstance(o, dict) else None for o in requested]
+        unknown = [w for w in wanted if w not in {o["name"] for o in outputs}]
+        if unknown:
+            raise BadRequest(f"unknown output(s) {unknown}")
+        outputs = [o for o in outputs if o["name"] in wanted]
+    answer = {
+        "model_name": served.served_name,
+        "model_version": model.version,
+        "outputs": outputs,
+    }
+    if isinstance(body.get("id"), str):
+        answer["id"] = body["id"]
+    return _json(answer)
+
+
+async def v2_repository_index(request: web.Request) -> web.Response:
+    return _json(
+        [
+            {
+                "name": served.served_name,
+                "version": served.current.version if served.ready else None,
+                "state": "READY" if served.ready else "UNAVAILABLE",
+                "reason": served.failure.reason if served.failure else "",
+            }
+            for served in request.app[REGISTRY]
+        ]
+    )
+
+
+async def v2_repository_load(request: web.Request) -> web.Response:
+    """Load a version now (default: what the source wants) and answer once it serves."""
+    served = _served(request, request.match_info["name"])
+    identity = None
+    if request.can_read_body:
+        body = await _body(request)
+        parameters = body.get("parameters") if isinstance(body, dict) else None
+        version = parameters.get("version") if isinstance(parameters, dict) else None
+        if version is not None:
+            identity = served.source.version(str(version))
+    model = await served.load(identity)
+    return _json(
+        {"name": served.served_name, "version": model.version, "state": "READY"}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    server_metrics = request.app[METRICS]
+    for served in registry:
+        if served.ready and served.current.version.isdigit():
+            server_metrics.loaded.labels(served.served_name).set(
+                int(served.current.version)
+            )
+    return web.Response(
+        body=generate_latest(server_metrics.registry),
+        headers={"Content-Type": CONTENT_TYPE_LATEST},
+    )
+
+
+def create_app(
+    registry: ModelRegistry,
+    *,
+    token: TokenCheck,
+    metrics_: ServerMetrics,
+    max_body_bytes: int,
+) -> web.Application:
+    """The server's aiohttp application over ``registry``."""
+    app = web.Application(middlewares=[_guard], client_max_size=max_body_bytes)
+    app[REGISTRY] = registry
+    app[METRICS] = metrics_
+    app[TOKEN] = token
+    app[MAX_BODY] = max_body_bytes
+    add = app.router.add_route
+    add("GET", "/v1/models/{name}", v1_status, name="v1_status")
+    add("POST", "/v1/models/{name}", v1_predict, name="v1_predict")
+    add(
+        "GET",
+        "/v1/models/{name}/versions/{version}",
+        v1_version_status,
+        name="v1_version_status",
+    )
+    add(
+        "POST",
+        "/v1/models/{name}/versions/{version}",
+        v1_version_predict,
+        name="v1_version_predict",
+    )
+    add("GET", "/v2", v2_server, name="v2_server")
+    add("GET", "/v2/health/live", v2_live, name="v2_live")
+    add("GET", "/v2/health/ready", v2_ready, name="v2_ready")
+    add("GET", "/v2/models/{name}", v2_model, name="v2_model")
+    add("GET", "/v2/models/{name}/ready", v2_model_ready, name="v2_model_ready")
+    add(
+        "GET", "/v2/models/{name}/versions/{version}", v2_model, name="v2_model_version"
+    )
+    add("POST", "/v2/models/{name}/infer", v2_infer, name="v2_infer")
+    add(
+        "POST",
+        "/v2/models/{name}/versions/{version}/infer",
+        v2_infer,
+        name="v2_infer_version",
+    )
+    add("POST", "/v2/repository/index", v2_repository_index, name="v2_repository_index")
+    add(
+        "POST",
+        "/v2/repository/models/{name}/load",
+        v2_repository_load,
+        name="v2_repository_load",
+    )
+    add("GET", "/metrics", metrics, name="metrics")
+    return app

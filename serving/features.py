@@ -1,0 +1,271 @@
+"""JSON instances -> the model's feature matrix, following the PMML's own rules.
+
+Everything a request may get wrong about a single row is decided here, from
+the PMML's MiningSchema and DataDictionary rather than from code: the field
+names (or the reference's positional ``_c0``..``_cN``, i.e. the PMML's inputs
+in order), numbers only, the valid interval and what to do outside it
+(``invalidValueTreatment``), and what a missing value becomes
+(``missingValueTreatment`` + ``missingValueReplacement``). A bad row gets a
+reason and the other rows are scored, as in Openscoring's batch mode.
+
+The whole batch is converted column by column with numpy: the common case
+(every row a dict of plain numbers) costs one list comprehension and one
+array conversion per input; only rows that need an explanation take the
+per-value path.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.pmml_schema import InputField, PmmlSchema
+from serving.errors import ModelLoadError
+
+__all__ = ["EncodedBatch", "FeatureEncoder", "positional_name"]
+
+logger = logging.getLogger(__name__)
+
+#: Value types that numpy converts to float64 exactly as Python's float() does.
+_PLAIN_NUMBER_TYPES = frozenset({int, float, type(None)})
+
+#: A number written as a string ("3", " 2.5 ", "-1e3"); not "nan", "inf" or "1_000".
+_NUMERIC_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+_NUMERIC_TYPES = frozenset({"double", "float", "integer"})
+
+#: invalidValueTreatment -> what the encoder does with an invalid value.
+_ON_INVALID = {"returnInvalid": "reject", "asIs": "keep", "asMissing": "missing"}
+
+
+def positional_name(index: int) -> str:
+    """The reference's name for the ``index``-th input (Spark's default column names)."""
+    return f"_c{index}"
+
+
+@dataclass
+class EncodedBatch:
+    """A request's rows as model inputs.
+
+    ``values`` holds one row per instance in the PMML's input order, with
+    missing values already replaced; rows listed in ``errors`` must not be
+    scored. ``unresolved`` marks rows that still hold a missing value the PMML
+    gives no replacement for (the model itself decides what that means).
+    """
+
+    values: np.ndarray
+    errors: dict[int, str]
+    unresolved: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return int(self.values.shape[0])
+
+
+def _interval(field: InputField) -> str:
+    low = "-inf" if field.valid_min is None else repr(field.valid_min)
+    high = "inf" if field.valid_max is None else repr(field.valid_max)
+    return f"[{low}, {high}]"
+
+
+def _parse_value(value: Any) -> float | str:
+    """One JSON value -> a float (NaN = missing), or the reason it is not a number."""
+    if value is None:
+        return math.nan
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        try:
+            return float(value)
+        except OverflowError:
+            return f"{value} is too large"
+    if kind is str:
+        if not value.strip():
+            return math.nan
+        if _NUMERIC_TEXT.fullmatch(value):
+            number = float(value)
+            return number if math.isfinite(number) else f"{value!r} is too large"
+        return f"{_shorten(value)!r} is not a number"
+    if kind is bool:
+        return f"{str(value).lower()} is not a number"
+    return f"a JSON {_json_kind(value)} is not a number"
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "object", list: "array"}.get(type(value), type(value).__name__)
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class FeatureEncoder:
+    """Turns a batch of JSON instances into a validated float matrix for one PMML."""
+
+    def __init__(self, schema: PmmlSchema) -> None:
+        fields = schema.inputs
+        if not fields:
+            raise ModelLoadError("the PMML declares no active input field")
+        for field in fields:
+            if field.optype != "continuous" or field.data_type not in _NUMERIC_TYPES:
+                raise ModelLoadError(
+                    f"input {field.name!r} is {field.optype} {field.data_type}: the model "
+                    "server accepts continuous numeric inputs only"
+                )
+            if field.invalid_value_treatment not in _ON_INVALID:
+                raise ModelLoadError(
+                    f"input {field.name!r}: invalidValueTreatment="
+                    f"{field.invalid_value_treatment!r} is not supported"
+                )
+        self.fields = fields
+        self.names: tuple[str, ...] = tuple(field.name for field in fields)
+        self.positional_names: tuple[str, ...] = tuple(
+            positional_name(i) for i in range(len(fields))
+        )
+        self._column_of: dict[str, int] = {
+            name: i for i, name in enumerate(self.positional_names)
+        }
+        # A PMML whose inputs are themselves called _c<i> keeps its own meaning.
+        self._column_of.update({name: i for i, name in enumerate(self.names)})
+        self._named = frozenset(self.names)
+        self._positional = frozenset(self.positional_names)
+
+        self._low = np.array(
+            [-np.inf if f.valid_min is None else f.valid_min for f in fields]
+        )
+        self._high = np.array(
+            [np.inf if f.valid_max is None else f.valid_max for f in fields]
+        )
+        self._integer = np.array([f.data_type == "integer" for f in fields])
+        self._on_invalid = [_ON_INVALID[f.invalid_value_treatment] for f in fields]
+        self._replacement = np.array(
+            [
+                np.nan
+                if f.missing_value_replacement is None
+                else float(f.missing_value_replacement)
+                for f in fields
+            ]
+        )
+        self._missing_rejected = np.array(
+            [f.missing_value_treatment == "returnInvalid" for f in fields]
+        )
+        self._has_replacement = bool(np.isfinite(self._replacement).any())
+        self.replaces_every_missing_value = bool(np.isfinite(self._replacement).all())
+
+    # --- the batch -----------------------------------------------------------
+    def encode(self, instances: list[Any]) -> EncodedBatch:
+        """Encode ``instances`` (a JSON array of objects); never raises for bad rows."""
+        errors: dict[int, str] = {}
+        rows, keys = self._uniform_rows(instances, errors)
+        values = np.empty((len(rows), len(self.names)))
+        for column, key in enumerate(keys):
+            self._fill_column(values, column, [row.get(key) for row in rows], errors)
+        self._apply_validity(values, errors)
+        return self._apply_missing(values, errors)
+
+    def _uniform_rows(
+        self, instances: list[Any], errors: dict[int, str]
+    ) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+        """Rows keyed one way (names or positions) and the keys of each column."""
+        named, positional = self._named, self._positional
+        if all(type(row) is dict and named.issuperset(row) for row in instances):
+            return instances, self.names
+        if all(type(row) is dict and positional.issuperset(row) for row in instances):
+            return instances, self.positional_names
+        return [
+            self._by_name(i, row, errors) for i, row in enumerate(instances)
+        ], self.names
+
+    def _by_name(self, index: int, row: Any, errors: dict[int, str]) -> dict[str, Any]:
+        """One row with mixed or unknown keys, re-keyed by input name (or rejected)."""
+        if type(row) is not dict:
+            errors[index] = (
+                f"an instance must be a JSON object, not a JSON {_json_kind(row)}"
+            )
+            return {}
+        keyed: dict[str, Any] = {}
+        for key, value in row.items():
+            column = self._column_of.get(key)
+            if column is None:
+                errors[index] = (
+                    f"unknown field {_shorten(key)!r}; the model's inputs are "
+                    f"{', '.join(self.names)} (or {self.positional_names[0]}.."
+                    f"{self.positional_names[-1]} in that order)"
+                )
+                return {}
+            name = self.names[column]
+            if name in keyed:
+                errors[index] = (
+                    f"field {name!r} is given twice (by name and by position)"
+                )
+                return {}
+            keyed[name] = value
+        return keyed
+
+    def _fill_column(
+        self, values: np.ndarray, column: int, cells: list[Any], errors: dict[int, str]
+    ) -> None:
+        if _PLAIN_NUMBER_TYPES.issuperset(map(type, cells)):
+            try:
+                values[:, column] = cells
+                return
+            except OverflowError:
+                pass  # an integer beyond float range: explained per value below
+        name = self.names[column]
+        for row, cell in enumerate(cells):
+            parsed = _parse_value(cell)
+            if type(parsed) is str:
+                values[row, column] = np.nan
+                errors.setdefault(row, f"field {name!r}: {parsed}")
+            else:
+                values[row, column] = parsed
+
+    def _apply_validity(self, values: np.ndarray, errors: dict[int, str]) -> None:
+        """Apply each input's valid interval (and integrality) with its invalid-value treatment."""
+        with np.errstate(invalid="ignore"):
+            invalid = (values < self._low) | (values > self._high)
+            if self._integer.any():
+                invalid |= (
+                    self._integer & (values != np.floor(values)) & ~np.isnan(values)
+                )
+        if not invalid.any():
+            return
+        for column in np.flatnonzero(invalid.any(axis=0)):
+            rows = np.flatnonzero(invalid[:, column])
+            action = self._on_invalid[column]
+            if action == "missing":
+                values[rows, column] = np.nan
+            elif action == "reject":
+                field = self.fields[column]
+                kind = (
+                    "an integer in" if self._integer[column] else "in the valid range"
+                )
+                for row in rows.tolist():
+                    errors.setdefault(
+                        row,
+                        f"field {field.name!r}: {float(values[row, column])!r} is not {kind} "
+                        f"{_interval(field)}",
+                    )
+
+    def _apply_missing(
+        self, values: np.ndarray, errors: dict[int, str]
+    ) -> EncodedBatch:
+        missing = np.isnan(values)
+        if not missing.any():
+            return EncodedBatch(values, errors, np.zeros(values.shape[0], dtype=bool))
+        rejected = missing & self._missing_rejected
+        for row, column in zip(*np.nonzero(rejected), strict=True):
+            errors.setdefault(int(row), f"field {self.names[column]!r} is missing")
+        if self._has_replacement:
+            values = np.where(missing, self._replacement, values)
+            missing = np.isnan(values)
+        unresolved = missing.any(axis=1)
+        if errors:
+            unresolved[list(errors)] = False
+        return EncodedBatch(values, errors, unresolved)

@@ -1,0 +1,295 @@
+"""Which model version each served name answers with, and hot reload.
+
+A :class:`ServedModel` holds the version currently answering. A new version
+(the repository's ``CURRENT`` pointer moved, or an explicit load request)
+is built in the background by :func:`serving.model.load_model` and then
+swapped in with one assignment: requests already running keep the object
+they started with, new requests get the new one, nobody waits for the load.
+A version that fails to load is recorded (and shown in the status) while
+the old one keeps serving; the watcher does not retry it until the pointer
+moves again.
+
+Where versions come from is a :class:`ModelSource`: the repository (one
+model, following its pointer or pinned to a version) or a single PMML file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.errors import ModelsError
+from models.repository import ModelRepository
+from serving.errors import ModelLoadError, ModelNotFound, ServingError
+from serving.model import LoadedModel, ModelIdentity, load_model
+
+__all__ = [
+    "FileSource",
+    "LoadFailure",
+    "ModelRegistry",
+    "ModelSource",
+    "RepositorySource",
+    "ServedModel",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class ModelSource(ABC):
+    """Where a served model's versions come from."""
+
+    #: whether the watcher should poll :meth:`wanted` for new versions.
+    follows_changes: bool
+
+    @abstractmethod
+    def wanted(self) -> ModelIdentity:
+        """The version that should be serving now (blocking I/O: call off the loop)."""
+
+    @abstractmethod
+    def version(self, version: str) -> ModelIdentity:
+        """A specific version, for an explicit load request."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the versions come from, for logs and the status endpoint."""
+
+
+class RepositorySource(ModelSource):
+    """A model in the repository: its current version, or one pinned version."""
+
+    def __init__(
+        self, repository: ModelRepository, name: str, pinned: int | None = None
+    ) -> None:
+        self.repository = repository
+        self.name = name
+        self.pinned = pinned
+        self.follows_changes = pinned is None
+
+    def _identity(self, number: int | None) -> ModelIdentity:
+        try:
+            found = (
+                self.repository.current(self.name)
+                if number is None
+                else self.repository.version(self.name, number)
+            )
+        except ModelsError as exc:
+            raise ModelNotFound(exc.message) from exc
+        return ModelIdentity(found.name, str(found.version), found.pmml_path)
+
+    def wanted(self) -> ModelIdentity:
+        return self._identity(self.pinned)
+
+    def version(self, version: str) -> ModelIdentity:
+        if not version.isdigit():
+            raise ModelNotFound(f"model {self.name!r} has no version {version!r}")
+        return self._identity(int(version))
+
+    def describe(self) -> str:
+        pin = f" pinned to version {self.pinned}" if self.pinned is not None else ""
+        return f"repository {self.repository.root}, model {self.name}{pin}"
+
+
+class FileSource(ModelSource):
+    """A stand-alone PMML file; each explicit reload counts as the next version."""
+
+    follows_changes = False
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = path.stem
+        self._loads = 0
+
+    def wanted(self) -> ModelIdentity:
+        self._loads = max(self._loads, 1)
+        return ModelIdentity(self.name, str(self._loads), self.path)
+
+    def version(self, version: str) -> ModelIdentity:
+        raise ModelNotFound(
+            f"{self.path} is a single PMML file: it has no version {version!r}"
+        )
+
+    def next_version(self) -> ModelIdentity:
+        """The file re-read as a new version (after it was replaced on disk)."""
+        self._loads += 1
+        return ModelIdentity(self.name, str(self._loads), self.path)
+
+    def describe(self) -> str:
+        return f"file {self.path}"
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A version that could not be loaded, shown in the status until a load succeeds."""
+
+    version: str
+    reason: str
+    at: float
+
+
+class ServedModel:
+    """One served name: the version answering now, and the latest failed load."""
+
+    def __init__(self, served_name: str, source: ModelSource) -> None:
+        self.served_name = served_name
+        self.source = source
+        self._current: LoadedModel | None = None
+        self.failure: LoadFailure | None = None
+        self._load_lock = asyncio.Lock()
+        self.loading: str | None = None
+
+    @property
+    def current(self) -> LoadedModel:
+        if self._current is None:
+            raise ModelNotFound(f"model {self.served_name!r} is not loaded yet")
+        return self._current
+
+    @property
+    def ready(self) -> bool:
+        return self._current is not None
+
+    async def load(self, identity: ModelIdentity | None = None) -> LoadedModel:
+        """Load ``identity`` (default: what the source wants) and swap it in.
+
+        Raises :class:`ModelLoadError` (old version still serving) on failure.
+        Loads are serialised, so versions never swap in out of order.
+        """
+        async with self._load_lock:
+            if identity is None:
+                identity = await asyncio.to_thread(self._wanted_or_next)
+            self.loading = identity.version
+            try:
+                model = await load_model(identity)
+            except ServingError as exc:
+                self._fail(identity, exc.message)
+                raise ModelLoadError(
+                    f"model {identity.name} version {identity.version} failed to load: "
+                    f"{exc.message}"
+                ) from exc
+            except Exception as exc:  # a broken PMML can fail deep inside a parser
+                logger.exception("unexpected failure loading %s", identity)
+                self._fail(identity, f"{type(exc).__name__}: {exc}")
+                raise ModelLoadError(
+                    f"model {identity.name} version {identity.version} failed to load: {exc}"
+                ) from exc
+            finally:
+                self.loading = None
+            previous, self._current = self._current, model
+            self.failure = None
+            if previous is None:
+                logger.info(
+                    "model %s: loaded %s version %s (%s evaluator: %s)",
+                    self.served_name,
+                    identity.name,
+                    identity.version,
+                    model.evaluator.kind,
+                    getattr(model.evaluator, "description", ""),
+                )
+            elif previous.version == identity.version:
+                logger.info(
+                    "model %s: reloaded %s version %s",
+                    self.served_name,
+                    identity.name,
+                    identity.version,
+                )
+            else:
+                logger.info(
+                    "model %s: now serving %s version %s (was version %s)",
+                    self.served_name,
+                    identity.name,
+                    identity.version,
+                    previous.version,
+                )
+            return model
+
+    def _wanted_or_next(self) -> ModelIdentity:
+        """What to load when nothing is named: a file is re-read as its next version."""
+        if isinstance(self.source, FileSource) and self._current is not None:
+            return self.source.next_version()
+        return self.source.wanted()
+
+    def _fail(self, identity: ModelIdentity, reason: str) -> None:
+        self.failure = LoadFailure(identity.version, reason, time.time())
+        logger.error(
+            "model %s: version %s of %s failed to load, %s: %s",
+            self.served_name,
+            identity.version,
+            identity.name,
+            "still serving version " + self._current.version
+            if self._current
+            else "nothing to serve",
+            reason,
+        )
+
+    async def refresh(self) -> None:
+        """Load the source's wanted version if it is new (the watcher's tick)."""
+        try:
+            wanted = await asyncio.to_thread(self.source.wanted)
+        except ServingError as exc:
+            logger.warning(
+                "model %s: cannot read its current version: %s",
+                self.served_name,
+                exc.message,
+            )
+            return
+        current = self._current
+        if current is not None and wanted.version == current.version:
+            return
+        if self.failure is not None and self.failure.version == wanted.version:
+            return
+        with contextlib.suppress(ModelLoadError):  # logged and kept in self.failure
+            await self.load(wanted)
+
+
+class ModelRegistry:
+    """The served names of one server process, and the watcher that hot-reloads them."""
+
+    def __init__(self, models: list[ServedModel]) -> None:
+        self._models = {model.served_name: model for model in models}
+        self._watcher: asyncio.Task[None] | None = None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._models.values())
+
+    def get(self, served_name: str) -> ServedModel:
+        model = self._models.get(served_name)
+        if model is None:
+            served = ", ".join(sorted(self._models)) or "none"
+            raise ModelNotFound(
+                f"no model named {served_name!r} here (served: {served})"
+            )
+        return model
+
+    @property
+    def ready(self) -> bool:
+        return all(model.ready for model in self._models.values())
+
+    async def load_all(self) -> None:
+        """The first load of every model (a failure here is fatal for the server)."""
+        for model in self._models.values():
+            await model.load()
+
+    def start_watching(self, interval_s: float) -> None:
+        """Poll every source that follows changes, every ``interval_s`` seconds."""
+        if any(model.source.follows_changes for model in self._models.values()):
+            self._watcher = asyncio.create_task(
+                self._watch(interval_s), name="model-watcher"
+            )
+
+    async def stop_watching(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+
+    async def _watch(self, interval_s: float) -> None:
+        followed = [m for m in self._models.values() if m.source.follows_changes]
+        while True:
+            await asyncio.sleep(interval_s)
+            for model in followed:
+                await model.refresh()

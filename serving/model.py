@@ -1,0 +1,261 @@
+"""One loaded model version: schema, encoder, evaluator, and its answers in the reference's shape.
+
+A :class:`LoadedModel` is immutable once built, so a request that started
+on it finishes on it even if a newer version is swapped in meanwhile, and
+every prediction can say which version answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.errors import ModelsError
+from models.pmml_schema import PmmlSchema, read_schema
+from serving.errors import ModelLoadError, UnsupportedModel
+from serving.evaluator import Evaluator, Scores
+from serving.fast_evaluator import build_fast_evaluator
+from serving.features import EncodedBatch, FeatureEncoder
+from serving.formatting import java_double, prediction_text
+from serving.reference_evaluator import ReferenceEvaluator, reference_executor
+
+__all__ = ["BatchResult", "LoadedModel", "ModelIdentity", "load_model"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model file a version is: repository name + version, or a stand-alone file."""
+
+    name: str
+    version: str
+    pmml_path: Path
+
+
+@dataclass
+class BatchResult:
+    """A scored batch: the probabilities per valid row and a reason per invalid row."""
+
+    batch: EncodedBatch
+    scores: Scores | None
+    #: row -> reason, for rows that were not scored (input errors and model refusals)
+    errors: dict[int, str]
+    #: positions of the scored rows in the batch, aligned with ``scores``
+    scored: np.ndarray
+
+    @property
+    def invalid_rows(self) -> int:
+        return len(self.errors)
+
+
+class LoadedModel:
+    """A model version ready to score; never changed after construction."""
+
+    def __init__(
+        self,
+        identity: ModelIdentity,
+        schema: PmmlSchema,
+        encoder: FeatureEncoder,
+        evaluator: Evaluator,
+        missing_value_evaluator: Evaluator | None,
+    ) -> None:
+        self.identity = identity
+        self.version = identity.version
+        self.schema = schema
+        self.encoder = encoder
+        self.evaluator = evaluator
+        #: pypmml, for rows holding a missing value the PMML gives no replacement
+        #: for (their meaning is the model's own, e.g. a tree's missing-value strategy)
+        self.missing_value_evaluator = missing_value_evaluator
+        self.classes = evaluator.classes
+        self.loaded_at = time.time()
+        # strings every answer reuses
+        self._predictions = tuple(prediction_text(c) for c in self.classes)
+        self._probability_keys = tuple(f"probability({c})" for c in self.classes)
+
+    def __repr__(self) -> str:
+        return (
+            f"<LoadedModel {self.identity.name}:{self.version} ({self.evaluator.kind})>"
+        )
+
+    def close(self) -> None:
+        self.evaluator.close()
+        if self.missing_value_evaluator is not None:
+            self.missing_value_evaluator.close()
+
+    # --- scoring ---------------------------------------------------------------
+    async def score(self, instances: list[Any]) -> BatchResult:
+        """Encode and score a batch; invalid rows get a reason instead of a score."""
+        batch = self.encoder.encode(instances)
+        errors = dict(batch.errors)
+        valid = np.ones(batch.rows, dtype=bool)
+        if errors:
+            valid[list(errors)] = False
+        delegated = (
+            batch.unresolved & valid
+            if self.missing_value_evaluator is not None
+            else None
+        )
+        if delegated is not None and delegated.any():
+            return await self._score_split(batch, valid, delegated, errors)
+        scored = np.flatnonzero(valid)
+        if scored.size == 0:
+            return BatchResult(batch, None, errors, scored)
+        values = batch.values if scored.size == batch.rows else batch.values[scored]
+        scores = await self.evaluator.evaluate(values)
+        self._note_refusals(scores, scored, errors)
+        return BatchResult(batch, scores, errors, scored)
+
+    async def _score_split(
+        self,
+        batch: EncodedBatch,
+        valid: np.ndarray,
+        delegated: np.ndarray,
+        errors: dict[int, str],
+    ) -> BatchResult:
+        """Rows with unresolved missing values go to pypmml, the others to the main evaluator."""
+        assert self.missing_value_evaluator is not None
+        main_rows = np.flatnonzero(valid & ~delegated)
+        other_rows = np.flatnonzero(delegated)
+        parts = []
+        if main_rows.size:
+            parts.append(
+                (main_rows, await self.evaluator.evaluate(batch.values[main_rows]))
+            )
+        parts.append(
+            (
+                other_rows,
+                await self.missing_value_evaluator.evaluate(batch.values[other_rows]),
+            )
+        )
+        scored = np.concatenate([rows for rows, _ in parts])
+        scores = Scores(
+            labels=np.concatenate([s.labels for _, s in parts]),
+            probabilities=np.concatenate([s.probabilities for _, s in parts]),
+            no_result=np.concatenate(
+                [
+                    s.no_result
+                    if s.no_result is not None
+                    else np.zeros(len(rows), dtype=bool)
+                    for rows, s in parts
+                ]
+            ),
+        )
+        self._note_refusals(scores, scored, errors)
+        return BatchResult(batch, scores, errors, scored)
+
+    @staticmethod
+    def _note_refusals(
+        scores: Scores, scored: np.ndarray, errors: dict[int, str]
+    ) -> None:
+        if scores.no_result is not None:
+            for row in scored[scores.no_result].tolist():
+                errors[row] = "the model gives no prediction for this row"
+
+    # --- the reference's answer --------------------------------------------------
+    def predictions(self, result: BatchResult) -> list[dict[str, str]]:
+        """One object per instance, in order: the reference's keys, or ``{"error": ...}``."""
+        version = self.version
+        categories, predictions, keys = (
+            self.classes,
+            self._predictions,
+            self._probability_keys,
+        )
+        answers: list[dict[str, str]] = [None] * result.batch.rows  # type: ignore[list-item]
+        scores = result.scores
+        if scores is not None:
+            refused = scores.no_result
+            columns = [
+                list(map(java_double, column))
+                for column in scores.probabilities.T.tolist()
+            ]
+            for position, (row, label, *probabilities) in enumerate(
+                zip(
+                    result.scored.tolist(),
+                    scores.labels.tolist(),
+                    *columns,
+                    strict=True,
+                )
+            ):
+                if refused is not None and refused[position]:
+                    continue
+                category = categories[label]
+                answer = {"pmml(prediction)": category}
+                answer.update(zip(keys, probabilities, strict=True))
+                answer["prediction"] = predictions[label]
+                answer["label"] = category
+                answer["model_version"] = version
+                answers[row] = answer
+        for row, reason in result.errors.items():
+            answers[row] = {"error": reason, "model_version": version}
+        return answers
+
+
+# --- loading -------------------------------------------------------------------
+def _prepare(
+    identity: ModelIdentity,
+) -> tuple[bytes, PmmlSchema, FeatureEncoder, Evaluator | None, str]:
+    """Read, check and compile a PMML (CPU and disk: runs on a loader thread)."""
+    try:
+        document = identity.pmml_path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(
+            f"cannot read {identity.pmml_path}: {exc.strerror or exc}"
+        ) from exc
+    try:
+        schema = read_schema(document)
+    except ModelsError as exc:
+        raise ModelLoadError(f"{identity.pmml_path}: {exc.message}") from exc
+    encoder = FeatureEncoder(schema)
+    try:
+        return document, schema, encoder, build_fast_evaluator(document, schema), ""
+    except UnsupportedModel as exc:
+        return document, schema, encoder, None, exc.message
+
+
+async def load_model(
+    identity: ModelIdentity, loader: Executor | None = None
+) -> LoadedModel:
+    """Load ``identity`` off the event loop; pypmml only if the fast evaluator cannot serve it."""
+    loop = asyncio.get_running_loop()
+    started = time.perf_counter()
+    document, schema, encoder, fast, why_not = await loop.run_in_executor(
+        loader, _prepare, identity
+    )
+    reference: Evaluator | None = None
+    if fast is None or not encoder.replaces_every_missing_value:
+        if fast is None:
+            logger.info(
+                "model %s version %s: served by pypmml (fast evaluator: %s)",
+                identity.name,
+                identity.version,
+                why_not,
+            )
+        reference = await loop.run_in_executor(
+            reference_executor(), ReferenceEvaluator.load, document, schema
+        )
+    evaluator = fast if fast is not None else reference
+    assert evaluator is not None
+    model = LoadedModel(
+        identity=identity,
+        schema=schema,
+        encoder=encoder,
+        evaluator=evaluator,
+        missing_value_evaluator=reference if fast is not None else None,
+    )
+    logger.debug(
+        "model %s version %s loaded in %.3f s (%s)",
+        identity.name,
+        identity.version,
+        time.perf_counter() - started,
+        evaluator.kind,
+    )
+    return model
