@@ -68,7 +68,8 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
 
 # The data folder holds the model repository and the workers' Faust data; a
 # container is free to replace it with volumes.
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/riskstream \
+RUN groupadd --system --gid 10001 riskstream \
+ && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/riskstream \
         --shell /usr/sbin/nologin riskstream \
  && install -d -o riskstream -g riskstream /var/lib/riskstream
 

@@ -257,6 +257,7 @@ def test_dockerfile_builds_wheels_then_runs_as_non_root_with_java() -> None:
     assert users, "the image must switch to a non-root user"
     uid = users[-1].split(":")[0]
     assert uid.isdigit() and int(uid) != 0, f"last USER is {users[-1]!r}"
+    assert f"--uid {uid}" in runs, "USER must be the user the image creates"
 
 
 def test_dockerfile_entry_points_are_the_readme_commands() -> None:
