@@ -411,6 +411,10 @@ def create_app(
     app[METRICS] = metrics_
     app[TOKEN] = token
     app[MAX_BODY] = max_body_bytes
+    for served in registry:
+        served.on_load_failure(
+            lambda failure: metrics_.errors.labels("load_failed").inc()
+        )
     add = app.router.add_route
     add("GET", "/v1/models/{name}", v1_status, name="v1_status")
     add("POST", "/v1/models/{name}", v1_predict, name="v1_predict")

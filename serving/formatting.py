@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 def java_double(value: float) -> str:
     """``value`` as Java's ``Double.toString`` writes it (JDK 19+ shortest digits)."""
+    value = float(value)  # numpy scalars have another repr
     magnitude = abs(value)
     if 1e-3 <= magnitude < 1e7:
         return repr(value)

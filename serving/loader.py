@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +142,11 @@ class ServedModel:
         self.failure: LoadFailure | None = None
         self._load_lock = asyncio.Lock()
         self.loading: str | None = None
+        self._failure_listeners: list[Callable[[LoadFailure], None]] = []
+
+    def on_load_failure(self, listener: Callable[[LoadFailure], None]) -> None:
+        """Call ``listener`` with every failed load (the server counts them in its metrics)."""
+        self._failure_listeners.append(listener)
 
     @property
     def current(self) -> LoadedModel:
@@ -214,6 +220,8 @@ class ServedModel:
 
     def _fail(self, identity: ModelIdentity, reason: str) -> None:
         self.failure = LoadFailure(identity.version, reason, time.time())
+        for listener in self._failure_listeners:
+            listener(self.failure)
         logger.error(
             "model %s: version %s of %s failed to load, %s: %s",
             self.served_name,
@@ -252,7 +260,7 @@ class ModelRegistry:
         self._models = {model.served_name: model for model in models}
         self._watcher: asyncio.Task[None] | None = None
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ServedModel]:
         return iter(self._models.values())
 
     def get(self, served_name: str) -> ServedModel:

@@ -1,0 +1,138 @@
+"""Models trained by `riskstream train` once per session, and real servers on real ports.
+
+Every serving test scores PMMLs the trainer produced (decision tree, random
+forest, logistic regression on the 9-input data, and the 30-input
+diagnostic tree), so nothing here assumes a feature list. Servers listen
+on this suite's ports (28511-28520) and are stopped by their fixture.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+
+from models.repository import ModelRepository
+from serving.api import create_app
+from serving.auth import TokenCheck
+from serving.loader import ModelRegistry, RepositorySource, ServedModel
+from serving.metrics import ServerMetrics
+
+RISKSTREAM = str(Path(sys.executable).with_name("riskstream"))
+
+#: repository name -> `riskstream train` arguments
+TRAINED = {
+    "breast-cancer": ["--algorithm", "tree"],
+    "bc-forest": ["--algorithm", "forest", "--name", "bc-forest"],
+    "bc-logistic": ["--algorithm", "logistic", "--name", "bc-logistic"],
+    "breast-cancer-diagnostic": ["--dataset", "wisconsin-diagnostic"],
+}
+MODEL_NAMES = list(TRAINED)
+
+#: the reference article's request body (section 3.3.2), with valid values
+REFERENCE_INSTANCE = {
+    "_c0": 3, "_c1": 2, "_c2": 3, "_c3": 1, "_c4": 1, "_c5": 2, "_c6": 1, "_c7": 1, "_c8": 1,
+}  # fmt: skip
+
+TOKEN = "s3cret-token"
+
+_ports = itertools.cycle(range(28511, 28521))
+
+
+def free_port() -> int:
+    """The next port of this suite's range (28511-28520)."""
+    return next(_ports)
+
+
+@pytest.fixture(scope="session")
+def repository_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository holding the four trained models, each at version 1 (current)."""
+    root = tmp_path_factory.mktemp("serving-repository")
+    for name, arguments in TRAINED.items():
+        done = subprocess.run(
+            [RISKSTREAM, "train", "--repository", str(root), *arguments],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert (root / name / "1" / "model.pmml").is_file()
+    return root
+
+
+@pytest.fixture(scope="session")
+def repository(repository_root: Path) -> ModelRepository:
+    return ModelRepository(repository_root)
+
+
+@pytest.fixture(scope="session")
+def pmml_paths(repository: ModelRepository) -> dict[str, Path]:
+    return {name: repository.current(name).pmml_path for name in MODEL_NAMES}
+
+
+#: starts a server over a registry (keyword arguments: token, max_body_bytes)
+Serve = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Start servers over given registries; all are stopped after the test."""
+    clients: list[TestClient] = []
+
+    async def start(
+        registry: ModelRegistry,
+        *,
+        token: str = "",
+        max_body_bytes: int = 4 * 1024 * 1024,
+    ) -> TestClient:
+        app = create_app(
+            registry,
+            token=TokenCheck(SecretStr(token)),
+            metrics_=ServerMetrics(),
+            max_body_bytes=max_body_bytes,
+        )
+        client = TestClient(TestServer(app, host="127.0.0.1", port=free_port()))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def model_registry(repository: ModelRepository) -> AsyncIterator[ModelRegistry]:
+    """Every trained model, served under its own name, plus the tree as ``m``."""
+    served = [
+        ServedModel(name, RepositorySource(repository, name)) for name in MODEL_NAMES
+    ]
+    served.append(ServedModel("m", RepositorySource(repository, "breast-cancer")))
+    registry = ModelRegistry(served)
+    await registry.load_all()
+    yield registry
+    await registry.stop_watching()
+
+
+@pytest.fixture
+async def client(serve: Serve, model_registry: ModelRegistry) -> TestClient:
+    """A server with every trained model and a token."""
+    return await serve(model_registry, token=TOKEN)
+
+
+@pytest.fixture
+def auth() -> dict[str, str]:
+    return {"X-Auth-Token": TOKEN}
+
+
+@pytest.fixture(scope="session")
+def subprocess_env(repository_root: Path) -> dict[str, str]:
+    """The environment of a `riskstream serve` process over the session repository."""
+    return {**os.environ, "RISKSTREAM_MODEL_REPOSITORY": str(repository_root)}
