@@ -88,6 +88,67 @@ class Settings(BaseSettings):
     model_drain_timeout_s: float = 10.0
     """Seconds a model server waits for in-flight requests after SIGTERM before it exits."""
 
+    # --- stream ------------------------------------------------------------
+    app_id: str = "riskstream"
+    """Faust app id: the workers' consumer group and the prefix of their internal topics."""
+
+    feature_topic: str = "features"
+    """Kafka topic the generator writes feature records to and the workers read."""
+
+    dlq_topic: str = "features-dlq"
+    """Kafka topic receiving dead letters: records that could not be scored, with the reason."""
+
+    topic_partitions: int = 4
+    """Partitions of the feature topic and of the stats table (the most workers that share the work)."""
+
+    web_host: str = "127.0.0.1"
+    """Address the worker's web server (/stats, /dashboard, /metrics) binds to and advertises."""
+
+    web_port: int = 6066
+    """Port of the worker's web server."""
+
+    model_servers: str = "http://127.0.0.1:8501"
+    """Model servers the workers call, comma-separated base URLs (round-robin)."""
+
+    model_name: str = "m"
+    """Name the model is served under (riskstream serve --served-name)."""
+
+    batch_max_records: int = 2000
+    """Most records a worker takes from Kafka into one batch."""
+
+    batch_max_wait_s: float = 0.1
+    """Seconds a worker waits to fill a batch before processing what it has."""
+
+    batches_in_flight: int = 4
+    """Batches a worker scores and stores concurrently before it stops pulling from Kafka."""
+
+    score_request_rows: int = 500
+    """Most rows in one request to a model server."""
+
+    score_requests_per_server: int = 4
+    """Requests a worker keeps in flight to each model server."""
+
+    score_timeout_s: float = 5.0
+    """Seconds a model server may take to answer one request before it leaves rotation."""
+
+    probe_interval_s: float = 1.0
+    """Seconds between health probes of a model server out of rotation."""
+
+    store_max_rows: int = 20000
+    """Most prediction rows in one ClickHouse insert."""
+
+    store_max_wait_s: float = 0.1
+    """Seconds rows wait for more rows before they are inserted."""
+
+    retry_max_backoff_s: float = 5.0
+    """Longest pause between retries while ClickHouse, Kafka or every model server is down."""
+
+    stats_window_s: int = 60
+    """Width of the stats table's tumbling windows, in seconds."""
+
+    stats_retention_s: int = 3600
+    """Seconds of stats windows kept (and shown on the dashboard)."""
+
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
         if not self.kafka_bootstrap:
@@ -102,6 +163,15 @@ class Settings(BaseSettings):
         return ";".join(f"kafka://{hp.strip()}" for hp in self.kafka_bootstrap.split(","))
 
     @property
+    def model_server_urls(self) -> list[str]:
+        """The model servers' base URLs, without trailing slashes."""
+        return [
+            url.strip().rstrip("/")
+            for url in self.model_servers.split(",")
+            if url.strip()
+        ]
+
+    @property
     def repository_path(self) -> Path:
         assert self.model_repository is not None
         return self.model_repository
@@ -111,4 +181,3 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process's settings, read once from the environment."""
     return Settings()
-

@@ -1,0 +1,389 @@
+"""What a worker does with a batch of feature records, and in which order it acks them.
+
+:class:`BatchProcessor` is the plain async handler behind the agent: decode
+the raw records (malformed ones become dead letters), score the rest on the
+model-server pool in concurrent requests, dead-letter the rows the model
+rejects, store the predictions in ClickHouse and publish the dead letters,
+and return what happened (:class:`BatchOutcome`). It knows nothing of Faust
+streams; tests drive it with plain message objects.
+
+:class:`Pipeline` adds the delivery guarantees. The agent hands it batches
+of Faust events; it processes up to ``batches_in_flight`` of them at once
+(scoring batch N+1 while batch N is being stored) and refuses more until one
+completes, which stops the agent pulling from Kafka. Completed batches are
+acked strictly in the order they were taken, each only after
+:meth:`BatchProcessor.process` has returned, i.e. after every one of its
+rows is in ClickHouse and every dead letter is confirmed by Kafka. Faust
+commits an offset only once it and all earlier offsets of its partition are
+acked, so a committed offset always means "stored". Nothing here raises for
+transient failures (the pool, the writer and the dead-letter publisher wait
+them out); if processing fails anyway, the worker crashes without acking:
+the batch is replayed by whoever takes the partition next, and the
+idempotent table absorbs the repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mode import Service
+
+from agents.scoring_client import RequestRejected, ScoredRequest
+from models.records import DeadLetter, DecodeError, FeatureSchema, decode_features
+from tables.histogram import LATENCY_BUCKETS_MS, bucket_counts
+
+__all__ = [
+    "BatchOutcome",
+    "BatchProcessor",
+    "MessageLike",
+    "PartitionTally",
+    "Pipeline",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The prediction keys that are not probabilities or labels (TF-Serving/PMML answer).
+PROBABILITY_PREFIX = "probability("
+
+
+class MessageLike(Protocol):
+    """The parts of a Kafka message the pipeline reads (Faust's ``Message`` has them)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float
+
+
+class Scorer(Protocol):
+    async def score(
+        self, instances: Sequence[Mapping[str, float]]
+    ) -> ScoredRequest: ...
+
+
+class RowStore(Protocol):
+    async def store(self, rows: Sequence[tuple[Any, ...]]) -> int: ...
+
+
+class DeadLetterSink(Protocol):
+    async def publish(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+@dataclass
+class PartitionTally:
+    """What one batch did to the records of one source partition."""
+
+    received: int = 0
+    stored: int = 0
+    dead_lettered: int = 0
+    labels: Counter[str] = field(default_factory=Counter)
+    latency_counts: list[int] = field(
+        default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1)
+    )
+    latency_sum_ms: float = 0.0
+
+
+@dataclass
+class BatchOutcome:
+    """The result of one batch: tallies per source partition and dead letters by stage."""
+
+    partitions: dict[int, PartitionTally] = field(default_factory=dict)
+    dead_letters_by_stage: Counter[str] = field(default_factory=Counter)
+    stored_at_ms: int = 0
+
+    def total(self, attribute: str) -> int:
+        return sum(getattr(tally, attribute) for tally in self.partitions.values())
+
+
+class BatchProcessor:
+    """Decode, score, store and dead-letter one batch; never ack anything itself."""
+
+    def __init__(
+        self,
+        *,
+        schema: FeatureSchema,
+        scorer: Scorer,
+        store: RowStore,
+        dead_letters: DeadLetterSink,
+        request_rows: int,
+    ) -> None:
+        self.schema = schema
+        self._scorer = scorer
+        self._store = store
+        self._dead_letters = dead_letters
+        self._request_rows = max(1, request_rows)
+        self._feature_names = list(schema.names)
+
+    async def process(self, messages: Sequence[MessageLike]) -> BatchOutcome:
+        schema = self.schema
+        outcome = BatchOutcome()
+        tallies = outcome.partitions
+        dead: list[DeadLetter] = []
+        good: list[tuple[MessageLike, Any]] = []
+        for message in messages:
+            tally = tallies.get(message.partition)
+            if tally is None:
+                tally = tallies[message.partition] = PartitionTally()
+            tally.received += 1
+            try:
+                good.append((message, decode_features(message.value, schema)))
+            except DecodeError as error:
+                dead.append(_dead_letter(message, str(error), "decode"))
+
+        names = schema.names
+        # A missing input (NaN, the one value unequal to itself) is left out of the request.
+        instances = [
+            {n: v for n, v in zip(names, record.values) if v == v}  # noqa: PLR0124
+            for _, record in good
+        ]
+        step = self._request_rows
+        answers = await asyncio.gather(
+            *(
+                self._score(instances[i : i + step])
+                for i in range(0, len(instances), step)
+            )
+        )
+
+        rows: list[tuple[Any, ...]] = []
+        row_partitions: list[int] = []
+        row_event_ms: list[int] = []
+        row_labels: list[str] = []
+        index = 0
+        for part in answers:
+            for answer, prediction in part:
+                message, record = good[index]
+                index += 1
+                row = self._row(message, record, answer, prediction)
+                if isinstance(row, str):
+                    dead.append(_dead_letter(message, row, "score"))
+                    continue
+                rows.append(row)
+                row_partitions.append(message.partition)
+                row_event_ms.append(row[5])
+                row_labels.append(row[9])
+
+        stored_at_ms, _ = await asyncio.gather(
+            self._store.store(rows), self._dead_letters.publish(dead)
+        )
+        outcome.stored_at_ms = stored_at_ms
+        for letter in dead:
+            tallies[letter.source_partition].dead_lettered += 1
+            outcome.dead_letters_by_stage[letter.stage] += 1
+        per_partition_latencies: dict[int, list[int]] = {}
+        for partition, event_ms, label in zip(
+            row_partitions, row_event_ms, row_labels, strict=True
+        ):
+            tally = tallies[partition]
+            tally.stored += 1
+            tally.labels[label] += 1
+            per_partition_latencies.setdefault(partition, []).append(
+                stored_at_ms - event_ms
+            )
+        for partition, latencies in per_partition_latencies.items():
+            tally = tallies[partition]
+            tally.latency_counts = bucket_counts(latencies)
+            tally.latency_sum_ms = float(sum(latencies))
+        return outcome
+
+    async def _score(
+        self, instances: list[dict[str, float]]
+    ) -> list[tuple[ScoredRequest, Mapping[str, Any]]]:
+        """Score one request's rows; a request refused as a whole is split until the bad rows are alone."""
+        try:
+            answer = await self._scorer.score(instances)
+        except RequestRejected as rejection:
+            if len(instances) == 1:
+                refused = ScoredRequest([{}], "", 0.0, int(time.time() * 1000))
+                return [(refused, {"error": rejection.message})]
+            middle = len(instances) // 2
+            first, second = await asyncio.gather(
+                self._score(instances[:middle]), self._score(instances[middle:])
+            )
+            return first + second
+        return [(answer, prediction) for prediction in answer.predictions]
+
+    def _row(
+        self,
+        message: MessageLike,
+        record: Any,
+        answer: ScoredRequest,
+        prediction: Mapping[str, Any],
+    ) -> tuple[Any, ...] | str:
+        """The ClickHouse row (``INSERT_COLUMNS`` order, less stored-at), or why the model refused it."""
+        error = prediction.get("error")
+        if error is not None:
+            return f"model refused the record: {error}"
+        label = prediction.get("label", prediction.get("pmml(prediction)"))
+        if label is None:
+            return f"model answer has no label: {dict(prediction)!r}"[:500]
+        probability_labels: list[str] = []
+        probabilities: list[float] = []
+        try:
+            for key, value in prediction.items():
+                if key.startswith(PROBABILITY_PREFIX):
+                    probability_labels.append(key[len(PROBABILITY_PREFIX) : -1])
+                    probabilities.append(float(value))
+        except (TypeError, ValueError):
+            return f"model answer has a non-numeric probability: {dict(prediction)!r}"[
+                :500
+            ]
+        event_ms = record.event_time_ms
+        if event_ms is None:
+            event_ms = int(message.timestamp * 1000)
+        record_id = record.record_id
+        if record_id is None:
+            record_id = (
+                message.key.decode("utf-8", "replace")
+                if message.key
+                else f"{message.topic}:{message.partition}:{message.offset}"
+            )
+        return (
+            message.topic,
+            message.partition,
+            message.offset,
+            record_id,
+            event_ms // 1000,
+            event_ms,
+            answer.scored_at_ms,
+            self._feature_names,
+            record.values,
+            str(label),
+            probability_labels,
+            probabilities,
+            record.label,
+            self.schema.model_name,
+            str(prediction.get("model_version", self.schema.model_version)),
+            answer.server,
+            answer.latency_s * 1000.0,
+        )
+
+
+def _dead_letter(message: MessageLike, reason: str, stage: str) -> DeadLetter:
+    return DeadLetter.of(
+        reason=reason,
+        stage=stage,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+    )
+
+
+@dataclass
+class _InFlight:
+    events: Sequence[Any]
+    ack: Callable[[Any], Awaitable[Any]]
+    task: asyncio.Future[BatchOutcome]
+
+
+class Pipeline(Service):
+    """Bounded, pipelined processing of event batches with in-order acks.
+
+    ``prepare`` builds the :class:`BatchProcessor` once the dependencies
+    are up (it needs the served model's schema); outcome listeners (stats
+    table, metrics) run once per completed batch, before its acks.
+    """
+
+    def __init__(
+        self,
+        *,
+        prepare: Callable[[], Awaitable[BatchProcessor]],
+        batches_in_flight: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._prepare = prepare
+        self._limit = max(1, batches_in_flight)
+        self._on_outcome: list[Callable[[BatchOutcome], None]] = []
+        self._in_flight: deque[_InFlight] = deque()
+        self._slots: asyncio.Semaphore | None = None
+        self._queued: asyncio.Event | None = None
+        self._processor: BatchProcessor | None = None
+        self._ready: asyncio.Event | None = None
+        self.batches_done = 0
+
+    def add_outcome_listener(self, listener: Callable[[BatchOutcome], None]) -> None:
+        self._on_outcome.append(listener)
+
+    async def on_start(self) -> None:
+        self._slots = asyncio.Semaphore(self._limit)
+        self._queued = asyncio.Event()
+        self._ready = asyncio.Event()
+        self.add_future(self._get_ready())
+
+    async def on_stop(self) -> None:
+        abandoned = sum(len(batch.events) for batch in self._in_flight)
+        for batch in self._in_flight:
+            batch.task.cancel()
+        self._in_flight.clear()
+        logger.info(
+            "pipeline stopped after %d batches; %d records in flight abandoned unacked",
+            self.batches_done,
+            abandoned,
+        )
+
+    async def _get_ready(self) -> None:
+        self._processor = await self._prepare()
+        assert self._ready is not None
+        self._ready.set()
+
+    async def wait_ready(self) -> None:
+        """Wait until the model schema is known and the ClickHouse table exists."""
+        await self.maybe_start()
+        assert self._ready is not None
+        await self.wait_for_stopped(self._ready)
+
+    async def submit(
+        self, events: Sequence[Any], ack: Callable[[Any], Awaitable[Any]]
+    ) -> None:
+        """Start processing ``events`` (Faust events); wait while the in-flight limit is reached."""
+        assert self._slots is not None and self._queued is not None and self._processor
+        await self._slots.acquire()
+        messages = [event.message for event in events]
+        task = asyncio.ensure_future(self._processor.process(messages))
+        self._in_flight.append(_InFlight(events, ack, task))
+        self._queued.set()
+
+    @Service.task
+    async def _complete_in_order(self) -> None:
+        assert self._queued is not None and self._slots is not None
+        while not self.should_stop:
+            if not self._in_flight:
+                self._queued.clear()
+                await self.wait_for_stopped(self._queued)
+                continue
+            batch = self._in_flight[0]
+            try:
+                outcome = await batch.task
+            except asyncio.CancelledError:
+                return
+            except Exception as exc:
+                logger.exception(
+                    "batch processing failed; stopping the worker without acking"
+                )
+                await self.crash(exc)
+                return
+            for callback in self._on_outcome:
+                callback(outcome)
+            for event in batch.events:
+                await batch.ack(event)
+            self._in_flight.popleft()
+            self._slots.release()
+            self.batches_done += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "batches_in_flight": len(self._in_flight),
+            "records_in_flight": sum(len(batch.events) for batch in self._in_flight),
+            "batches_done": self.batches_done,
+            "ready": bool(self._ready and self._ready.is_set()),
+        }

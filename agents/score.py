@@ -1,0 +1,97 @@
+"""The scoring agent: Kafka feature records in, ClickHouse predictions out.
+
+The agent is a thin adapter. It takes batches of events from a *no-ack*
+stream (``stream.noack().noack_take(...)``): unlike ``take()``, which acks
+a whole batch in a ``finally`` even when its body raised or was cancelled,
+``noack_take`` never acks, so an offset becomes committable only when the
+:class:`~agents.pipeline.Pipeline` acks it after the batch is stored.
+Concurrency stays 1 (faust-streaming #606: concurrent actors can commit past
+an event another actor still holds); the concurrency lives inside the
+pipeline, which keeps ``batches_in_flight`` batches going and acks them in
+order.
+
+The services the pipeline needs (model-server pool, ClickHouse writer) are
+created in the running loop when the agent starts, as children of the app,
+so they stop with the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from agents.dead_letters import DeadLetterPublisher
+from agents.metrics import StreamMetrics
+from agents.pipeline import BatchProcessor, Pipeline
+from agents.scoring_client import ModelServerPool
+from agents.topics import dead_letter_topic, feature_topic
+from app.application import app
+from app.settings import get_settings
+from tables import stats
+from tables.writer import PredictionWriter
+
+__all__ = ["pipeline", "pool", "score_features"]
+
+logger = logging.getLogger(__name__)
+
+settings = get_settings()
+
+pool = ModelServerPool(
+    urls=settings.model_server_urls,
+    model_name=settings.model_name,
+    token=settings.model_token.get_secret_value(),
+    requests_per_server=settings.score_requests_per_server,
+    timeout_s=settings.score_timeout_s,
+    probe_interval_s=settings.probe_interval_s,
+)
+
+writer = PredictionWriter(
+    host=settings.clickhouse_host,
+    port=settings.clickhouse_port,
+    user=settings.clickhouse_user,
+    password=settings.clickhouse_password.get_secret_value(),
+    database=settings.clickhouse_database,
+    max_rows=settings.store_max_rows,
+    max_wait_s=settings.store_max_wait_s,
+    max_backoff_s=settings.retry_max_backoff_s,
+)
+
+
+async def _prepare() -> BatchProcessor:
+    """Start the clients, learn the model's inputs, make sure topics and table exist."""
+    await pipeline.add_runtime_dependency(pool)
+    await pipeline.add_runtime_dependency(writer)
+    await dead_letter_topic.maybe_declare()
+    await writer.ensure_schema()
+    schema = await pool.fetch_schema()
+    return BatchProcessor(
+        schema=schema,
+        scorer=pool,
+        store=writer,
+        dead_letters=DeadLetterPublisher(
+            dead_letter_topic, settings.retry_max_backoff_s
+        ),
+        request_rows=settings.score_request_rows,
+    )
+
+
+pipeline = Pipeline(prepare=_prepare, batches_in_flight=settings.batches_in_flight)
+
+metrics = StreamMetrics(servers=pool.snapshot, pipeline=pipeline.snapshot)
+metrics.register()
+pipeline.add_outcome_listener(stats.record_outcome)
+pipeline.add_outcome_listener(metrics.record_outcome)
+
+
+@app.agent(feature_topic, name="score_features", concurrency=1)
+async def score_features(stream: faust.StreamT[bytes]) -> None:
+    """Hand each batch of raw feature events to the pipeline, which acks them once stored."""
+    if not pipeline.started:
+        await app.add_runtime_dependency(pipeline)
+    await pipeline.wait_ready()
+    events = stream.noack()
+    async for batch in events.noack_take(
+        settings.batch_max_records, settings.batch_max_wait_s
+    ):
+        await pipeline.submit(batch, events.ack)

@@ -1,0 +1,343 @@
+"""The client side of the model-server pool: round-robin, bounded, self-healing.
+
+One :class:`ModelServerPool` per worker process owns one aiohttp session
+(keep-alive connections to every server) and spreads scoring requests over
+the servers in ``RISKSTREAM_MODEL_SERVERS`` in round-robin. Each server
+takes at most ``score_requests_per_server`` requests at a time; when every
+slot of every server is taken, :meth:`ModelServerPool.score` waits for one,
+and since the pipeline bounds the batches in flight, the agent then stops
+pulling from Kafka: backpressure instead of unbounded queues.
+
+A server that fails a request (connection refused, timeout, HTTP 5xx, an
+answer that is not the documented JSON) leaves the rotation at once and is
+probed on ``/v2/health/ready`` every ``probe_interval_s`` until it answers;
+the failed request is retried on another server. If no server is left,
+:meth:`score` waits for the probes: a model-server outage pauses the stream
+and loses nothing. Only a request the server refuses as a whole (HTTP 4xx
+other than auth/not-found, which are server-side misconfiguration) is
+reported, as :class:`RequestRejected`, so that the pipeline can split the
+batch and dead-letter the offending rows.
+
+The wire contract is the reference's predict API
+(``POST /v1/models/{name}:predict`` with ``{"instances": [...]}``,
+``X-Auth-Token``); per-row errors come back in place as ``{"error": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from mode import Service
+
+from models.records import FeatureSchema
+
+__all__ = [
+    "ModelServerPool",
+    "PoolError",
+    "RequestRejected",
+    "ScoredRequest",
+    "ServerState",
+]
+
+logger = logging.getLogger(__name__)
+
+#: HTTP statuses that blame the server (or its configuration), not the rows sent.
+SERVER_SIDE_4XX = frozenset({401, 403, 404, 408, 429})
+
+
+class PoolError(Exception):
+    """Base of the pool client's errors."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RequestRejected(PoolError):
+    """A model server refused a whole request (HTTP 4xx): the rows, not the server, are at fault."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ServerFailed(PoolError):
+    """One request to one server failed in a way that takes the server out of rotation."""
+
+
+@dataclass
+class ServerState:
+    """What the worker knows about one model server; shown in /stats."""
+
+    url: str
+    in_rotation: bool = True
+    in_flight: int = 0
+    requests: int = 0
+    rows: int = 0
+    failures: int = 0
+    ejections: int = 0
+    last_error: str = ""
+    last_latency_s: float = 0.0
+    out_since: float | None = None
+    out_total_s: float = 0.0
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        out_for = 0.0 if self.out_since is None else now - self.out_since
+        return {
+            "url": self.url,
+            "in_rotation": self.in_rotation,
+            "in_flight_requests": self.in_flight,
+            "requests": self.requests,
+            "rows": self.rows,
+            "failures": self.failures,
+            "ejections": self.ejections,
+            "last_error": self.last_error,
+            "last_latency_ms": round(self.last_latency_s * 1000.0, 3),
+            "out_of_rotation_s": round(self.out_total_s + out_for, 3),
+        }
+
+
+@dataclass(slots=True)
+class ScoredRequest:
+    """A server's answer to one request: one prediction object per row, in order."""
+
+    predictions: list[Mapping[str, Any]]
+    server: str
+    latency_s: float
+    scored_at_ms: int = field(default=0)
+
+
+class ModelServerPool(Service):
+    """The worker's connection to the model servers (a ``mode`` service: its session lives in the loop)."""
+
+    def __init__(
+        self,
+        *,
+        urls: Sequence[str],
+        model_name: str,
+        token: str,
+        requests_per_server: int,
+        timeout_s: float,
+        probe_interval_s: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not urls:
+            raise PoolError(
+                "no model servers configured (RISKSTREAM_MODEL_SERVERS is empty)"
+            )
+        self.servers = [ServerState(url) for url in urls]
+        self.model_name = model_name
+        self._token = token
+        self._per_server = max(1, requests_per_server)
+        self._timeout_s = timeout_s
+        self._probe_interval_s = probe_interval_s
+        self._next = 0
+        self._session: aiohttp.ClientSession | None = None
+        self._slot_freed: asyncio.Condition | None = None
+
+    async def on_start(self) -> None:
+        headers = {"Content-Type": "application/json"}
+        if self._token:
+            headers["X-Auth-Token"] = self._token
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=len(self.servers) * self._per_server + len(self.servers),
+                keepalive_timeout=30,
+            ),
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+            json_serialize=lambda obj: orjson.dumps(obj).decode(),
+        )
+        self._slot_freed = asyncio.Condition()
+        logger.info(
+            "model-server pool starting: model %r on %s, %d requests in flight per server",
+            self.model_name,
+            ", ".join(s.url for s in self.servers),
+            self._per_server,
+        )
+
+    async def on_stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        logger.info(
+            "model-server pool stopped: %d requests, %d failures",
+            sum(s.requests for s in self.servers),
+            sum(s.failures for s in self.servers),
+        )
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [server.snapshot(now) for server in self.servers]
+
+    @property
+    def in_rotation(self) -> int:
+        return sum(1 for server in self.servers if server.in_rotation)
+
+    async def score(self, instances: Sequence[Mapping[str, float]]) -> ScoredRequest:
+        """Score ``instances`` on some server, retrying on others until one answers.
+
+        Raises :class:`RequestRejected` only when a server refuses the request
+        itself; every server-side failure is absorbed (retry, eject, probe).
+        """
+        body = orjson.dumps({"instances": instances})
+        while True:
+            server = await self._acquire()
+            try:
+                answer = await self._post(server, body, len(instances))
+            except ServerFailed as failure:
+                self._eject(server, failure.message)
+                continue
+            finally:
+                await self._release(server)
+            return answer
+
+    async def fetch_schema(self) -> FeatureSchema:
+        """The served model's input schema, from the first server that gives it.
+
+        Waits (probing every ``probe_interval_s``) while no server answers, so
+        a worker started before its model servers simply waits for them.
+        """
+        assert self._session is not None, "pool not started"
+        attempt = 0
+        while True:
+            for server in self.servers:
+                url = f"{server.url}/v1/models/{self.model_name}"
+                try:
+                    async with self._session.get(url) as response:
+                        payload = await response.read()
+                        if response.status == 200:
+                            schema = FeatureSchema.from_model_status(
+                                orjson.loads(payload), self.model_name
+                            )
+                            logger.info(
+                                "model %s version %s from %s: %d inputs (%s)",
+                                schema.model_name,
+                                schema.model_version,
+                                server.url,
+                                len(schema.fields),
+                                ", ".join(schema.names),
+                            )
+                            return schema
+                        reason = f"HTTP {response.status}: {payload[:200]!r}"
+                except (
+                    aiohttp.ClientError,
+                    TimeoutError,
+                    ValueError,
+                    PoolError,
+                ) as exc:
+                    reason = f"{type(exc).__name__}: {exc}"
+                if attempt % 10 == 0:
+                    logger.warning(
+                        "cannot read the model schema from %s: %s", url, reason
+                    )
+            attempt += 1
+            await self.sleep(self._probe_interval_s)
+            if self.should_stop:
+                raise asyncio.CancelledError()
+
+    async def _acquire(self) -> ServerState:
+        assert self._slot_freed is not None, "pool not started"
+        count = len(self.servers)
+        async with self._slot_freed:
+            while True:
+                for step in range(count):
+                    server = self.servers[(self._next + step) % count]
+                    if server.in_rotation and server.in_flight < self._per_server:
+                        self._next = (self._next + step + 1) % count
+                        server.in_flight += 1
+                        return server
+                await self._slot_freed.wait()
+
+    async def _release(self, server: ServerState) -> None:
+        assert self._slot_freed is not None
+        server.in_flight -= 1
+        async with self._slot_freed:
+            self._slot_freed.notify_all()
+
+    async def _post(self, server: ServerState, body: bytes, rows: int) -> ScoredRequest:
+        assert self._session is not None
+        url = f"{server.url}/v1/models/{self.model_name}:predict"
+        started = time.perf_counter()
+        try:
+            async with self._session.post(url, data=body) as response:
+                payload = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise ServerFailed(f"{type(exc).__name__}: {exc or 'timeout'}") from None
+        latency = time.perf_counter() - started
+        server.requests += 1
+        server.last_latency_s = latency
+        if status != 200:
+            reason = f"HTTP {status}: {_error_text(payload)}"
+            if 400 <= status < 500 and status not in SERVER_SIDE_4XX:
+                raise RequestRejected(
+                    f"{server.url} refused the request: {reason}", status
+                )
+            raise ServerFailed(reason)
+        try:
+            predictions = orjson.loads(payload)["predictions"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise ServerFailed(
+                f"answer is not {{'predictions': [...]}}: {payload[:200]!r}"
+            ) from None
+        if not isinstance(predictions, list) or len(predictions) != rows:
+            raise ServerFailed(
+                f"answered {len(predictions) if isinstance(predictions, list) else 'no'} "
+                f"predictions for {rows} rows"
+            )
+        server.rows += rows
+        return ScoredRequest(predictions, server.url, latency, int(time.time() * 1000))
+
+    def _eject(self, server: ServerState, reason: str) -> None:
+        server.failures += 1
+        server.last_error = reason
+        if not server.in_rotation:
+            return
+        server.in_rotation = False
+        server.ejections += 1
+        server.out_since = time.monotonic()
+        logger.warning("model server %s out of rotation: %s", server.url, reason)
+        self.add_future(self._probe(server))
+
+    async def _probe(self, server: ServerState) -> None:
+        assert self._session is not None
+        url = f"{server.url}/v2/health/ready"
+        while not self.should_stop:
+            await self.sleep(self._probe_interval_s)
+            try:
+                async with self._session.get(url) as response:
+                    await response.read()
+                    if response.status == 200:
+                        break
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                continue
+        else:
+            return
+        assert server.out_since is not None
+        down_s = time.monotonic() - server.out_since
+        server.out_total_s += down_s
+        server.out_since = None
+        server.in_rotation = True
+        logger.info("model server %s back in rotation after %.1f s", server.url, down_s)
+        assert self._slot_freed is not None
+        async with self._slot_freed:
+            self._slot_freed.notify_all()
+
+
+def _error_text(payload: bytes) -> str:
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return payload[:200].decode("utf-8", "replace")
+    if isinstance(body, dict) and "error" in body:
+        return str(body["error"])[:500]
+    return payload[:200].decode("utf-8", "replace")

@@ -1,0 +1,51 @@
+"""The Faust App of riskstream, configured from the one settings object.
+
+Only the App is created here; topics, agents, tables and web views import
+it (imports follow the data flow) and are found by autodiscovery from an
+explicit list, so that ``faust -A app worker`` loads exactly them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
+
+from app.settings import get_settings
+
+__all__ = ["app"]
+
+logger = logging.getLogger(__name__)
+
+#: The modules that register agents, tables and web views on the App.
+DISCOVERED_MODULES = ["agents.score", "tables.stats", "app.web"]
+
+settings = get_settings()
+
+# Faust creates its data directory without parents; the data folder may be new.
+datadir = settings.data_dir / "workers"
+datadir.mkdir(parents=True, exist_ok=True)
+
+app = faust.App(
+    settings.app_id,
+    broker=settings.kafka_url,
+    # Stats tables are small and rebuilt from their changelog on start.
+    store="memory://",
+    datadir=str(datadir),
+    autodiscover=DISCOVERED_MODULES,
+    origin="app",
+    topic_partitions=settings.topic_partitions,
+    # Auto-creation is off on the broker: the app declares its own topics.
+    topic_allow_declare=True,
+    consumer_auto_offset_reset="earliest",
+    # A feature topic created after the worker joined (by the generator, or by
+    # this app's own declaration racing the join) is picked up within seconds.
+    consumer_metadata_max_age_ms=5_000,
+    web_host=settings.web_host,
+    web_bind=settings.web_host,
+    web_port=settings.web_port,
+)
+
+# Faust's own Prometheus sensor; riskstream's metrics join the same registry.
+setup_prometheus_sensors(app, pattern="/metrics")

@@ -1,0 +1,164 @@
+"""The worker's web views: ``/stats`` (JSON), ``/stats/local`` and ``/dashboard``.
+
+Each worker only holds the stats of the feature partitions it owns, so
+``/stats`` asks every worker of the group for its ``/stats/local`` (the
+peers are the hosts the partition assignor lists for the stats table) and
+adds the reports up; any worker answers for the whole group. ``/metrics``
+(Prometheus) is set up with the App.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from importlib import resources
+from typing import Any
+
+import aiohttp
+from faust import web
+
+from agents.score import pipeline, pool
+from agents.topics import feature_topic
+from app.application import app
+from tables.stats import local_report, merge_reports, stats, summarize
+
+__all__ = ["dashboard", "group_stats", "local_stats"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a worker waits for a peer's report before leaving it out.
+PEER_TIMEOUT_S = 2.0
+
+UNITS = {
+    "_records": "records",
+    "_ms": "milliseconds",
+    "_s": "seconds",
+    "_epoch_s": "seconds since 1970-01-01 UTC",
+    "_per_s": "records per second",
+    "requests, rows, failures, ejections": "counts",
+}
+
+
+def _own_url() -> str:
+    return str(app.conf.canonical_url).rstrip("/")
+
+
+def _local_body() -> dict[str, Any]:
+    topic = feature_topic.get_topic_name()
+    partitions = sorted(
+        tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic
+    )
+    return {
+        "worker": _own_url(),
+        "partitions": partitions,
+        "windows": local_report(partitions),
+        "pipeline": pipeline.snapshot(),
+        "model_servers": pool.snapshot(),
+    }
+
+
+async def _peer_report(
+    session: aiohttp.ClientSession, url: str
+) -> dict[str, Any] | None:
+    try:
+        async with session.get(f"{url}/stats/local") as response:
+            if response.status == 200:
+                body: dict[str, Any] = await response.json()
+                return body
+            logger.warning(
+                "worker %s answered /stats/local with HTTP %d", url, response.status
+            )
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        logger.warning("worker %s did not answer /stats/local: %s", url, exc)
+    return None
+
+
+async def _group_reports() -> tuple[list[dict[str, Any]], list[str]]:
+    own = _own_url()
+    try:
+        peers = {url.rstrip("/") for url in app.router.table_metadata(stats.table.name)}
+    except KeyError:
+        peers = set()
+    peers.discard(own)
+    reports = [_local_body()]
+    unreachable: list[str] = []
+    if peers:
+        timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            answers = await asyncio.gather(
+                *(_peer_report(session, url) for url in sorted(peers))
+            )
+        for url, answer in zip(sorted(peers), answers, strict=True):
+            if answer is None:
+                unreachable.append(url)
+            else:
+                reports.append(answer)
+    return reports, unreachable
+
+
+@app.page("/stats/local")
+async def local_stats(self: web.View, request: web.Request) -> web.Response:
+    """This worker's share: its partitions' windows, its pipeline and model-server view."""
+    return self.json(_local_body())
+
+
+@app.page("/stats")
+async def group_stats(self: web.View, request: web.Request) -> web.Response:
+    """The whole consumer group's stats, whichever worker is asked."""
+    reports, unreachable = await _group_reports()
+    body = summarize(
+        merge_reports(report["windows"] for report in reports), time.time()
+    )
+    body["units"] = UNITS
+    body["workers"] = [
+        {
+            "url": report["worker"],
+            "partitions": report["partitions"],
+            "pipeline": report["pipeline"],
+            "model_servers": report["model_servers"],
+        }
+        for report in reports
+    ]
+    body["unreachable_workers"] = unreachable
+    body["model_servers"] = _servers_overview(reports)
+    return self.json(body)
+
+
+def _servers_overview(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model server: in rotation for how many workers, and their summed counts."""
+    overview: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        for server in report["model_servers"]:
+            entry = overview.setdefault(
+                server["url"],
+                {
+                    "url": server["url"],
+                    "in_rotation": True,
+                    "workers_in_rotation": 0,
+                    "workers_out_of_rotation": 0,
+                    "requests": 0,
+                    "rows": 0,
+                    "failures": 0,
+                    "ejections": 0,
+                    "last_error": "",
+                },
+            )
+            key = (
+                "workers_in_rotation"
+                if server["in_rotation"]
+                else "workers_out_of_rotation"
+            )
+            entry[key] += 1
+            entry["in_rotation"] = entry["in_rotation"] and server["in_rotation"]
+            for counter in ("requests", "rows", "failures", "ejections"):
+                entry[counter] += server[counter]
+            entry["last_error"] = server["last_error"] or entry["last_error"]
+    return list(overview.values())
+
+
+@app.page("/dashboard")
+async def dashboard(self: web.View, request: web.Request) -> web.Response:
+    """A self-contained live page (inline JS and SVG, no CDN) polling /stats."""
+    page = resources.files("app").joinpath("dashboard.html").read_text(encoding="utf-8")
+    return self.html(page)

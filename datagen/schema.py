@@ -1,0 +1,80 @@
+"""Where the generator learns the model's inputs: a model server, or the repository's PMML.
+
+The served model is the authority (it is what the workers score with), so
+the model servers in ``RISKSTREAM_MODEL_SERVERS`` are asked first; a
+generator started before them falls back to the repository's current PMML,
+which is what ``riskstream serve`` would load.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from models.dataset import DATASETS, Dataset
+from models.pmml_schema import read_schema
+from models.records import FeatureSchema
+from models.repository import ModelRepository
+
+__all__ = ["dataset_for", "schema_from_repository", "schema_from_servers"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds the generator waits for a model server's schema before trying the next.
+SCHEMA_TIMEOUT_S = 2.0
+
+
+async def schema_from_servers(
+    urls: Sequence[str], served_name: str, token: str
+) -> FeatureSchema | None:
+    """The served model's schema from the first server that answers, or None."""
+    headers = {"X-Auth-Token": token} if token else {}
+    timeout = aiohttp.ClientTimeout(total=SCHEMA_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+        for url in urls:
+            try:
+                async with session.get(f"{url}/v1/models/{served_name}") as response:
+                    payload = await response.read()
+                    if response.status == 200:
+                        schema = FeatureSchema.from_model_status(
+                            orjson.loads(payload), served_name
+                        )
+                        logger.info(
+                            "schema of %s:%s from model server %s",
+                            schema.model_name,
+                            schema.model_version,
+                            url,
+                        )
+                        return schema
+                    logger.info(
+                        "model server %s: HTTP %d for the schema", url, response.status
+                    )
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                logger.info("model server %s gives no schema: %s", url, exc)
+    return None
+
+
+def schema_from_repository(root: Path, reference: str | None) -> FeatureSchema:
+    """The schema in the PMML of ``reference`` (NAME or NAME:VERSION; default: the current model)."""
+    repository = ModelRepository(root)
+    version = repository.resolve(reference or repository.default_name())
+    schema = FeatureSchema.from_pmml(
+        read_schema(version.pmml_path), version.name, str(version.version)
+    )
+    logger.info("schema of %s from the repository (%s)", version.ref, version.pmml_path)
+    return schema
+
+
+def dataset_for(schema: FeatureSchema) -> Dataset:
+    """The data set whose inputs are the model's, for a replay."""
+    for load in DATASETS.values():
+        dataset = load()
+        if tuple(dataset.feature_names) == schema.names:
+            return dataset
+    raise ValueError(
+        f"no data set has the inputs of model {schema.model_name} ({', '.join(schema.names)})"
+    )

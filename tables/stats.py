@@ -1,0 +1,206 @@
+"""Live statistics: a windowed Faust table, per source partition, summed on read.
+
+The table ``stats`` counts, per tumbling window of ``stats_window_s`` seconds
+(wall-clock time of processing) and per source partition: records received,
+stored and dead-lettered, predictions per label, and a fixed-bucket latency
+histogram (event time -> stored). Keys are ``"<partition>|<metric>"`` and
+each key is written to the changelog partition of its source partition, so
+the worker that owns feature partition *p* owns its stats, and a worker
+that takes *p* over after a rebalance recovers them from the changelog.
+
+It is updated once per batch and per partition (never per record). Being a
+Faust table, it is not transactional with the offset commits: after a crash
+the replayed batch is counted again (the ClickHouse table, not this one, is
+the record of truth).
+
+Reading: each worker summarises the partitions it is active for
+(:func:`local_report`); ``/stats`` (app/web.py) adds up the reports of every
+worker, which is correct with any number of workers since each partition is
+reported by its one owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import faust
+
+from app.application import app
+from app.settings import get_settings
+from tables.histogram import LATENCY_BUCKETS_MS, percentile
+
+if TYPE_CHECKING:
+    from agents.pipeline import BatchOutcome
+
+__all__ = ["local_report", "merge_reports", "record_outcome", "stats", "summarize"]
+
+logger = logging.getLogger(__name__)
+
+settings = get_settings()
+
+#: Metric names in the table keys (``<partition>|<metric>``).
+RECEIVED, STORED, DEAD = "received", "stored", "dead_lettered"
+LABEL_PREFIX, LATENCY_PREFIX, LATENCY_SUM = (
+    "label:",
+    "latency_bucket:",
+    "latency_sum_ms",
+)
+
+
+class SourcePartitionedTable(faust.Table):
+    """A table whose keys name the source partition their changelog partition must be.
+
+    Faust picks a changelog partition from the event being processed; the
+    stats are written after a batch is stored, outside any event, so the
+    partition is read from the key instead.
+    """
+
+    def partition_for_key(self, key: Any) -> int | None:
+        inner = key[0] if isinstance(key, tuple) else key
+        return int(str(inner).split("|", 1)[0])
+
+
+def _wall_clock(event: object = None) -> float:
+    return time.time()
+
+
+stats = (
+    app.tables.add(
+        SourcePartitionedTable(
+            app,
+            name="stats",
+            default=int,
+            partitions=settings.topic_partitions,
+            beacon=app.tables.beacon,
+            help="Per-window, per-partition counts of the stream (records, labels, latency).",
+        )
+    )
+    .tumbling(settings.stats_window_s, expires=settings.stats_retention_s)
+    .relative_to(_wall_clock)
+)
+
+
+def record_outcome(outcome: BatchOutcome) -> None:
+    """Add one batch's tallies to the current window (one table write per changed metric)."""
+    for partition, tally in outcome.partitions.items():
+        prefix = f"{partition}|"
+        for metric, amount in (
+            (RECEIVED, tally.received),
+            (STORED, tally.stored),
+            (DEAD, tally.dead_lettered),
+        ):
+            if amount:
+                stats[prefix + metric] += amount
+        for label, amount in tally.labels.items():
+            stats[f"{prefix}{LABEL_PREFIX}{label}"] += amount
+        for bucket, amount in enumerate(tally.latency_counts):
+            if amount:
+                stats[f"{prefix}{LATENCY_PREFIX}{bucket}"] += amount
+        if tally.stored:
+            stats[prefix + LATENCY_SUM] += round(tally.latency_sum_ms)
+
+
+def local_report(
+    active_partitions: Iterable[int],
+) -> dict[str, dict[str, dict[str, float]]]:
+    """This worker's windows for the partitions it owns: partition -> window start -> metric -> value."""
+    active = {int(partition) for partition in active_partitions}
+    oldest = time.time() - settings.stats_retention_s
+    report: dict[str, dict[str, dict[str, float]]] = {}
+    for (key, (start, _end)), value in list(stats.table.data.items()):
+        partition, metric = str(key).split("|", 1)
+        if int(partition) not in active or start < oldest:
+            continue
+        window = report.setdefault(partition, {}).setdefault(str(int(start)), {})
+        window[metric] = value
+    return report
+
+
+def merge_reports(
+    reports: Iterable[Mapping[str, Mapping[str, Mapping[str, float]]]],
+) -> dict[int, dict[str, float]]:
+    """Window start -> metric -> value over every partition of every report.
+
+    A partition reported twice (two workers both claiming it for a moment
+    during a rebalance) is counted once, from the report with more records.
+    """
+    best: dict[str, Mapping[str, Mapping[str, float]]] = {}
+    for report in reports:
+        for partition, windows in report.items():
+            current = best.get(partition)
+            if current is None or _received(windows) > _received(current):
+                best[partition] = windows
+    merged: dict[int, dict[str, float]] = {}
+    for windows in best.values():
+        for start, metrics in windows.items():
+            target = merged.setdefault(int(start), {})
+            for metric, value in metrics.items():
+                target[metric] = target.get(metric, 0) + value
+    return merged
+
+
+def _received(windows: Mapping[str, Mapping[str, float]]) -> float:
+    return sum(metrics.get(RECEIVED, 0) for metrics in windows.values())
+
+
+def summarize(merged: Mapping[int, Mapping[str, float]], now: float) -> dict[str, Any]:
+    """The ``/stats`` body: totals over the retained windows and one entry per window.
+
+    Every number's unit is in its key (``_records``, ``_ms``, ``_per_s``,
+    ``_epoch_s``).
+    """
+    window_s = settings.stats_window_s
+    windows: list[dict[str, Any]] = []
+    total: dict[str, float] = {}
+    for start in sorted(merged):
+        metrics = merged[start]
+        for metric, value in metrics.items():
+            total[metric] = total.get(metric, 0) + value
+        elapsed = min(window_s, max(1.0, now - start))
+        entry = _figures(metrics)
+        entry["start_epoch_s"] = start
+        entry["end_epoch_s"] = start + window_s
+        entry["received_rate_records_per_s"] = round(
+            metrics.get(RECEIVED, 0) / elapsed, 3
+        )
+        entry["stored_rate_records_per_s"] = round(metrics.get(STORED, 0) / elapsed, 3)
+        windows.append(entry)
+    return {
+        "window_s": window_s,
+        "retention_s": settings.stats_retention_s,
+        "generated_at_epoch_s": round(now, 3),
+        "totals": _figures(total),
+        "windows": windows,
+    }
+
+
+def _figures(metrics: Mapping[str, float]) -> dict[str, Any]:
+    counts = [
+        int(metrics.get(f"{LATENCY_PREFIX}{i}", 0))
+        for i in range(len(LATENCY_BUCKETS_MS) + 1)
+    ]
+    stored = int(metrics.get(STORED, 0))
+    labels = {
+        metric[len(LABEL_PREFIX) :]: int(value)
+        for metric, value in sorted(metrics.items())
+        if metric.startswith(LABEL_PREFIX)
+    }
+    return {
+        "received_records": int(metrics.get(RECEIVED, 0)),
+        "stored_records": stored,
+        "dead_lettered_records": int(metrics.get(DEAD, 0)),
+        "predicted_label_records": labels,
+        "latency_mean_ms": round(metrics.get(LATENCY_SUM, 0) / stored, 3)
+        if stored
+        else None,
+        "latency_p50_ms": _rounded(percentile(counts, 0.50)),
+        "latency_p95_ms": _rounded(percentile(counts, 0.95)),
+        "latency_p99_ms": _rounded(percentile(counts, 0.99)),
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
