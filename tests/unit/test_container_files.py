@@ -32,6 +32,7 @@ from faust.cli.faust import cli as faust_cli
 
 from app.cli import main as riskstream_cli
 from app.settings import Settings
+from stack.launch import faust_worker_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -531,8 +532,26 @@ def test_dependencies_wait_for_health(compose: dict[str, Any]) -> None:
             *MODEL_SERVERS,
         }
     assert set(services["datagen"]["depends_on"]) == set(WORKERS), (
-        "the workers declare the topics"
+        "the generator starts once the workers read"
     )
+
+
+def test_generator_and_workers_agree_on_the_topic(compose: dict[str, Any]) -> None:
+    """Whoever comes first declares the feature topic: with the same name and partitions."""
+    topic_settings = ("RISKSTREAM_FEATURE_TOPIC", "RISKSTREAM_TOPIC_PARTITIONS")
+    seen = {
+        tuple(
+            riskstream_environment(compose["services"][name]).get(key)
+            for key in topic_settings
+        )
+        for name in (*WORKERS, "datagen")
+    }
+    assert len(seen) == 1, f"workers and generator disagree on the topic: {seen}"
+
+
+def test_compose_worker_is_the_one_the_demo_and_tests_launch() -> None:
+    """stack.launch builds the worker command `riskstream demo` and the tests start."""
+    assert faust_worker_argv()[1:] == ["-m", *WORKER]
 
 
 def test_published_ports_are_loopback_only_and_unique(compose: dict[str, Any]) -> None:
