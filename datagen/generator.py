@@ -202,38 +202,45 @@ async def generate(
     run_id = config.run_id
     produced = 0
     started = last_progress = time.monotonic()
+    # Two blocks in flight: block k is sent while block k-1's acks come back.
     pending: list[asyncio.Future[object]] = []
+    previous: list[asyncio.Future[object]] = []
+    sent = 0
     try:
         for block, labels in rows:
             if config.count is not None:
-                block = block[: config.count - produced]
-            sequence = produced
+                block = block[: config.count - sent]
             for values, label in zip(block, labels, strict=False):
                 if stopping():
                     break
                 if config.rate:
-                    await _pace(config.rate, started, sequence)
-                record_id = f"{run_id}-{sequence}"
+                    await _pace(config.rate, started, sent)
+                record_id = f"{run_id}-{sent}"
                 pending.append(
                     await send(
                         topic, encode(record_id, values, label), key=record_id.encode()
                     )
                 )
-                sequence += 1
-                if progress is not None and sequence % 1000 == 0:
+                sent += 1
+                if progress is not None and sent % 1000 == 0:
                     now = time.monotonic()
                     if now - last_progress >= 1.0:
-                        progress(sequence, now - started)
+                        progress(sent, now - started)
                         last_progress = now
-            await asyncio.gather(*pending)
-            produced += len(pending)
-            pending.clear()
-            if stopping() or (config.count is not None and produced >= config.count):
+            await asyncio.gather(*previous)
+            produced += len(previous)
+            previous, pending = pending, []
+            if stopping() or (config.count is not None and sent >= config.count):
                 break
+        await asyncio.gather(*previous)
+        produced += len(previous)
+        previous = []
     finally:
         await producer.stop()
         produced += sum(
-            1 for f in pending if f.done() and not f.cancelled() and not f.exception()
+            1
+            for future in (*previous, *pending)
+            if future.done() and not future.cancelled() and future.exception() is None
         )
     elapsed = time.monotonic() - started
     report = GeneratorReport(config.run_id, produced, elapsed)

@@ -1,52 +1,219 @@
-"""``riskstream demo``: the README's ``make demo``.
+"""``riskstream demo``: the README's ``make demo``, the whole pipeline on this machine.
 
-Until the pipeline exists this brings the local stack up and names the
-parts that are still missing; the stream work replaces the body with the
-whole pipeline (train, serve, generate, score, store, stats).
+In data-flow order: the local stack (Kafka + ClickHouse), a model (trained
+if the repository has none), a pool of two model servers, one Faust
+worker, and the generator at a modest rate. It then shows where to look
+(dashboard, /stats, /metrics, ClickHouse) and a progress line read from
+/stats until Ctrl-C, which stops everything the demo started, in reverse
+order. The stack is left as it was found: services that were already
+running keep running, those the demo started are stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import json
 import logging
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import click
 
-from app.settings import get_settings
+from app.settings import Settings, get_settings
+from models.repository import ModelRepository
 from stack import control
 from stack.errors import StackError
+from stack.launch import (
+    Child,
+    LaunchError,
+    faust_worker_argv,
+    riskstream_argv,
+    spawn,
+    wait_http_ok,
+)
 
 __all__ = ["demo"]
 
 logger = logging.getLogger(__name__)
 
-#: The pipeline's parts, in data-flow order: module that implements it -> what it does.
-PIPELINE_PARTS: dict[str, str] = {
-    "models.cli": "training a model and exporting PMML (riskstream train)",
-    "serving.cli": "the PMML model-server pool (riskstream serve)",
-    "datagen.cli": "the feature generator (riskstream datagen)",
-    "app.application": "the Faust app and its workers",
-}
+#: Model-server replicas the demo runs.
+REPLICAS = 2
+
+#: Seconds each part may take to come up.
+START_TIMEOUT_S = 120.0
+
+#: Signals that end the demo (Ctrl-C, or a polite kill).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+#: Seconds between two progress lines.
+PROGRESS_EVERY_S = 5.0
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM while the demo runs."""
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    raise Interrupted()
+
+
+def _train_if_needed(settings: Settings) -> None:
+    repository = ModelRepository(settings.repository_path)
+    if repository.names():
+        name = repository.default_name()
+        click.echo(
+            f"model: {repository.current(name).ref} from {settings.repository_path}"
+        )
+        return
+    click.echo(
+        f"model: none in {settings.repository_path}, training one (riskstream train)..."
+    )
+    result = subprocess.run(riskstream_argv("train"), check=False)
+    if result.returncode != 0:
+        raise click.ClickException("riskstream train failed (see above)")
+
+
+def _stats_line(url: str) -> str:
+    try:
+        with urllib.request.urlopen(f"{url}/stats", timeout=5) as response:
+            stats = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return f"/stats not answering: {error}"
+    totals = stats["totals"]
+    windows = stats["windows"]
+    rate = windows[-1]["stored_rate_records_per_s"] if windows else 0
+    servers = ", ".join(
+        f"{s['url'].rsplit(':', 1)[-1]} {'in' if s['in_rotation'] else 'OUT'}"
+        for s in stats["model_servers"]
+    )
+    return (
+        f"received {totals['received_records']:,} | stored {totals['stored_records']:,} | "
+        f"dead-lettered {totals['dead_lettered_records']:,} | {rate:,.1f} records/s | "
+        f"p99 {totals['latency_p99_ms'] or 0:,.0f} ms | labels {totals['predicted_label_records']} | "
+        f"model servers: {servers}"
+    )
+
+
+def _watch(children: list[Child], web_url: str) -> None:
+    """Show progress until Ctrl-C, or until a child dies (then say which, with its log)."""
+    next_line = 0.0
+    while True:
+        for child in children:
+            if not child.alive():
+                raise LaunchError(
+                    f"{child.name} exited with code {child.process.returncode}; "
+                    f"end of {child.log_path}:\n{child.log_tail()}"
+                )
+        now = time.monotonic()
+        if now >= next_line:
+            click.echo(_stats_line(web_url))
+            next_line = now + PROGRESS_EVERY_S
+        time.sleep(0.5)
+
+
+def _run(settings: Settings, rate: float, logs: Path, children: list[Child]) -> None:
+    _train_if_needed(settings)
+    first_port = settings.model_server_port
+    server_urls = [f"http://127.0.0.1:{first_port + i}" for i in range(REPLICAS)]
+    env = {"RISKSTREAM_MODEL_SERVERS": ",".join(server_urls)}
+    servers = spawn(
+        "model servers",
+        riskstream_argv(
+            "serve",
+            "--replicas",
+            str(REPLICAS),
+            "--port",
+            str(first_port),
+            "--served-name",
+            settings.model_name,
+        ),
+        env,
+        logs / "model-servers.log",
+    )
+    children.append(servers)
+    for url in server_urls:
+        wait_http_ok(f"{url}/v2/health/ready", servers, START_TIMEOUT_S)
+    click.echo(f"model servers: {', '.join(server_urls)} (log {servers.log_path})")
+
+    web_url = f"http://{settings.web_host}:{settings.web_port}"
+    worker = spawn("worker", faust_worker_argv("-l", "info"), env, logs / "worker.log")
+    children.append(worker)
+    wait_http_ok(f"{web_url}/stats", worker, START_TIMEOUT_S)
+    click.echo(f"worker: faust -A app worker, web {web_url} (log {worker.log_path})")
+
+    generator = spawn(
+        "generator",
+        riskstream_argv("datagen", "--rate", f"{rate:g}"),
+        env,
+        logs / "generator.log",
+    )
+    children.append(generator)
+    db = settings.clickhouse_database
+    click.echo(
+        f"""generator: riskstream datagen --rate {rate:g} -> topic {settings.feature_topic} (log {generator.log_path})
+
+The pipeline runs. Look at it:
+  dashboard   {web_url}/dashboard
+  stats JSON  {web_url}/stats
+  Prometheus  {web_url}/metrics
+  ClickHouse  clickhouse-client --port {settings.clickhouse_port} --query \\
+                "SELECT predicted_label, count() FROM {db}.predictions FINAL GROUP BY predicted_label"
+              (FINAL, or the view {db}.predictions_unique, counts each Kafka record once)
+  dead letters: topic {settings.dlq_topic}
+Ctrl-C stops the generator, the worker, the model servers and the stack services the demo started.
+"""
+    )
+    _watch(children, web_url)
 
 
 @click.command()
-def demo() -> None:
-    """Run the whole local pipeline (for now: bring the stack up, say what is missing)."""
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="Records per second the generator produces.",
+)
+def demo(rate: float) -> None:
+    """Run the whole local pipeline: stack, model, model servers, worker, generator."""
+    settings = get_settings()
+    logs = settings.data_dir / "demo"
+    children: list[Child] = []
+    started: list[str] = []
+    previous = {signum: signal.signal(signum, _on_signal) for signum in STOP_SIGNALS}
     try:
-        asyncio.run(control.up(get_settings()))
-    except StackError as error:
-        raise click.ClickException(error.message) from None
-    missing = [
-        what
-        for module, what in PIPELINE_PARTS.items()
-        if importlib.util.find_spec(module) is None
-    ]
-    if missing:
-        click.echo("The local stack is up. The pipeline cannot run yet; missing:")
-        for what in missing:
-            click.echo(f"  - {what}")
-    else:
+        started = asyncio.run(control.up(settings))
         click.echo(
-            "The local stack is up and every part of the pipeline exists; the demo wiring is still to come."
+            "stack: "
+            + (
+                f"started {', '.join(started)}"
+                if started
+                else "already running (left running)"
+            )
         )
+        _run(settings, rate, logs, children)
+    except Interrupted:
+        click.echo("\nstopping...")
+    except (StackError, LaunchError) as error:
+        click.echo(f"demo failed: {error.message}", err=True)
+        raise SystemExit(1) from None
+    finally:
+        # A second Ctrl-C must not cut the clean-up short.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        for child in reversed(children):
+            code = child.stop(
+                signum=signal.SIGINT if child.name == "generator" else signal.SIGTERM
+            )
+            click.echo(f"stopped {child.name} (exit code {code})")
+        if started:
+            asyncio.run(control.down(settings, started))
+            click.echo(
+                f"stopped the stack services the demo started: {', '.join(started)}"
+            )
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
