@@ -1,0 +1,300 @@
+"""The batch handler and the in-order acking pipeline, driven without Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from agents.pipeline import BatchOutcome, BatchProcessor, Pipeline
+from agents.scoring_client import RequestRejected, ScoredRequest
+from models.records import DeadLetter, FeatureField, FeatureSchema, encode_json
+from tables.predictions import INSERT_COLUMNS, STORED_AT_COLUMNS
+
+SCHEMA = FeatureSchema(
+    "breast-cancer",
+    "2",
+    tuple(FeatureField(n, 1.0, 10.0) for n in ("clump_thickness", "mitoses")),
+)
+COLUMN = {name: index for index, name in enumerate(INSERT_COLUMNS)}
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float = 1_767_323_045.5
+
+
+class RuleScorer:
+    """A stand-in model: label 1 when clump_thickness > 5; refuses clump_thickness 0 per row."""
+
+    def __init__(self, refuse_requests_with: float | None = None) -> None:
+        self.requests: list[int] = []
+        self._refuse = refuse_requests_with
+
+    async def score(self, instances: Sequence[Mapping[str, float]]) -> ScoredRequest:
+        self.requests.append(len(instances))
+        if self._refuse is not None and any(
+            row.get("mitoses") == self._refuse for row in instances
+        ):
+            raise RequestRejected("HTTP 400: mitoses out of range", 400)
+        predictions: list[Mapping[str, Any]] = []
+        for row in instances:
+            if row.get("clump_thickness") == 0:
+                predictions.append(
+                    {"error": "field 'clump_thickness': 0.0 is not valid"}
+                )
+                continue
+            malignant = row.get("clump_thickness", 0) > 5
+            predictions.append(
+                {
+                    "pmml(prediction)": str(int(malignant)),
+                    "probability(0)": "0.1" if malignant else "0.9",
+                    "probability(1)": "0.9" if malignant else "0.1",
+                    "label": str(int(malignant)),
+                    "model_version": "2",
+                }
+            )
+        return ScoredRequest(predictions, "http://server-a", 0.002, 1_767_323_046_000)
+
+
+class Rows:
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+
+    async def store(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        self.rows.extend(rows)
+        return 1_767_323_046_100
+
+
+class Letters:
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    async def publish(self, letters: Sequence[DeadLetter]) -> None:
+        self.letters.extend(letters)
+
+
+def processor(
+    scorer: RuleScorer, rows: Rows, letters: Letters, request_rows: int = 3
+) -> BatchProcessor:
+    return BatchProcessor(
+        schema=SCHEMA,
+        scorer=scorer,
+        store=rows,
+        dead_letters=letters,
+        request_rows=request_rows,
+    )
+
+
+async def test_good_bad_and_refused_records_each_end_up_in_one_place() -> None:
+    scorer, rows, letters = RuleScorer(), Rows(), Letters()
+    messages = [
+        Message("features", 0, 10, b"id-10", b"7,1"),
+        Message("features", 0, 11, b"id-11", b"7,x"),  # malformed
+        Message("features", 1, 5, b"id-5", b"0,1"),  # the model refuses it
+        Message(
+            "features",
+            1,
+            6,
+            b"id-6",
+            encode_json(SCHEMA, "j-6", 1_767_323_040.0, [2, None], "0"),
+        ),
+        Message("features", 1, 7, None, b"3,"),
+    ]
+    outcome = await processor(scorer, rows, letters).process(messages)
+
+    assert [row[COLUMN["source_offset"]] for row in rows.rows] == [10, 6, 7]
+    assert [row[COLUMN["record_id"]] for row in rows.rows] == [
+        "id-10",
+        "j-6",
+        "features:1:7",
+    ]
+    assert [row[COLUMN["predicted_label"]] for row in rows.rows] == ["1", "0", "0"]
+    first = dict(zip(INSERT_COLUMNS, rows.rows[0] + (None, None), strict=True))
+    assert first["feature_names"] == ["clump_thickness", "mitoses"]
+    assert first["feature_values"] == [7.0, 1.0]
+    assert first["probability_labels"] == ["0", "1"] and first["probabilities"] == [
+        0.1,
+        0.9,
+    ]
+    assert first["model_name"] == "breast-cancer" and first["model_version"] == "2"
+    assert first["model_server"] == "http://server-a"
+    assert (
+        first["event_time_ms"] == 1_767_323_045_500
+    )  # the Kafka timestamp of a CSV record
+    json_row = dict(zip(INSERT_COLUMNS, rows.rows[1] + (None, None), strict=True))
+    assert (
+        json_row["event_time_ms"] == 1_767_323_040_000 and json_row["true_label"] == "0"
+    )
+    assert len(rows.rows[0]) == len(INSERT_COLUMNS) - len(STORED_AT_COLUMNS)
+
+    reasons = {
+        (letter.source_offset, letter.stage): letter.reason
+        for letter in letters.letters
+    }
+    assert set(reasons) == {(11, "decode"), (5, "score")}
+    assert "CSV field 2 (mitoses) is not a number" in reasons[(11, "decode")]
+    assert "model refused the record: field 'clump_thickness'" in reasons[(5, "score")]
+    refused = next(letter for letter in letters.letters if letter.source_offset == 5)
+    assert base64.b64decode(refused.raw_value_base64) == b"0,1"
+
+    assert outcome.partitions[0].received == 2 and outcome.partitions[0].stored == 1
+    assert outcome.partitions[1].received == 3 and outcome.partitions[1].stored == 2
+    assert outcome.partitions[1].dead_lettered == 1
+    assert outcome.dead_letters_by_stage == {"decode": 1, "score": 1}
+    assert sum(outcome.partitions[1].latency_counts) == 2
+    assert outcome.total("received") == outcome.total("stored") + outcome.total(
+        "dead_lettered"
+    )
+
+
+async def test_missing_inputs_are_left_out_of_the_request_and_stored_as_nan() -> None:
+    scorer, rows, letters = RuleScorer(), Rows(), Letters()
+    await processor(scorer, rows, letters).process([Message("f", 0, 0, b"k", b",4")])
+    values = rows.rows[0][COLUMN["feature_values"]]
+    assert values[0] != values[0] and values[1] == 4.0  # NaN, then 4
+
+
+async def test_rows_go_to_the_pool_in_requests_of_bounded_size() -> None:
+    scorer, rows, letters = RuleScorer(), Rows(), Letters()
+    messages = [Message("f", 0, i, b"k", b"2,2") for i in range(8)]
+    await processor(scorer, rows, letters, request_rows=3).process(messages)
+    assert sorted(scorer.requests) == [2, 3, 3]
+    assert [row[COLUMN["source_offset"]] for row in rows.rows] == list(range(8))
+
+
+async def test_a_request_refused_as_a_whole_is_split_until_the_bad_row_is_alone() -> (
+    None
+):
+    scorer, rows, letters = RuleScorer(refuse_requests_with=9.0), Rows(), Letters()
+    messages = [
+        Message("f", 0, i, b"k", b"2,9" if i == 5 else b"2,2") for i in range(8)
+    ]
+    outcome = await processor(scorer, rows, letters, request_rows=8).process(messages)
+    assert [row[COLUMN["source_offset"]] for row in rows.rows] == [0, 1, 2, 3, 4, 6, 7]
+    (letter,) = letters.letters
+    assert letter.source_offset == 5 and "mitoses out of range" in letter.reason
+    assert outcome.total("stored") == 7 and outcome.total("dead_lettered") == 1
+
+
+@dataclass
+class Event:
+    message: Message
+
+
+class SlowProcessor:
+    """Finishes batches in random order, remembering how many run at once."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.most_running = 0
+
+    async def process(self, messages: Sequence[Message]) -> BatchOutcome:
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        await asyncio.sleep(random.uniform(0.0, 0.03))
+        self.running -= 1
+        return BatchOutcome()
+
+
+async def test_batches_are_acked_in_the_order_taken_and_in_flight_stays_bounded() -> (
+    None
+):
+    slow = SlowProcessor()
+
+    async def prepare() -> Any:
+        return slow
+
+    pipeline = Pipeline(prepare=prepare, batches_in_flight=3)
+    outcomes: list[BatchOutcome] = []
+    pipeline.add_outcome_listener(outcomes.append)
+    acked: list[int] = []
+
+    async def ack(event: Event) -> None:
+        acked.append(event.message.offset)
+
+    await pipeline.start()
+    try:
+        await pipeline.wait_ready()
+        offsets = iter(range(200))
+        for _ in range(40):
+            batch = [Event(Message("f", 0, next(offsets), None, b"")) for _ in range(5)]
+            await pipeline.submit(batch, ack)
+        for _ in range(200):
+            if len(acked) == 200:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await pipeline.stop()
+    assert acked == list(range(200))
+    assert len(outcomes) == 40
+    assert slow.most_running == 3
+
+
+async def test_a_failing_batch_crashes_the_pipeline_and_acks_nothing() -> None:
+    class Broken:
+        async def process(self, messages: Sequence[Message]) -> BatchOutcome:
+            raise TypeError("a bug")
+
+    async def prepare() -> Any:
+        return Broken()
+
+    pipeline = Pipeline(prepare=prepare, batches_in_flight=2)
+    acked: list[Event] = []
+
+    async def ack(event: Event) -> None:
+        acked.append(event)
+
+    await pipeline.start()
+    try:
+        await pipeline.wait_ready()
+        await pipeline.submit([Event(Message("f", 0, 0, None, b""))], ack)
+        for _ in range(100):
+            if pipeline.crashed:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await pipeline.stop()
+    assert pipeline.crashed and isinstance(pipeline.crash_reason, TypeError)
+    assert acked == []
+
+
+@pytest.mark.parametrize("limit", [1, 4])
+async def test_stopping_abandons_the_in_flight_batches_without_acking(
+    limit: int,
+) -> None:
+    release = asyncio.Event()
+
+    class Stuck:
+        async def process(self, messages: Sequence[Message]) -> BatchOutcome:
+            await release.wait()
+            return BatchOutcome()
+
+    async def prepare() -> Any:
+        return Stuck()
+
+    pipeline = Pipeline(prepare=prepare, batches_in_flight=limit)
+    acked: list[Event] = []
+
+    async def ack(event: Event) -> None:
+        acked.append(event)
+
+    await pipeline.start()
+    await pipeline.wait_ready()
+    for offset in range(limit):
+        await pipeline.submit([Event(Message("f", 0, offset, None, b""))], ack)
+    assert pipeline.snapshot()["records_in_flight"] == limit
+    await pipeline.stop()
+    release.set()
+    await asyncio.sleep(0.01)
+    assert acked == []

@@ -1,0 +1,221 @@
+"""The model-server pool client against in-process HTTP servers speaking the predict API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from agents.scoring_client import ModelServerPool, RequestRejected
+
+ROW = {"clump_thickness": 5.0, "mitoses": 1.0}
+
+
+class FakeModelServer:
+    """Speaks the predict API; can fail, refuse, stall or be down on demand."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"  # ok | fail | refuse | slow
+        self.ready = True
+        self.requests = 0
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.tokens: list[str | None] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def predict(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        self.tokens.append(request.headers.get("X-Auth-Token"))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            body = await request.json()
+            if self.mode == "fail":
+                return web.json_response({"error": "boom"}, status=500)
+            if self.mode == "refuse":
+                return web.json_response(
+                    {"error": "instances must be a list"}, status=400
+                )
+            if self.mode == "slow":
+                await asyncio.sleep(0.2)
+            predictions = [
+                {"label": "1", "probability(1)": "0.9"} for _ in body["instances"]
+            ]
+            return web.json_response({"predictions": predictions})
+        finally:
+            self.in_flight -= 1
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({}, status=200 if self.ready else 503)
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "model": "breast-cancer",
+                "version": "7",
+                "schema": {
+                    "inputFields": [
+                        {"name": "clump_thickness", "valid_min": 1, "valid_max": 10}
+                    ]
+                },
+            }
+        )
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/models/{name}:predict", self.predict)
+        app.router.add_get("/v1/models/{name}", self.status)
+        app.router.add_get("/v2/health/ready", self.health)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[list[FakeModelServer]]:
+    fakes = [FakeModelServer(), FakeModelServer()]
+    for fake in fakes:
+        await fake.start()
+    yield fakes
+    for fake in fakes:
+        await fake.stop()
+
+
+async def started_pool(urls: list[str], **overrides: Any) -> ModelServerPool:
+    options: dict[str, Any] = {
+        "model_name": "m",
+        "token": "s3cret",
+        "requests_per_server": 2,
+        "timeout_s": 2.0,
+        "probe_interval_s": 0.05,
+    }
+    options.update(overrides)
+    pool = ModelServerPool(urls=urls, **options)
+    await pool.start()
+    return pool
+
+
+async def test_requests_alternate_between_servers_and_carry_the_token(
+    servers: list[FakeModelServer],
+) -> None:
+    pool = await started_pool([s.url for s in servers])
+    try:
+        for _ in range(6):
+            answer = await pool.score([ROW, ROW])
+            assert len(answer.predictions) == 2
+    finally:
+        await pool.stop()
+    assert [s.requests for s in servers] == [3, 3]
+    assert {token for s in servers for token in s.tokens} == {"s3cret"}
+
+
+async def test_a_failing_server_leaves_rotation_its_request_is_retried_and_it_comes_back(
+    servers: list[FakeModelServer],
+) -> None:
+    good, bad = servers
+    bad.mode, bad.ready = "fail", False
+    pool = await started_pool([good.url, bad.url])
+    try:
+        answers = [await pool.score([ROW]) for _ in range(5)]
+        assert {answer.server for answer in answers} == {good.url}
+        state = {s["url"]: s for s in pool.snapshot()}
+        assert state[bad.url]["in_rotation"] is False
+        assert (
+            state[bad.url]["ejections"] == 1
+            and "HTTP 500" in state[bad.url]["last_error"]
+        )
+        bad.mode, bad.ready = "ok", True
+        for _ in range(100):
+            if pool.in_rotation == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert pool.in_rotation == 2
+        answers = [await pool.score([ROW]) for _ in range(4)]
+        assert {answer.server for answer in answers} == {good.url, bad.url}
+    finally:
+        await pool.stop()
+
+
+async def test_with_every_server_down_scoring_waits_instead_of_failing(
+    servers: list[FakeModelServer],
+) -> None:
+    for server in servers:
+        server.mode, server.ready = "fail", False
+    pool = await started_pool([s.url for s in servers])
+    try:
+        waiting = asyncio.ensure_future(pool.score([ROW]))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        assert pool.in_rotation == 0
+        servers[1].mode, servers[1].ready = "ok", True
+        answer = await asyncio.wait_for(waiting, 5)
+        assert answer.server == servers[1].url
+    finally:
+        await pool.stop()
+
+
+async def test_requests_in_flight_per_server_are_bounded(
+    servers: list[FakeModelServer],
+) -> None:
+    for server in servers:
+        server.mode = "slow"
+    pool = await started_pool([s.url for s in servers], requests_per_server=2)
+    try:
+        await asyncio.gather(*(pool.score([ROW]) for _ in range(12)))
+    finally:
+        await pool.stop()
+    assert [s.most_in_flight for s in servers] == [2, 2]
+    assert sum(s.requests for s in servers) == 12
+
+
+async def test_a_server_slower_than_the_timeout_leaves_rotation(
+    servers: list[FakeModelServer],
+) -> None:
+    slow, fast = servers
+    slow.mode = "slow"
+    pool = await started_pool([slow.url, fast.url], timeout_s=0.05)
+    try:
+        answers = [await pool.score([ROW]) for _ in range(3)]
+    finally:
+        await pool.stop()
+    assert {answer.server for answer in answers} == {fast.url}
+    assert "Timeout" in {s["url"]: s for s in pool.snapshot()}[slow.url]["last_error"]
+
+
+async def test_a_request_refused_as_a_whole_is_reported_not_retried(
+    servers: list[FakeModelServer],
+) -> None:
+    for server in servers:
+        server.mode = "refuse"
+    pool = await started_pool([s.url for s in servers])
+    try:
+        with pytest.raises(RequestRejected, match="instances must be a list"):
+            await pool.score([ROW])
+    finally:
+        await pool.stop()
+    assert sum(s.requests for s in servers) == 1
+    assert pool.in_rotation == 2
+
+
+async def test_the_schema_comes_from_the_served_model(
+    servers: list[FakeModelServer],
+) -> None:
+    await servers[0].stop()
+    pool = await started_pool([servers[0].url, servers[1].url])
+    try:
+        schema = await asyncio.wait_for(pool.fetch_schema(), 5)
+    finally:
+        await pool.stop()
+    assert schema.model_name == "breast-cancer" and schema.model_version == "7"
+    assert schema.names == ("clump_thickness",)

@@ -1,0 +1,191 @@
+"""The feature records' wire formats: fast codec == faust.Record, clear reasons for bad input."""
+
+from __future__ import annotations
+
+import base64
+import math
+
+import orjson
+import pytest
+
+from models.pmml_schema import read_schema
+from models.records import (
+    DeadLetter,
+    DecodeError,
+    FeatureField,
+    FeatureSchema,
+    decode_features,
+    encode_csv,
+    encode_json,
+    feature_record_type,
+)
+
+SCHEMA = FeatureSchema(
+    "breast-cancer",
+    "3",
+    tuple(
+        FeatureField(name, 1.0, 10.0)
+        for name in ("clump_thickness", "bare_nuclei", "mitoses")
+    ),
+)
+
+
+def test_reference_csv_line_decodes_in_schema_order() -> None:
+    record = decode_features(b"5,1,3\n", SCHEMA)
+    assert record.values == [5.0, 1.0, 3.0]
+    assert (
+        record.record_id is None and record.event_time_ms is None and record.label == ""
+    )
+
+
+def test_empty_csv_field_is_a_missing_value() -> None:
+    values = decode_features(b"5,,3", SCHEMA).values
+    assert values[0] == 5.0 and math.isnan(values[1]) and values[2] == 3.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"5,1", "CSV record has 2 fields, the model breast-cancer expects 3"),
+        (b"5,1,3,4", "has 4 fields"),
+        (b"5,x,3", "CSV field 2 (bare_nuclei) is not a number: x"),
+        (b"5,nan,3", "CSV field 2 (bare_nuclei) is not a finite number"),
+        (b"5,inf,3", "not a finite number"),
+        (b"", "empty record"),
+        (b"{not json", "invalid JSON"),
+        (b"[1, 2, 3]", "JSON record must be an object"),
+        (b'{"event_time": 1.5}', "no record_id"),
+        (b'{"record_id": "a"}', "no event_time"),
+        (
+            b'{"record_id": "a", "event_time": "yesterday"}',
+            "event_time is not ISO 8601",
+        ),
+        (b'{"record_id": "a", "event_time": 99999999999}', "outside 1970-2100"),
+        (
+            b'{"record_id": "a", "event_time": 1.5, "mitoses": "2"}',
+            "JSON field mitoses is not a number",
+        ),
+        (
+            b'{"record_id": "a", "event_time": 1.5, "mitoses": true}',
+            "JSON field mitoses is not a number",
+        ),
+        (b'{"record_id": "a", "event_time": 1.5, "age": 3}', "does not take: age"),
+        (
+            b'{"record_id": "a", "event_time": 1.5, "label": [1]}',
+            "label must be a string",
+        ),
+    ],
+)
+def test_malformed_records_are_refused_with_a_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError, match=None) as refused:
+        decode_features(raw, SCHEMA)
+    assert reason in str(refused.value)
+
+
+def test_json_record_carries_id_event_time_and_ground_truth() -> None:
+    raw = encode_json(SCHEMA, "run-7", 1_700_000_000.25, [5, None, 3.5], "1")
+    record = decode_features(raw, SCHEMA)
+    assert record.record_id == "run-7"
+    assert record.event_time_ms == 1_700_000_000_250
+    assert record.label == "1"
+    assert (
+        record.values[0] == 5.0
+        and math.isnan(record.values[1])
+        and record.values[2] == 3.5
+    )
+
+
+def test_iso_event_time_is_accepted() -> None:
+    raw = (
+        b'{"record_id": "a", "event_time": "2026-01-02T03:04:05.5+00:00", "mitoses": 1}'
+    )
+    assert decode_features(raw, SCHEMA).event_time_ms == 1_767_323_045_500
+
+
+def test_fast_json_codec_and_the_faust_record_agree() -> None:
+    record_type = feature_record_type(SCHEMA)
+    fast = encode_json(SCHEMA, "r-1", 1.5e9, [5, None, 3], "0")
+    parsed = record_type.loads(fast)
+    assert parsed == record_type(
+        record_id="r-1",
+        event_time=1.5e9,
+        label="0",
+        clump_thickness=5,
+        bare_nuclei=None,
+        mitoses=3,
+    )
+    assert decode_features(parsed.dumps(), SCHEMA) == decode_features(fast, SCHEMA)
+
+
+def test_json_record_has_no_faust_metadata_for_other_readers() -> None:
+    record = feature_record_type(SCHEMA)(
+        record_id="r", event_time=2.0, clump_thickness=1
+    )
+    assert "__faust" not in orjson.loads(record.dumps())
+
+
+def test_csv_encoding_is_the_references() -> None:
+    assert encode_csv([5.0, 1, 3.0]) == b"5,1,3"
+    assert encode_csv([5.5, None, float("nan")]) == b"5.5,,"
+
+
+def test_record_type_refuses_inputs_that_are_not_field_names() -> None:
+    bad = FeatureSchema("m", "1", (FeatureField("mean radius"),))
+    with pytest.raises(ValueError, match="cannot be a JSON record field"):
+        feature_record_type(bad)
+
+
+def test_dead_letter_keeps_the_raw_bytes_and_the_source() -> None:
+    letter = DeadLetter.of(
+        reason="bad",
+        stage="decode",
+        topic="t",
+        partition=2,
+        offset=41,
+        key=b"k",
+        value=b"\xff,1",
+    )
+    restored = DeadLetter.loads(letter.dumps())
+    assert restored.source_topic == "t" and restored.source_partition == 2
+    assert restored.source_offset == 41
+    assert base64.b64decode(restored.raw_value_base64) == b"\xff,1"
+    assert base64.b64decode(restored.raw_key_base64) == b"k"
+
+
+def test_schema_from_a_model_servers_status() -> None:
+    status = {
+        "name": "m",
+        "model": "breast-cancer",
+        "version": "4",
+        "schema": {
+            "inputFields": [
+                {
+                    "id": "clump_thickness",
+                    "name": "clump_thickness",
+                    "valid_min": 1.0,
+                    "valid_max": 10.0,
+                },
+                {"id": "size", "name": "size", "valid_min": None, "valid_max": None},
+            ]
+        },
+    }
+    schema = FeatureSchema.from_model_status(status, "m")
+    assert schema.model_name == "breast-cancer" and schema.model_version == "4"
+    assert schema.fields == (
+        FeatureField("clump_thickness", 1.0, 10.0),
+        FeatureField("size"),
+    )
+
+
+def test_status_without_inputs_is_refused() -> None:
+    with pytest.raises(ValueError, match="no input schema"):
+        FeatureSchema.from_model_status({"model_version_status": []}, "m")
+
+
+def test_schema_from_a_trained_pmml_follows_its_mining_schema(pmml: bytes) -> None:
+    pmml_schema = read_schema(pmml)
+    schema = FeatureSchema.from_pmml(pmml_schema, "breast-cancer", "1")
+    assert list(schema.names) == pmml_schema.input_names
+    assert all(
+        field.valid_min == 1.0 and field.valid_max == 10.0 for field in schema.fields
+    )
