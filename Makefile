@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -ra
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean browser
 
 install: $(STAMP)
 
@@ -35,9 +35,16 @@ demo: $(STAMP)
 
 # The stack is stopped on every way out (pass, fail, Ctrl-C) and the exit
 # code is pytest's (or `stack up`'s when the stack cannot start).
-test: $(STAMP)
+test: $(STAMP) browser
 	@trap '$(BIN)/riskstream stack down' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/riskstream stack up && $(BIN)/pytest $(PYTEST_ARGS)
+
+# The dashboard's end-to-end test loads it in Debian's headless Chromium.
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "==> installing chromium (the dashboard test drives it headless)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -42,6 +42,9 @@ app = faust.App(
     # A feature topic created after the worker joined (by the generator, or by
     # this app's own declaration racing the join) is picked up within seconds.
     consumer_metadata_max_age_ms=5_000,
+    # Heartbeats run in the consumer's own thread, so a short session only
+    # shortens the failover after a crash (Faust's default waits 60 s).
+    broker_session_timeout=settings.worker_session_timeout_s,
     web_host=settings.web_host,
     web_bind=settings.web_host,
     web_port=settings.web_port,

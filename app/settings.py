@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     topic_partitions: int = 4
     """Partitions of the feature topic and of the stats table (the most workers that share the work)."""
 
+    worker_session_timeout_s: float = 10.0
+    """Seconds without a heartbeat before Kafka hands a dead worker's partitions to the others."""
+
     web_host: str = "127.0.0.1"
     """Address the worker's web server (/stats, /dashboard, /metrics) binds to and advertises."""
 

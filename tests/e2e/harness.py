@@ -1,0 +1,288 @@
+"""The whole pipeline for real: model servers, Faust workers and the generator as processes.
+
+The helpers the end-to-end tests drive it with; the fixtures are in conftest.py.
+
+Every test gets its own topics, consumer group and ClickHouse database (a
+fresh run id), so tests neither see nor disturb each other's records; the
+processes are the commands the README runs (``riskstream serve``, ``faust -A
+app worker``, ``riskstream datagen``), configured through ``RISKSTREAM_*``
+variables, on free ports. Every test ends with the account that must
+balance: records produced = predictions stored (each once) + dead letters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from app.settings import Settings
+from datagen.generator import declare_topic
+from stack.launch import Child, faust_worker_argv, riskstream_argv, spawn, wait_http_ok
+
+#: Seconds a model server or a worker may take to come up on this 2-core machine.
+START_TIMEOUT_S = 90.0
+
+#: Partitions of the feature topic in these tests (two workers get two each).
+PARTITIONS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until(
+    check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.5
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every_s)
+    raise AssertionError(
+        f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})"
+    )
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@dataclass
+class ModelServer:
+    url: str
+    child: Child
+
+
+@dataclass
+class Pipeline:
+    """One test's pipeline: its names, its processes and ways to look at the result."""
+
+    settings: Settings
+    repository: Path
+    workdir: Path
+    run_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    children: list[Child] = field(default_factory=list)
+    servers: list[ModelServer] = field(default_factory=list)
+
+    @property
+    def app_id(self) -> str:
+        return f"e2e-{self.run_id}"
+
+    @property
+    def feature_topic(self) -> str:
+        return f"e2e-{self.run_id}-features"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"e2e-{self.run_id}-dlq"
+
+    @property
+    def database(self) -> str:
+        return f"e2e_{self.run_id}"
+
+    # --- processes --------------------------------------------------------
+    def start_model_server(self) -> ModelServer:
+        port = free_port()
+        child = spawn(
+            f"model server :{port}",
+            riskstream_argv(
+                "serve",
+                "--replicas",
+                "1",
+                "--port",
+                str(port),
+                "--served-name",
+                "m",
+                "--repository",
+                str(self.repository),
+            ),
+            {},
+            self.workdir / f"model-server-{port}.log",
+        )
+        self.children.append(child)
+        server = ModelServer(f"http://127.0.0.1:{port}", child)
+        wait_http_ok(f"{server.url}/v2/health/ready", child, START_TIMEOUT_S)
+        self.servers.append(server)
+        return server
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "RISKSTREAM_APP_ID": self.app_id,
+            "RISKSTREAM_FEATURE_TOPIC": self.feature_topic,
+            "RISKSTREAM_DLQ_TOPIC": self.dlq_topic,
+            "RISKSTREAM_TOPIC_PARTITIONS": str(PARTITIONS),
+            "RISKSTREAM_CLICKHOUSE_DATABASE": self.database,
+            "RISKSTREAM_MODEL_SERVERS": ",".join(server.url for server in self.servers),
+            "RISKSTREAM_MODEL_REPOSITORY": str(self.repository),
+            "RISKSTREAM_DATA_DIR": str(self.workdir / "data"),
+            "RISKSTREAM_STATS_WINDOW_S": "10",
+            "RISKSTREAM_PROBE_INTERVAL_S": "0.5",
+            **extra,
+        }
+
+    def declare_feature_topic(self) -> None:
+        """Create the topic before a worker joins, as the generator does."""
+        asyncio.run(
+            declare_topic(self.settings.kafka_bootstrap, self.feature_topic, PARTITIONS)
+        )
+
+    def start_worker(self, name: str = "worker") -> Worker:
+        port = free_port()
+        child = spawn(
+            name,
+            faust_worker_argv("-l", "info"),
+            self.env(RISKSTREAM_WEB_PORT=str(port)),
+            self.workdir / f"{name}.log",
+        )
+        self.children.append(child)
+        worker = Worker(name, f"http://127.0.0.1:{port}", child)
+        wait_http_ok(f"{worker.url}/stats/local", child, START_TIMEOUT_S)
+        wait_until(
+            worker.ready, START_TIMEOUT_S, f"{name} to own partitions and be ready"
+        )
+        return worker
+
+    def generate(self, *args: str) -> Child:
+        """``riskstream datagen ARGS`` in the background."""
+        child = spawn(
+            "generator",
+            riskstream_argv("datagen", "--schema-from", "repository", *args),
+            self.env(),
+            self.workdir / f"generator-{len(self.children)}.log",
+        )
+        self.children.append(child)
+        return child
+
+    def produce(self, records: Sequence[tuple[bytes, bytes]]) -> int:
+        """Send (key, value) records to the feature topic; returns how many Kafka acknowledged."""
+
+        async def send() -> int:
+            await declare_topic(
+                self.settings.kafka_bootstrap, self.feature_topic, PARTITIONS
+            )
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap, acks="all"
+            )
+            await producer.start()
+            try:
+                futures = [
+                    await producer.send(self.feature_topic, v, key=k)
+                    for k, v in records
+                ]
+                results = await asyncio.gather(*futures)
+            finally:
+                await producer.stop()
+            return len(results)
+
+        return asyncio.run(send())
+
+    def stop_all(self) -> None:
+        for child in reversed(self.children):
+            child.stop(timeout_s=20)
+
+    # --- looking at the result -------------------------------------------
+    def clickhouse(self, query: str) -> str:
+        url = f"http://127.0.0.1:{self.settings.clickhouse_http_port}/"
+        request = urllib.request.Request(url, data=query.encode())
+        with urllib.request.urlopen(request, timeout=60) as response:
+            text: str = response.read().decode()
+            return text
+
+    def count(self, final: bool = True) -> int:
+        try:
+            text = self.clickhouse(
+                f"SELECT count() FROM {self.database}.predictions{' FINAL' if final else ''}"
+            )
+        except urllib.error.HTTPError:
+            return 0  # the worker has not created the table yet
+        return int(text.strip())
+
+    def distinct_record_ids(self) -> tuple[int, int]:
+        """(rows in the dedup view, distinct record ids among them)."""
+        text = self.clickhouse(
+            f"SELECT count(), uniqExact(record_id) FROM {self.database}.predictions FINAL"
+        )
+        rows, ids = text.split()
+        return int(rows), int(ids)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Every dead letter, once per source record (the topic is at-least-once)."""
+
+        async def read() -> list[dict[str, Any]]:
+            consumer = AIOKafkaConsumer(
+                self.dlq_topic,
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+                group_id=None,
+            )
+            await consumer.start()
+            letters: dict[tuple[int, int], dict[str, Any]] = {}
+            try:
+                while True:
+                    batch = await consumer.getmany(timeout_ms=3000)
+                    if not batch:
+                        break
+                    for messages in batch.values():
+                        for message in messages:
+                            letter = json.loads(message.value)
+                            key = (letter["source_partition"], letter["source_offset"])
+                            letters[key] = letter
+            finally:
+                await consumer.stop()
+            return list(letters.values())
+
+        return asyncio.run(read())
+
+    def account(self, produced: int) -> tuple[int, int]:
+        """Print and check the balance: produced = stored once + dead-lettered."""
+        stored = self.count()
+        dead = len(self.dead_letters())
+        print(
+            f"\n[{self.run_id}] produced {produced}, stored {stored}, dead-lettered {dead}"
+        )
+        assert produced == stored + dead, (
+            f"records do not add up: produced {produced} != stored {stored} + dead-lettered {dead}"
+        )
+        return stored, dead
+
+
+@dataclass
+class Worker:
+    name: str
+    url: str
+    child: Child
+
+    def local(self) -> dict[str, Any]:
+        body: dict[str, Any] = get_json(f"{self.url}/stats/local")
+        return body
+
+    def stats(self) -> dict[str, Any]:
+        body: dict[str, Any] = get_json(f"{self.url}/stats")
+        return body
+
+    def ready(self) -> bool:
+        try:
+            local = self.local()
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        return bool(local["partitions"]) and bool(local["pipeline"]["ready"])

@@ -1,0 +1,300 @@
+"""The stream end to end on the real stack: correctness, crashes, outages, bad input, scaling, dashboard."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from models.dataset import load_dataset
+from models.repository import ModelRepository
+from stack.launch import Child
+from tests.e2e.harness import Pipeline, wait_until
+
+pytestmark = pytest.mark.slow
+
+#: Seconds the pipeline may take to drain what was produced.
+DRAIN_TIMEOUT_S = 180.0
+
+GOOD_LINE = b"5,1,1,1,2,1,3,1,1"
+
+
+def produced_by(generator: Child, timeout_s: float = 300.0) -> int:
+    """Wait for ``riskstream datagen`` to finish; the records Kafka acknowledged, from its last line."""
+    assert generator.process.wait(timeout_s) == 0, (
+        f"generator failed:\n{generator.log_tail()}"
+    )
+    match = re.search(r"produced ([\d,]+) records to", generator.log_path.read_text())
+    assert match, f"generator did not report its count:\n{generator.log_tail()}"
+    return int(match.group(1).replace(",", ""))
+
+
+def test_replaying_the_data_set_stores_the_offline_models_prediction_for_every_row(
+    pipeline: Pipeline,
+) -> None:
+    from pypmml import Model
+
+    pipeline.start_model_server()
+    pipeline.start_model_server()
+    pipeline.declare_feature_topic()
+    pipeline.start_worker()
+    produced = produced_by(pipeline.generate("--replay", "--format", "json"))
+    assert produced == 699
+    wait_until(
+        lambda: pipeline.count() >= 699, DRAIN_TIMEOUT_S, "699 stored predictions"
+    )
+
+    dataset = load_dataset("wisconsin-original")
+    repository = ModelRepository(pipeline.repository)
+    pmml = repository.current(repository.default_name()).pmml_path
+    offline = Model.load(str(pmml)).predict(dataset.X)
+    rows = [
+        json.loads(line)
+        for line in pipeline.clickhouse(
+            f"SELECT record_id, predicted_label, probability_labels, probabilities, true_label, "
+            f"feature_values FROM {pipeline.database}.predictions FINAL FORMAT JSONEachRow"
+        ).splitlines()
+    ]
+    assert len(rows) == 699
+    seen = set()
+    for row in rows:
+        index = int(row["record_id"].rsplit("-", 1)[1])
+        seen.add(index)
+        expected = offline.iloc[index]
+        assert row["predicted_label"] == str(int(expected["label"])), f"row {index}"
+        probabilities = dict(
+            zip(row["probability_labels"], row["probabilities"], strict=True)
+        )
+        for label in ("0", "1"):
+            assert math.isclose(
+                probabilities[label], expected[f"probability({label})"], abs_tol=1e-9
+            )
+        assert row["true_label"] == str(int(dataset.y.iloc[index]))
+        stored = np.array(
+            [np.nan if v is None else v for v in row["feature_values"]], dtype=float
+        )
+        assert np.array_equal(stored, dataset.X.iloc[index].to_numpy(), equal_nan=True)
+    assert seen == set(range(699))
+    pipeline.account(produced)
+
+
+def test_a_worker_killed_mid_stream_and_restarted_loses_nothing_and_stores_each_record_once(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.start_model_server()
+    pipeline.start_model_server()
+    pipeline.declare_feature_topic()
+    worker = pipeline.start_worker("worker")
+    generator = pipeline.generate("--count", "20000", "--rate", "2500")
+    wait_until(
+        lambda: pipeline.count() >= 4000, DRAIN_TIMEOUT_S, "4,000 stored predictions"
+    )
+    worker.child.kill()  # kill -9: no commit, no goodbye
+    stored_at_kill = pipeline.count(final=False)
+    pipeline.start_worker("worker-restarted")
+    produced = produced_by(generator)
+    assert produced == 20000
+    wait_until(
+        lambda: pipeline.count() >= produced, DRAIN_TIMEOUT_S, "every record stored"
+    )
+    rows, distinct = pipeline.distinct_record_ids()
+    assert rows == distinct == produced
+    raw = pipeline.count(final=False)
+    print(
+        f"\n[{pipeline.run_id}] killed with {stored_at_kill} rows stored; {raw} rows before "
+        f"deduplication (replays not merged away yet), {rows} in the dedup query"
+    )
+    pipeline.account(produced)
+
+
+def test_a_model_server_stopped_mid_stream_leaves_rotation_and_nothing_is_lost(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.start_model_server()
+    stopped = pipeline.start_model_server()
+    pipeline.declare_feature_topic()
+    worker = pipeline.start_worker()
+    generator = pipeline.generate("--count", "10000", "--rate", "1000")
+    wait_until(
+        lambda: pipeline.count() >= 2000, DRAIN_TIMEOUT_S, "2,000 stored predictions"
+    )
+    stopped.child.stop()
+
+    def out_of_rotation() -> dict[str, object] | None:
+        servers = {s["url"]: s for s in worker.stats()["model_servers"]}
+        server = servers[stopped.url]
+        return server if not server["in_rotation"] else None
+
+    shown = wait_until(
+        out_of_rotation, 30, f"/stats to show {stopped.url} out of rotation"
+    )
+    assert shown["ejections"] >= 1 and shown["last_error"]
+    produced = produced_by(generator)
+    wait_until(
+        lambda: pipeline.count() >= produced, DRAIN_TIMEOUT_S, "every record stored"
+    )
+    assert out_of_rotation() is not None, "a stopped server came back into rotation"
+    rows, distinct = pipeline.distinct_record_ids()
+    assert rows == distinct == produced
+    pipeline.account(produced)
+
+
+def test_malformed_records_all_reach_the_dead_letter_topic_and_every_good_one_is_scored(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.start_model_server()
+    pipeline.start_model_server()
+    pipeline.declare_feature_topic()
+    pipeline.start_worker()
+    malformed = [
+        (b"5,1,1", "CSV record has 3 fields"),
+        (b"5,1,1,1,2,x,3,1,1", "is not a number"),
+        (b'{"record_id": "oops", "event_time": ', "invalid JSON"),
+        (
+            b"0,1,1,1,2,1,3,1,1",
+            "model refused the record",
+        ),  # outside the valid range 1-10
+        (
+            b'{"record_id": "r", "event_time": 1767323045, "age": 40}',
+            "does not take: age",
+        ),
+    ]
+    records: list[tuple[bytes, bytes]] = []
+    bad_reason: dict[bytes, str] = {}
+    good_keys: set[str] = set()
+    for i in range(5000):
+        key = f"{pipeline.run_id}-{i}".encode()
+        if i % 5 == 2:
+            value, reason = malformed[(i // 5) % len(malformed)]
+            bad_reason[key] = reason
+        else:
+            value = GOOD_LINE
+            good_keys.add(key.decode())
+        records.append((key, value))
+    produced = pipeline.produce(records)
+    assert produced == 5000 and len(bad_reason) == 1000
+    wait_until(
+        lambda: pipeline.count() >= len(good_keys),
+        DRAIN_TIMEOUT_S,
+        "4,000 stored predictions",
+    )
+    letters = wait_until(
+        lambda: (found := pipeline.dead_letters()) and len(found) >= 1000 and found,
+        DRAIN_TIMEOUT_S,
+        "1,000 dead letters",
+    )
+    assert len(letters) == 1000
+    for letter in letters:
+        key = base64.b64decode(letter["raw_key_base64"])
+        assert key in bad_reason, f"a good record was dead-lettered: {letter}"
+        assert bad_reason[key] in letter["reason"]
+        assert letter["source_topic"] == pipeline.feature_topic
+        value = base64.b64decode(letter["raw_value_base64"])
+        assert value == dict(records)[key]
+    stored_ids = set(
+        pipeline.clickhouse(
+            f"SELECT record_id FROM {pipeline.database}.predictions FINAL"
+        ).split()
+    )
+    assert stored_ids == good_keys
+    pipeline.account(produced)
+
+
+def test_two_workers_split_the_partitions_and_stopping_one_loses_nothing(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.start_model_server()
+    pipeline.start_model_server()
+    pipeline.declare_feature_topic()
+    first = pipeline.start_worker("worker-1")
+    second = pipeline.start_worker("worker-2")
+
+    def split() -> tuple[list[int], list[int]] | None:
+        mine, theirs = first.local()["partitions"], second.local()["partitions"]
+        return (
+            (mine, theirs) if mine and theirs and not set(mine) & set(theirs) else None
+        )
+
+    mine, theirs = wait_until(split, 60, "the two workers to share the partitions")
+    assert sorted(mine + theirs) == [0, 1, 2, 3]
+    generator = pipeline.generate("--count", "12000", "--rate", "1000")
+    wait_until(
+        lambda: pipeline.count() >= 3000, DRAIN_TIMEOUT_S, "3,000 stored predictions"
+    )
+    group = first.stats()
+    assert {w["url"] for w in group["workers"]} == {first.url, second.url}
+    assert group["totals"]["stored_records"] >= 3000  # both workers' partitions summed
+    assert second.child.stop() == 0
+    wait_until(
+        lambda: sorted(first.local()["partitions"]) == [0, 1, 2, 3],
+        60,
+        "the remaining worker to take every partition",
+    )
+    produced = produced_by(generator)
+    wait_until(
+        lambda: pipeline.count() >= produced, DRAIN_TIMEOUT_S, "every record stored"
+    )
+    rows, distinct = pipeline.distinct_record_ids()
+    assert rows == distinct == produced
+    pipeline.account(produced)
+
+
+def test_the_dashboard_shows_live_counts_in_headless_chromium(
+    pipeline: Pipeline,
+) -> None:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed (make test installs it)"
+    pipeline.start_model_server()
+    pipeline.declare_feature_topic()
+    worker = pipeline.start_worker()
+    produced = produced_by(pipeline.generate("--count", "500", "--rate", "500"))
+    wait_until(
+        lambda: pipeline.count() >= produced, DRAIN_TIMEOUT_S, "500 stored predictions"
+    )
+    wait_until(
+        lambda: worker.stats()["totals"]["stored_records"] >= produced,
+        30,
+        "/stats to count them",
+    )
+    profile = pipeline.workdir / "chromium-profile"
+    dom = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            f"{worker.url}/dashboard",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+
+    def shown(element_id: str) -> int:
+        match = re.search(rf'id="{element_id}">([\d,]+)<', html)
+        assert match, f"#{element_id} has no number in the rendered page"
+        return int(match.group(1).replace(",", ""))
+
+    assert shown("stored-total") == produced
+    assert shown("received-total") == produced
+    assert shown("dead-total") == 0
+    assert "<rect" in html and "<polyline" in html, "the charts were not drawn"
+    assert worker.url.split("//", 1)[1] in html  # the workers table lists this worker
+    pipeline.account(produced)
