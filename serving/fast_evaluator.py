@@ -1,15 +1,15 @@
 """The fast evaluator: a whole batch in a few vectorised calls, same answers as pypmml.
 
-Trees and tree ensembles are parsed by sklearn-pmml-model into
-scikit-learn ``Tree`` objects, which walk a batch in C. One subtlety makes
-them differ from a PMML evaluator as they come: scikit-learn compares
-float32 inputs with float64 thresholds, while pypmml compares float64 with
-float64, so a value within a float32 rounding step of a threshold can take
-the other branch. We therefore never feed raw values: each input is
-replaced by its rank among the thresholds the model uses on it
-(``searchsorted``) and each threshold by its own rank. Ranks are small
-integers, exact in float32, and ``x <= t`` holds exactly when
-``rank(x) <= rank(t)``: the trees then decide as a float64 evaluator does.
+Trees and tree ensembles are parsed by sklearn-pmml-model (its
+``construct_tree``) into scikit-learn ``Tree`` objects, which walk a batch
+in C. One subtlety makes them differ from a PMML evaluator as they come:
+scikit-learn compares float32 inputs with float64 thresholds, while pypmml
+compares float64 with float64, so a value within a float32 rounding step of
+a threshold can take the other branch. We therefore never feed raw values:
+each input is replaced by its rank among the split values the model uses on
+it and each split value by its own rank (:func:`_rank_splits`). Ranks are
+small integers, exact in float32, and every comparison keeps its outcome:
+the trees then decide exactly as a float64 evaluator does.
 
 Logistic (and softmax) regression is a matrix product; sklearn-pmml-model
 cannot read the derived fields sklearn2pmml writes for its scaler, so the
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -74,16 +73,35 @@ class FastEvaluator(Evaluator):
 
 
 # --- trees and tree ensembles ---------------------------------------------------
+#: Batches up to this many rows go through the combined tree, larger ones tree by tree.
+_ROUTED_ROWS = 32
+#: Rows scored per step of a large batch (bounds the per-tree working memory).
+_ROWS_PER_STEP = 4096
+
+#: A scikit-learn ``Tree`` and the class probabilities of each of its nodes (leaves).
+_Tree = tuple[Any, np.ndarray]
+
+
 class _TreeEnsemble(FastEvaluator):
-    """One decision tree, or several combined by averaging or majority vote."""
+    """One decision tree, or several combined by averaging or majority vote.
+
+    Calling a scikit-learn ``Tree`` has a fixed cost (tens of microseconds
+    for a 100-tree forest's worth of calls) that dominates small batches. So
+    the trees also exist merged into one ``Tree`` behind a "router": splits
+    on an extra tree-id input send a row to tree ``t``'s root when that input
+    is ``t``, and ``n`` rows become ``n x trees`` virtual rows scored in one
+    call. The merged tree walks more nodes per row, so large batches go tree
+    by tree. Both ways produce the same leaves, combined by the same code.
+    """
 
     def __init__(
         self,
         classes: tuple[str, ...],
-        trees: list[Any],
+        trees: list[_Tree],
+        merged: _Tree | None,
         method: str,
-        width: int,
         features: list[tuple[int, int, np.ndarray]],
+        width: int,
     ) -> None:
         kind = (
             "decision tree"
@@ -92,13 +110,18 @@ class _TreeEnsemble(FastEvaluator):
         )
         super().__init__(classes, kind)
         self._trees = trees
+        self._merged = merged
+        self._tree_ids = np.arange(len(trees), dtype=np.float32)
         self._method = method
-        self._width = width
         # (model feature, our input column, the feature's sorted split values)
         self._features = features
+        self._width = (
+            width  # the model's inputs; the merged tree's tree id comes after them
+        )
 
     def _ranks(self, values: np.ndarray) -> np.ndarray:
-        ranks = np.zeros((values.shape[0], self._width), dtype=np.float32)
+        """Each input's rank among its split values (see :func:`_rank_splits`)."""
+        ranks = np.zeros((values.shape[0], self._width + 1), dtype=np.float32)
         for feature, column, split_values in self._features:
             x = values[:, column]
             ranks[:, feature] = np.searchsorted(
@@ -106,18 +129,35 @@ class _TreeEnsemble(FastEvaluator):
             ) + np.searchsorted(split_values, x, side="right")
         return ranks
 
+    def _leaf_probabilities(self, ranks: np.ndarray) -> np.ndarray:
+        """Rows x trees x classes: the probabilities of the leaf each row reaches in each tree."""
+        rows, trees = ranks.shape[0], len(self._trees)
+        if self._merged is not None and rows <= _ROUTED_ROWS:
+            virtual = np.repeat(ranks, trees, axis=0)
+            virtual[:, self._width] = np.tile(self._tree_ids, rows)
+            tree, probabilities = self._merged
+            return probabilities[tree.apply(virtual)].reshape(
+                rows, trees, len(self.classes)
+            )
+        leaves = np.empty((rows, trees, len(self.classes)))
+        for t, (tree, probabilities) in enumerate(self._trees):
+            leaves[:, t] = probabilities[tree.apply(ranks)]
+        return leaves
+
     def _probabilities(self, values: np.ndarray) -> np.ndarray:
-        ranks = self._ranks(values)
-        if self._method == "majorityVote":
-            votes = np.zeros((values.shape[0], len(self.classes)))
-            rows = np.arange(values.shape[0])
-            for tree in self._trees:
-                votes[rows, tree.predict(ranks).argmax(axis=1)] += 1.0
-            return votes / len(self._trees)
-        total = self._trees[0].predict(ranks)
-        for tree in self._trees[1:]:
-            total = total + tree.predict(ranks)
-        return total / len(self._trees) if len(self._trees) > 1 else total
+        probabilities = np.empty((values.shape[0], len(self.classes)))
+        for start in range(0, values.shape[0], _ROWS_PER_STEP):
+            block = self._leaf_probabilities(
+                self._ranks(values[start : start + _ROWS_PER_STEP])
+            )
+            if self._method == "majorityVote":
+                votes = np.zeros_like(block)
+                np.put_along_axis(votes, block.argmax(axis=2)[:, :, None], 1.0, axis=2)
+                block = votes
+            probabilities[start : start + block.shape[0]] = block.sum(axis=1) / len(
+                self._trees
+            )
+        return probabilities
 
 
 def _predicate(node: ET.Element) -> ET.Element | None:
@@ -217,11 +257,75 @@ def _rank_splits(tree_models: list[ET.Element]) -> dict[str, np.ndarray]:
     return thresholds
 
 
+def _binary_root(tree_model: ET.Element) -> ET.Element:
+    """The tree's root node, multi-way splits rewritten as binary ones (by the library)."""
+    from sklearn_pmml_model.tree.tree import unflatten
+
+    root = tree_model.find("Node")
+    assert root is not None  # checked by _check_tree
+    if tree_model.get("splitCharacteristic") == "binarySplit":
+        return root
+    return unflatten(root)  # type: ignore[no-any-return]
+
+
+def _combined_tree(
+    roots: list[ET.Element], classes: Any, field_mapping: Any, width: int
+) -> tuple[Any, np.ndarray]:
+    """The trees under ``roots`` as one ``Tree`` (behind a router on input ``width``, the
+    tree id, if there are several; see :class:`_TreeEnsemble`).
+
+    Each tree's nodes come from sklearn-pmml-model's own ``construct_tree``.
+    Returns the ``Tree`` and every node's class probabilities (leaves only).
+    """
+    from sklearn_pmml_model.tree._tree import NODE_DTYPE, Tree
+    from sklearn_pmml_model.tree.tree import construct_tree
+
+    nodes: list[tuple[Any, ...]] = []
+    values: list[list[list[float]]] = []
+
+    def add(first: int, last: int) -> int:
+        index = len(nodes)
+        if first == last:
+            tree_nodes, tree_values = construct_tree(
+                roots[first], classes, field_mapping, i=index
+            )
+            nodes.extend(tree_nodes)
+            values.extend(tree_values)
+            return index
+        nodes.append(())
+        values.append([[0.0] * len(classes)])
+        middle = (first + last) // 2
+        left, right = add(first, middle), add(middle + 1, last)
+        nodes[index] = (left, right, width, np.float64(middle + 0.5), 0.0, 0, 0.0)
+        return index
+
+    add(0, len(roots) - 1)
+    leaf = np.array([node[0] == -1 for node in nodes])
+    counts = np.array([value[0] for value in values], dtype=np.float64)
+    probabilities = np.zeros_like(counts)
+    probabilities[leaf] = counts[leaf] / counts[leaf].sum(axis=1, keepdims=True)
+    tree = Tree(
+        width + 1,
+        np.array([len(classes)], dtype=np.intp),
+        1,
+        np.array([], dtype=np.int32),
+    )
+    tree.__setstate__(
+        {
+            "max_depth": 2**31 - 1,
+            "node_count": len(nodes),
+            "nodes": np.ascontiguousarray(nodes, dtype=NODE_DTYPE),
+            "values": np.ascontiguousarray(probabilities[:, None, :]),
+        }
+    )
+    tree.set_n_categories(np.full(width + 1, -1, dtype=np.int32))
+    return tree, probabilities
+
+
 def _tree_ensemble(
     root: ET.Element, model: ET.Element, schema: PmmlSchema
 ) -> _TreeEnsemble:
-    from sklearn_pmml_model.ensemble import PMMLForestClassifier
-    from sklearn_pmml_model.tree import PMMLTreeClassifier
+    from sklearn_pmml_model.base import PMMLBaseClassifier
 
     inputs = set(schema.input_names)
     if model.tag == "TreeModel":
@@ -249,31 +353,26 @@ def _tree_ensemble(
     for tree in tree_models:
         _check_tree(tree, inputs)
     split_values = _rank_splits(tree_models)
-    ranked = io.BytesIO(ET.tostring(root))
-    if model.tag == "TreeModel":
-        estimator: Any = PMMLTreeClassifier(ranked)
-        trees = [estimator]
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            estimator = PMMLForestClassifier(ranked)
-        trees = list(estimator.estimators_)
-    if tuple(str(c) for c in estimator.classes_) != schema.target_values:
+    # the library's reading of the DataDictionary: classes and field columns
+    base = PMMLBaseClassifier(io.BytesIO(ET.tostring(root)))
+    if tuple(str(c) for c in base.classes_) != schema.target_values:
         raise UnsupportedModel("the tree's classes differ from the target's values")
+    width = sum(1 for element in base.fields.values() if element.tag == "DataField") - 1
+    roots = [_binary_root(tree) for tree in tree_models]
+    trees = [
+        _combined_tree([r], base.classes_, base.field_mapping, width) for r in roots
+    ]
+    merged = (
+        _combined_tree(roots, base.classes_, base.field_mapping, width)
+        if len(roots) > 1
+        else None
+    )
     position = {name: i for i, name in enumerate(schema.input_names)}
     features = [
-        (j, position[name], split_values[name])
-        for j, name in enumerate(
-            name
-            for name, element in estimator.fields.items()
-            if element.tag == "DataField" and name != schema.target
-        )
-        if name in split_values
+        (base.field_mapping[name][0], position[name], values)
+        for name, values in split_values.items()
     ]
-    width = trees[0].tree_.n_features
-    return _TreeEnsemble(
-        schema.target_values, [t.tree_ for t in trees], method, width, features
-    )
+    return _TreeEnsemble(schema.target_values, trees, merged, method, features, width)
 
 
 # --- regression ------------------------------------------------------------------

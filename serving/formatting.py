@@ -15,7 +15,10 @@ from __future__ import annotations
 import logging
 import math
 
-__all__ = ["java_double", "prediction_text"]
+import numpy as np
+import orjson
+
+__all__ = ["java_double", "java_doubles", "prediction_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,31 @@ def java_double(value: float) -> str:
         mantissa, exponent = _scientific(repr(value))
     digits = mantissa if "." in mantissa else f"{mantissa}.0"
     return f"{digits}E{int(exponent)}"
+
+
+def java_doubles(values: np.ndarray) -> list[str]:
+    """Every value of a 1-D float64 array as :func:`java_double` writes it, fast.
+
+    orjson writes a double with the same shortest digits as ``repr`` (and as
+    Java), positionally, at a fraction of ``repr``'s cost; only the values
+    outside Java's positional range (other than zero) are redone one by one.
+    """
+    if (
+        values.size <= 16
+    ):  # one-row requests: the vector set-up costs more than it saves
+        return [java_double(value) for value in values.tolist()]
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    texts = (
+        orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+        .decode()
+        .split(",")
+    )
+    positional = ((values >= 1e-3) & (values < 1e7)) | (
+        (values <= -1e-3) & (values > -1e7)
+    )
+    for index in np.flatnonzero(~positional & (values != 0.0)).tolist():
+        texts[index] = java_double(float(values[index]))
+    return texts
 
 
 def _scientific(positional: str) -> tuple[str, str]:

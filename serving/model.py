@@ -23,7 +23,7 @@ from serving.errors import ModelLoadError, UnsupportedModel
 from serving.evaluator import Evaluator, Scores
 from serving.fast_evaluator import build_fast_evaluator
 from serving.features import EncodedBatch, FeatureEncoder
-from serving.formatting import java_double, prediction_text
+from serving.formatting import java_doubles, prediction_text
 from serving.reference_evaluator import ReferenceEvaluator, reference_executor
 
 __all__ = ["BatchResult", "LoadedModel", "ModelIdentity", "load_model"]
@@ -162,39 +162,54 @@ class LoadedModel:
 
     # --- the reference's answer --------------------------------------------------
     def predictions(self, result: BatchResult) -> list[dict[str, str]]:
-        """One object per instance, in order: the reference's keys, or ``{"error": ...}``."""
+        """One object per instance, in order: the reference's keys, or ``{"error": ...}``.
+
+        This is the hot path's last step, hence the literal dicts and the
+        column-wise number formatting.
+        """
         version = self.version
-        categories, predictions, keys = (
-            self.classes,
-            self._predictions,
-            self._probability_keys,
-        )
-        answers: list[dict[str, str]] = [None] * result.batch.rows  # type: ignore[list-item]
+        scored: list[dict[str, str]] = []
         scores = result.scores
         if scores is not None:
-            refused = scores.no_result
-            columns = [
-                list(map(java_double, column))
-                for column in scores.probabilities.T.tolist()
-            ]
-            for position, (row, label, *probabilities) in enumerate(
-                zip(
-                    result.scored.tolist(),
-                    scores.labels.tolist(),
-                    *columns,
-                    strict=True,
-                )
-            ):
-                if refused is not None and refused[position]:
-                    continue
-                category = categories[label]
-                answer = {"pmml(prediction)": category}
-                answer.update(zip(keys, probabilities, strict=True))
-                answer["prediction"] = predictions[label]
-                answer["label"] = category
-                answer["model_version"] = version
-                answers[row] = answer
-        for row, reason in result.errors.items():
+            labels = scores.labels.tolist()
+            categories = [self.classes[i] for i in labels]
+            predictions = [self._predictions[i] for i in labels]
+            columns = [java_doubles(column) for column in scores.probabilities.T]
+            if len(columns) == 2:
+                first, second = self._probability_keys
+                scored = [
+                    {
+                        "pmml(prediction)": category,
+                        first: p0,
+                        second: p1,
+                        "prediction": prediction,
+                        "label": category,
+                        "model_version": version,
+                    }
+                    for category, prediction, p0, p1 in zip(
+                        categories, predictions, *columns, strict=True
+                    )
+                ]
+            else:
+                keys = self._probability_keys
+                scored = [
+                    {
+                        "pmml(prediction)": category,
+                        **dict(zip(keys, probabilities, strict=True)),
+                        "prediction": prediction,
+                        "label": category,
+                        "model_version": version,
+                    }
+                    for category, prediction, *probabilities in zip(
+                        categories, predictions, *columns, strict=True
+                    )
+                ]
+        if not result.errors:
+            return scored
+        answers: list[dict[str, str]] = [{}] * result.batch.rows
+        for row, answer in zip(result.scored.tolist(), scored, strict=True):
+            answers[row] = answer
+        for row, reason in result.errors.items():  # also rows the model refused
             answers[row] = {"error": reason, "model_version": version}
         return answers
 

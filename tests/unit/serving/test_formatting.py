@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from serving.formatting import java_double, prediction_text
+from serving.formatting import java_double, java_doubles, prediction_text
 
 
 @pytest.mark.parametrize(
@@ -36,3 +37,25 @@ def test_prediction_is_the_label_as_a_double() -> None:
     assert prediction_text("1") == "1.0"
     assert prediction_text("0") == "0.0"
     assert prediction_text("malignant") == "malignant"
+
+
+def test_the_vectorised_form_writes_every_double_as_java_does() -> None:
+    rng = np.random.default_rng(3)
+    magnitudes = 10.0 ** rng.uniform(-12, 12, 50_000)
+    values = np.concatenate(
+        [
+            magnitudes * rng.choice([-1.0, 1.0], magnitudes.size),
+            [
+                0.0,
+                -0.0,
+                1.0,
+                1e-3,
+                np.nextafter(1e-3, 0),
+                1e7,
+                np.nextafter(1e7, 0),
+                np.nan,
+            ],
+            rng.random(10_000),  # probabilities
+        ]
+    )
+    assert java_doubles(values) == [java_double(v) for v in values.tolist()]

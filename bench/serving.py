@@ -1,0 +1,437 @@
+"""Model-server benchmark: evaluators side by side, then one server process under load.
+
+Three measurements, printed with the machine's core count and the library
+versions that produced them:
+
+1. the fast evaluator and pypmml's DataFrame scoring on the same rows, in
+   this process, one after the other (the ratio is the point);
+2. throughput: ``--concurrency`` requests of ``--batch`` rows kept in
+   flight for ``--duration`` seconds;
+3. latency: single-row requests sent open-loop at ``--rate`` per second
+   (each at its scheduled time, whether or not earlier ones were answered,
+   so a slow server cannot slow the load down and hide its queueing).
+
+The server is a real ``riskstream serve`` process (one replica, token on),
+and the load comes from a separate process, so the server's CPU time
+(read from ``/proc``) is its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from importlib.metadata import version
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from app.settings import get_settings
+from models.pmml_schema import PmmlSchema, read_schema
+from models.repository import ModelRepository
+
+__all__ = ["ServingBenchmark", "run"]
+
+logger = logging.getLogger(__name__)
+
+_LIBRARIES = (
+    "aiohttp",
+    "orjson",
+    "numpy",
+    "scikit-learn",
+    "sklearn-pmml-model",
+    "pypmml",
+)
+_SERVED_NAME = "m"
+
+#: the issue's targets, for the verdict lines
+TARGET_ROWS_PER_S = 100_000
+TARGET_P50_MS = 1.0
+TARGET_P99_MS = 5.0
+TARGET_SPEEDUP = 50.0
+
+
+@dataclass(frozen=True)
+class ServingBenchmark:
+    """What to measure and how hard (the ``riskstream bench serving`` options)."""
+
+    model_ref: str | None
+    pmml: Path | None
+    repository: Path | None
+    port: int
+    duration_s: float
+    batch_rows: int
+    concurrency: int
+    rate: float
+    evaluator_rows: int
+
+
+def _say(line: str = "") -> None:
+    print(line, flush=True)
+
+
+# --- what is measured ----------------------------------------------------------------
+def _model_file(config: ServingBenchmark) -> tuple[list[str], Path, str]:
+    """``riskstream serve`` arguments, the PMML path, and a description of the model."""
+    if config.pmml is not None:
+        return ["--pmml", str(config.pmml)], config.pmml, str(config.pmml)
+    root = (
+        config.repository
+        if config.repository is not None
+        else get_settings().repository_path
+    )
+    repository = ModelRepository(root)
+    found = repository.resolve(config.model_ref or repository.default_name())
+    card = found.card
+    description = (
+        f"{found.ref} ({card.get('algorithm_description', card.get('algorithm', '?'))})"
+    )
+    return (
+        ["--repository", str(root), "--model", found.ref],
+        found.pmml_path,
+        description,
+    )
+
+
+def _random_rows(schema: PmmlSchema, count: int, seed: int = 7) -> np.ndarray:
+    """Rows inside every input's valid interval, with one decimal (like the data sets)."""
+    rng = np.random.default_rng(seed)
+    low = np.array(
+        [f.valid_min if f.valid_min is not None else 0.0 for f in schema.inputs]
+    )
+    high = np.array(
+        [f.valid_max if f.valid_max is not None else 1.0 for f in schema.inputs]
+    )
+    rows = np.round(low + rng.random((count, len(low))) * (high - low), 1)
+    return np.clip(rows, low, high)
+
+
+def _machine() -> list[str]:
+    cores = os.cpu_count()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    libraries = ", ".join(f"{name} {version(name)}" for name in _LIBRARIES)
+    return [
+        (
+            f"machine: {cores} cores ({usable} usable), {platform.processor() or platform.machine()}, "
+            f"load average {load} (other work on the machine counts against the figures)"
+        ),
+        f"python {platform.python_version()}; {libraries}",
+    ]
+
+
+# --- 1. evaluators side by side ----------------------------------------------------------
+def _rate(score: Any, rows: int, minimum_s: float = 1.0) -> float:
+    """Rows per second of ``score()``, repeated for at least ``minimum_s`` seconds."""
+    calls = 0
+    started = time.perf_counter()
+    while True:
+        score()
+        calls += 1
+        elapsed = time.perf_counter() - started
+        if elapsed >= minimum_s:
+            return calls * rows / elapsed
+
+
+def compare_evaluators(pmml: Path, rows: int) -> dict[str, float]:
+    """Rows/s of the fast evaluator and of pypmml (DataFrame, as documented) on the same rows."""
+    import pandas as pd
+    from pypmml import Model
+
+    from serving.fast_evaluator import build_fast_evaluator
+
+    document = pmml.read_bytes()
+    schema = read_schema(document)
+    values = _random_rows(schema, rows)
+    fast = build_fast_evaluator(document, schema)
+    reference = Model.fromFile(str(pmml))
+    frame = pd.DataFrame(values, columns=schema.input_names)
+    reference.predict(frame.head(100))  # JVM warm-up
+    return {
+        "fast": _rate(lambda: fast.score(values), rows),
+        "pypmml": _rate(lambda: reference.predict(frame), rows, minimum_s=3.0),
+    }
+
+
+# --- 2./3. the server under load (runs in the load-generator process) ---------------------
+def _percentiles(latencies: list[float]) -> dict[str, float]:
+    if not latencies:
+        return {}
+    ms = np.array(latencies) * 1000.0
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
+    }
+
+
+async def _throughput(
+    url: str, token: str, body: bytes, concurrency: int, duration_s: float
+) -> dict[str, Any]:
+    import aiohttp
+
+    rows = requests = failures = 0
+    latencies: list[float] = []
+    deadline = time.perf_counter() + duration_s
+    headers = {"X-Auth-Token": token, "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency)
+    ) as session:
+
+        async def worker() -> None:
+            nonlocal rows, requests, failures
+            while time.perf_counter() < deadline:
+                sent = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as response:
+                    payload = await response.read()
+                latencies.append(time.perf_counter() - sent)
+                requests += 1
+                if response.status == 200:
+                    rows += payload.count(b'"label"')
+                else:
+                    failures += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {
+        "rows": rows,
+        "requests": requests,
+        "failures": failures,
+        "elapsed_s": elapsed,
+        **_percentiles(latencies),
+    }
+
+
+async def _latency(
+    url: str, token: str, body: bytes, rate: float, duration_s: float
+) -> dict[str, Any]:
+    import aiohttp
+
+    latencies: list[float] = []
+    lateness: list[float] = []
+    failures = 0
+    headers = {"X-Auth-Token": token, "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0)
+    ) as session:
+
+        async def one() -> None:
+            nonlocal failures
+            sent = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+            latencies.append(time.perf_counter() - sent)
+            if response.status != 200:
+                failures += 1
+
+        # warm the connection pool so that the first requests do not pay for connecting
+        await asyncio.gather(*(one() for _ in range(8)))
+        latencies.clear()
+        count = int(rate * duration_s)
+        started = time.perf_counter()
+        tasks = []
+        for i in range(count):
+            scheduled = started + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            lateness.append(max(0.0, time.perf_counter() - scheduled))
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+    return {
+        "requests": count,
+        "failures": failures,
+        "elapsed_s": elapsed,
+        "send_lateness_p99_ms": float(np.percentile(np.array(lateness) * 1000, 99)),
+        **_percentiles(latencies),
+    }
+
+
+def load_phase(
+    kind: str, url: str, token: str, body: bytes, parameter: float, duration_s: float
+) -> dict[str, Any]:
+    """Entry point of the load-generator process (one phase)."""
+    if kind == "throughput":
+        return asyncio.run(_throughput(url, token, body, int(parameter), duration_s))
+    return asyncio.run(_latency(url, token, body, parameter, duration_s))
+
+
+# --- the server process --------------------------------------------------------------------
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Server:
+    def __init__(self, arguments: list[str], port: int, token: str) -> None:
+        self.log = Path(
+            tempfile.mkstemp(prefix="riskstream-bench-serve-", suffix=".log")[1]
+        )
+        executable = Path(sys.executable).with_name("riskstream")
+        self.process = subprocess.Popen(
+            [
+                str(executable),
+                "serve",
+                "--port",
+                str(port),
+                "--served-name",
+                _SERVED_NAME,
+                *arguments,
+            ],
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "RISKSTREAM_MODEL_TOKEN": token},
+        )
+        deadline = time.monotonic() + 120
+        while not re.search("listening on", self.log.read_text()):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(
+                    f"the model server did not start:\n{self.log.read_text()}"
+                )
+            time.sleep(0.1)
+        self.started_line = next(
+            line for line in self.log.read_text().splitlines() if "listening on" in line
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+        self.log.unlink(missing_ok=True)
+
+
+def _phase(
+    executor: ProcessPoolExecutor, server: _Server, *arguments: Any
+) -> tuple[dict[str, Any], float]:
+    """Run one load phase; returns its figures and the server's CPU seconds during it."""
+    before = _cpu_seconds(server.process.pid)
+    figures = executor.submit(load_phase, *arguments).result()
+    return figures, _cpu_seconds(server.process.pid) - before
+
+
+def _verdict(ok: bool) -> str:
+    return "meets the target" if ok else "MISSES the target"
+
+
+def run(config: ServingBenchmark) -> None:
+    """Measure and print; nothing is asserted."""
+    arguments, pmml, description = _model_file(config)
+    schema = read_schema(pmml)
+    for line in _machine():
+        _say(line)
+    _say(f"model: {description}, {len(schema.inputs)} inputs")
+    _say()
+
+    _say(
+        f"[1/3] evaluators side by side, {config.evaluator_rows:,} rows in this process ..."
+    )
+    rates = compare_evaluators(pmml, config.evaluator_rows)
+    speedup = rates["fast"] / rates["pypmml"]
+    _say(f"  fast evaluator          {rates['fast']:>14,.0f} rows/s")
+    _say(f"  pypmml (DataFrame)      {rates['pypmml']:>14,.0f} rows/s")
+    _say(
+        f"  speed-up                {speedup:>14,.1f} x   ({_verdict(speedup >= TARGET_SPEEDUP)} of {TARGET_SPEEDUP:.0f} x)"
+    )
+    _say()
+
+    token = secrets.token_hex(16)
+    url = f"http://127.0.0.1:{config.port}/v1/models/{_SERVED_NAME}:predict"
+    rows = _random_rows(schema, config.batch_rows, seed=11)
+    batch_body = orjson.dumps(
+        {
+            "instances": [
+                {f"_c{i}": v for i, v in enumerate(row)} for row in rows.tolist()
+            ]
+        }
+    )
+    single_body = orjson.dumps(
+        {"instances": [{f"_c{i}": v for i, v in enumerate(rows[0].tolist())}]}
+    )
+    server = _Server(arguments, config.port, token)
+    try:
+        _say(f"server: {server.started_line.split(': ', 1)[-1]}")
+        with ProcessPoolExecutor(
+            max_workers=1, mp_context=get_context("spawn")
+        ) as load:
+            load.submit(
+                time.sleep, 0
+            ).result()  # start the load generator before measuring
+            _say(
+                f"[2/3] throughput: {config.concurrency} requests of {config.batch_rows} rows in flight, "
+                f"{config.duration_s:.0f} s ..."
+            )
+            figures, cpu = _phase(
+                load,
+                server,
+                "throughput",
+                url,
+                token,
+                batch_body,
+                config.concurrency,
+                config.duration_s,
+            )
+            throughput = figures["rows"] / figures["elapsed_s"]
+            _say(
+                f"  rows scored             {throughput:>14,.0f} rows/s   ({_verdict(throughput >= TARGET_ROWS_PER_S)} of {TARGET_ROWS_PER_S:,} rows/s)"
+            )
+            _say(
+                f"  requests                {figures['requests'] / figures['elapsed_s']:>14,.0f} requests/s, {figures['failures']} failed"
+            )
+            _say(
+                f"  request latency         p50 {figures['p50_ms']:.2f} ms, p99 {figures['p99_ms']:.2f} ms"
+            )
+            _say(
+                f"  server CPU              {cpu / figures['elapsed_s'] * 100:>14,.0f} % of one core "
+                f"({figures['rows'] / max(cpu, 1e-9):,.0f} rows per CPU-second)"
+            )
+            _say()
+            _say(
+                f"[3/3] latency: single-row requests at {config.rate:,.0f} requests/s, {config.duration_s:.0f} s ..."
+            )
+            figures, cpu = _phase(
+                load,
+                server,
+                "latency",
+                url,
+                token,
+                single_body,
+                config.rate,
+                config.duration_s,
+            )
+            achieved = figures["requests"] / figures["elapsed_s"]
+            ok = (
+                figures["p50_ms"] <= TARGET_P50_MS
+                and figures["p99_ms"] <= TARGET_P99_MS
+            )
+            _say(
+                f"  achieved rate           {achieved:>14,.0f} requests/s, {figures['failures']} failed "
+                f"(sender lateness p99 {figures['send_lateness_p99_ms']:.2f} ms)"
+            )
+            _say(
+                f"  latency                 p50 {figures['p50_ms']:.3f} ms, p90 {figures['p90_ms']:.3f} ms, "
+                f"p99 {figures['p99_ms']:.3f} ms, max {figures['max_ms']:.3f} ms"
+            )
+            _say(
+                f"                          ({_verdict(ok)}: p50 <= {TARGET_P50_MS:g} ms, p99 <= {TARGET_P99_MS:g} ms)"
+            )
+            _say(
+                f"  server CPU              {cpu / figures['elapsed_s'] * 100:>14,.0f} % of one core"
+            )
+    finally:
+        server.stop()
