@@ -50,5 +50,8 @@ app = faust.App(
     web_port=settings.web_port,
 )
 
-# Faust's own Prometheus sensor; riskstream's metrics join the same registry.
-setup_prometheus_sensors(app, pattern="/metrics")
+if settings.faust_metrics:
+    # Faust's own Prometheus sensor and its /metrics page; riskstream's
+    # metrics join the same (default) registry. Without it, app/web.py
+    # serves riskstream's alone.
+    setup_prometheus_sensors(app, pattern="/metrics")

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     web_port: int = 6066
     """Port of the worker's web server."""
 
+    faust_metrics: bool = True
+    """Export Faust's own per-message Prometheus metrics on /metrics besides riskstream's (they cost throughput)."""
+
     model_servers: str = "http://127.0.0.1:8501"
     """Model servers the workers call, comma-separated base URLs (round-robin)."""
 

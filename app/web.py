@@ -4,7 +4,8 @@ Each worker only holds the stats of the feature partitions it owns, so
 ``/stats`` asks every worker of the group for its ``/stats/local`` (the
 peers are the hosts the partition assignor lists for the stats table) and
 adds the reports up; any worker answers for the whole group. ``/metrics``
-(Prometheus) is set up with the App.
+(Prometheus) is Faust's sensor's page, set up with the App, or with
+``RISKSTREAM_FAUST_METRICS=false`` a page of riskstream's metrics alone.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from importlib import resources
 from typing import Any
 
 import aiohttp
+from aiohttp.web import Response
 from faust import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from agents.score import pipeline, pool
 from agents.topics import feature_topic
-from app.application import app
+from app.application import app, settings
 from tables.stats import local_report, merge_reports, stats, summarize
 
 __all__ = ["dashboard", "group_stats", "local_stats"]
@@ -162,3 +165,12 @@ async def dashboard(self: web.View, request: web.Request) -> web.Response:
     """A self-contained live page (inline JS and SVG, no CDN) polling /stats."""
     page = resources.files("app").joinpath("dashboard.html").read_text(encoding="utf-8")
     return self.html(page)
+
+
+if not settings.faust_metrics:
+
+    @app.page("/metrics")
+    async def metrics(self: web.View, request: web.Request) -> web.Response:
+        """riskstream's Prometheus metrics alone (Faust's per-message sensor is off)."""
+        body = generate_latest(REGISTRY)
+        return Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})  # type: ignore[return-value]
