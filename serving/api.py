@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from importlib.metadata import version
 from typing import Any
 
 import orjson
@@ -210,8 +211,6 @@ async def v1_version_status(request: web.Request) -> web.Response:
 
 # --- Open Inference Protocol (KServe V2) ------------------------------------------------
 async def v2_server(request: web.Request) -> web.Response:
-    from importlib.metadata import version
-
     return _json(
         {
             "name": _SERVER_NAME,
@@ -290,7 +289,8 @@ def _flat(data: list[Any]) -> list[Any]:
 
 def _rows_of(tensor: dict[str, Any], width: int) -> list[list[Any]]:
     """A [rows, inputs] tensor (nested or flat row-major data) as rows."""
-    data = tensor["data"]
+    data: list[Any] = tensor["data"]
+    rows: list[list[Any]]
     if data and all(isinstance(item, list) for item in data):
         rows = data
     elif len(data) % width == 0:

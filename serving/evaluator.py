@@ -48,6 +48,3 @@ class Evaluator(ABC):
     @abstractmethod
     async def evaluate(self, values: np.ndarray) -> Scores:
         """Score ``values`` (rows x inputs, float64, NaN = missing) without blocking the loop."""
-
-    def close(self) -> None:
-        """Release what the evaluator holds (nothing, unless it says otherwise)."""

@@ -136,9 +136,8 @@ class _TreeEnsemble(FastEvaluator):
             virtual = np.repeat(ranks, trees, axis=0)
             virtual[:, self._width] = np.tile(self._tree_ids, rows)
             tree, probabilities = self._merged
-            return probabilities[tree.apply(virtual)].reshape(
-                rows, trees, len(self.classes)
-            )
+            merged: np.ndarray = probabilities[tree.apply(virtual)]
+            return merged.reshape(rows, trees, len(self.classes))
         leaves = np.empty((rows, trees, len(self.classes)))
         for t, (tree, probabilities) in enumerate(self._trees):
             leaves[:, t] = probabilities[tree.apply(ranks)]
@@ -419,7 +418,8 @@ class _Regression(FastEvaluator):
             probabilities = np.empty_like(scores)
             probabilities[:, :-1] = 1.0 / (1.0 + np.exp(-scores[:, :-1]))
             probabilities[:, -1] = 1.0 - probabilities[:, :-1].sum(axis=1)
-        return probabilities[:, self._class_tables]
+        by_class: np.ndarray = probabilities[:, self._class_tables]
+        return by_class
 
 
 def _regression(root: ET.Element, model: ET.Element, schema: PmmlSchema) -> _Regression:

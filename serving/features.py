@@ -99,8 +99,11 @@ def _parse_value(value: Any) -> float | str:
     return f"a JSON {_json_kind(value)} is not a number"
 
 
+_JSON_KINDS: dict[type, str] = {dict: "object", list: "array"}
+
+
 def _json_kind(value: Any) -> str:
-    return {dict: "object", list: "array"}.get(type(value), type(value).__name__)
+    return _JSON_KINDS.get(type(value), type(value).__name__)
 
 
 def _shorten(text: str, limit: int = 40) -> str:

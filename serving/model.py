@@ -86,11 +86,6 @@ class LoadedModel:
             f"<LoadedModel {self.identity.name}:{self.version} ({self.evaluator.kind})>"
         )
 
-    def close(self) -> None:
-        self.evaluator.close()
-        if self.missing_value_evaluator is not None:
-            self.missing_value_evaluator.close()
-
     # --- scoring ---------------------------------------------------------------
     async def score(self, instances: list[Any]) -> BatchResult:
         """Encode and score a batch; invalid rows get a reason instead of a score."""

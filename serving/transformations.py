@@ -53,8 +53,10 @@ def _compile(expression: ET.Element, known: set[str]) -> Column:
     if tag == "Constant":
         if expression.get("missing") == "true" or expression.text is None:
             raise UnsupportedModel("a missing Constant is not supported")
-        constant = float(expression.text)
-        return lambda columns: np.float64(constant)
+        constant = np.array(
+            float(expression.text)
+        )  # a 0-d array broadcasts like a column
+        return lambda columns: constant
     if tag == "Apply":
         function = expression.get("function", "")
         if expression.get("mapMissingTo") is not None or expression.get("defaultValue"):
