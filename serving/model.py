@@ -48,7 +48,7 @@ class BatchResult:
     scores: Scores | None
     #: row -> reason, for rows that were not scored (input errors and model refusals)
     errors: dict[int, str]
-    #: positions of the scored rows in the batch, aligned with ``scores``
+    #: positions of the scored rows in the batch, ascending, aligned with ``scores``
     scored: np.ndarray
 
     @property
@@ -118,32 +118,23 @@ class LoadedModel:
     ) -> BatchResult:
         """Rows with unresolved missing values go to pypmml, the others to the main evaluator."""
         assert self.missing_value_evaluator is not None
-        main_rows = np.flatnonzero(valid & ~delegated)
-        other_rows = np.flatnonzero(delegated)
-        parts = []
-        if main_rows.size:
-            parts.append(
-                (main_rows, await self.evaluator.evaluate(batch.values[main_rows]))
-            )
-        parts.append(
-            (
-                other_rows,
-                await self.missing_value_evaluator.evaluate(batch.values[other_rows]),
-            )
-        )
-        scored = np.concatenate([rows for rows, _ in parts])
-        scores = Scores(
-            labels=np.concatenate([s.labels for _, s in parts]),
-            probabilities=np.concatenate([s.probabilities for _, s in parts]),
-            no_result=np.concatenate(
-                [
-                    s.no_result
-                    if s.no_result is not None
-                    else np.zeros(len(rows), dtype=bool)
-                    for rows, s in parts
-                ]
-            ),
-        )
+        scored = np.flatnonzero(valid)  # in row order, whichever evaluator scores them
+        labels = np.zeros(scored.size, dtype=np.intp)
+        probabilities = np.empty((scored.size, len(self.classes)))
+        no_result = np.zeros(scored.size, dtype=bool)
+        for rows, evaluator in (
+            (np.flatnonzero(valid & ~delegated), self.evaluator),
+            (np.flatnonzero(delegated), self.missing_value_evaluator),
+        ):
+            if rows.size == 0:
+                continue
+            part = await evaluator.evaluate(batch.values[rows])
+            at = np.searchsorted(scored, rows)
+            labels[at] = part.labels
+            probabilities[at] = part.probabilities
+            if part.no_result is not None:
+                no_result[at] = part.no_result
+        scores = Scores(labels, probabilities, no_result if no_result.any() else None)
         self._note_refusals(scores, scored, errors)
         return BatchResult(batch, scores, errors, scored)
 
