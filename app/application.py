@@ -45,6 +45,7 @@ app = faust.App(
     # Heartbeats run in the consumer's own thread, so a short session only
     # shortens the failover after a crash (Faust's default waits 60 s).
     broker_session_timeout=settings.worker_session_timeout_s,
+    broker_commit_interval=settings.commit_interval_s,
     web_host=settings.web_host,
     web_bind=settings.web_host,
     web_port=settings.web_port,

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     topic_partitions: int = 4
     """Partitions of the feature topic and of the stats table (the most workers that share the work)."""
 
+    commit_interval_s: float = 2.8
+    """Seconds between a worker's offset commits: a crashed worker's successor replays at most this much."""
+
     worker_session_timeout_s: float = 10.0
     """Seconds without a heartbeat before Kafka hands a dead worker's partitions to the others."""
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from app.settings import Settings
 from datagen.generator import declare_topic
@@ -145,12 +146,12 @@ class Pipeline:
             declare_topic(self.settings.kafka_bootstrap, self.feature_topic, PARTITIONS)
         )
 
-    def start_worker(self, name: str = "worker") -> Worker:
+    def start_worker(self, name: str = "worker", **settings: str) -> Worker:
         port = free_port()
         child = spawn(
             name,
             faust_worker_argv("-l", "info"),
-            self.env(RISKSTREAM_WEB_PORT=str(port)),
+            self.env(RISKSTREAM_WEB_PORT=str(port), **settings),
             self.workdir / f"{name}.log",
         )
         self.children.append(child)
@@ -223,6 +224,35 @@ class Pipeline:
         )
         rows, ids = text.split()
         return int(rows), int(ids)
+
+    def stored_beyond_commit(self) -> int:
+        """Rows in ClickHouse whose offsets the consumer group has not committed (to be replayed)."""
+
+        async def committed() -> dict[int, int]:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+            await admin.start()
+            try:
+                offsets = await admin.list_consumer_group_offsets(self.app_id)
+            finally:
+                await admin.close()
+            return {
+                tp.partition: meta.offset
+                for tp, meta in offsets.items()
+                if tp.topic == self.feature_topic
+            }
+
+        commits = asyncio.run(committed())
+        threshold = (
+            f"transform(source_partition, [{', '.join(map(str, commits))}], "
+            f"[{', '.join(map(str, commits.values()))}], toUInt64(0))"
+            if commits
+            else "0"
+        )
+        text = self.clickhouse(
+            f"SELECT count() FROM {self.database}.predictions FINAL "
+            f"WHERE source_offset >= {threshold}"
+        )
+        return int(text.strip())
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Every dead letter, once per source record (the topic is at-least-once)."""

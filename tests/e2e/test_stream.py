@@ -90,13 +90,18 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_nothing_and_stores_each_
     pipeline.start_model_server()
     pipeline.start_model_server()
     pipeline.declare_feature_topic()
-    worker = pipeline.start_worker("worker")
+    # Commits every 10 s: the kill surely comes between a store and its commit.
+    worker = pipeline.start_worker("worker", RISKSTREAM_COMMIT_INTERVAL_S="10")
     generator = pipeline.generate("--count", "20000", "--rate", "2500")
     wait_until(
         lambda: pipeline.count() >= 4000, DRAIN_TIMEOUT_S, "4,000 stored predictions"
     )
     worker.child.kill()  # kill -9: no commit, no goodbye
     stored_at_kill = pipeline.count(final=False)
+    uncommitted = pipeline.stored_beyond_commit()
+    assert uncommitted > 0, (
+        "the kill came at a commit: nothing stored waits for a replay"
+    )
     pipeline.start_worker("worker-restarted")
     produced = produced_by(generator)
     assert produced == 20000
@@ -107,7 +112,8 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_nothing_and_stores_each_
     assert rows == distinct == produced
     raw = pipeline.count(final=False)
     print(
-        f"\n[{pipeline.run_id}] killed with {stored_at_kill} rows stored; {raw} rows before "
+        f"\n[{pipeline.run_id}] killed with {stored_at_kill} rows stored, {uncommitted} of them "
+        f"beyond the committed offsets (replayed after the restart); {raw} rows before "
         f"deduplication (replays not merged away yet), {rows} in the dedup query"
     )
     pipeline.account(produced)
