@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mode import Service
+from mode.utils.locks import Event
 
 from agents.scoring_client import RequestRejected, ScoredRequest
 from models.records import DeadLetter, DecodeError, FeatureSchema, decode_features
@@ -306,9 +307,9 @@ class Pipeline(Service):
         self._on_outcome: list[Callable[[BatchOutcome], None]] = []
         self._in_flight: deque[_InFlight] = deque()
         self._slots: asyncio.Semaphore | None = None
-        self._queued: asyncio.Event | None = None
+        self._queued: Event | None = None
         self._processor: BatchProcessor | None = None
-        self._ready: asyncio.Event | None = None
+        self._ready: Event | None = None
         self.batches_done = 0
 
     def add_outcome_listener(self, listener: Callable[[BatchOutcome], None]) -> None:
@@ -316,8 +317,8 @@ class Pipeline(Service):
 
     async def on_start(self) -> None:
         self._slots = asyncio.Semaphore(self._limit)
-        self._queued = asyncio.Event()
-        self._ready = asyncio.Event()
+        self._queued = Event()
+        self._ready = Event()
         self.add_future(self._get_ready())
 
     async def on_stop(self) -> None:

@@ -18,6 +18,7 @@ so they stop with the worker.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import faust
 
@@ -90,7 +91,8 @@ async def score_features(stream: faust.StreamT[bytes]) -> None:
     if not pipeline.started:
         await app.add_runtime_dependency(pipeline)
     await pipeline.wait_ready()
-    events = stream.noack()
+    # noack() and noack_take() are Stream methods that faust's StreamT stub omits.
+    events = cast(faust.Stream, cast(faust.Stream, stream).noack())
     async for batch in events.noack_take(
         settings.batch_max_records, settings.batch_max_wait_s
     ):

@@ -54,7 +54,11 @@ TICK_S = 0.02
 #: Range of an input the model leaves unbounded.
 OPEN_RANGE = (0.0, 100.0)
 
-Row = list[float | None]
+#: One record's input values in schema order (None = missing).
+Row = Sequence[float | None]
+
+#: A block of rows and their ground-truth labels (None when there is none).
+Block = tuple[Sequence[Row], Sequence[str | None]]
 
 
 @dataclass(frozen=True)
@@ -121,9 +125,7 @@ def field_ranges(
     return ranges
 
 
-def random_rows(
-    ranges: Sequence[FieldRange], seed: int | None
-) -> Iterator[tuple[list[list[float | int]], list[str | None]]]:
+def random_rows(ranges: Sequence[FieldRange], seed: int | None) -> Iterator[Block]:
     """Endless blocks of random rows (and no labels), drawn column by column with numpy."""
     rng = np.random.default_rng(seed)
     while True:
@@ -140,9 +142,7 @@ def random_rows(
         yield np.column_stack(columns).tolist(), [None] * BLOCK_ROWS
 
 
-def replay_rows(
-    rows: Sequence[Row], labels: Sequence[str]
-) -> Iterator[tuple[list[Row], list[str | None]]]:
+def replay_rows(rows: Sequence[Row], labels: Sequence[str]) -> Iterator[Block]:
     """The data set's rows in order, again and again, in blocks, with their true labels."""
     position = 0
     total = len(rows)
@@ -169,7 +169,7 @@ async def declare_topic(bootstrap: str, topic: str, partitions: int) -> None:
 
 async def generate(
     config: GeneratorConfig,
-    rows: Iterator[tuple[Sequence[Row], Sequence[str | None]]],
+    rows: Iterator[Block],
     progress: Callable[[int, float], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> GeneratorReport:
@@ -275,6 +275,6 @@ def _encoder(
     raise ValueError(f"unknown format {config.format!r}: choose csv or json")
 
 
-def as_row(values: Sequence[float]) -> Row:
+def as_row(values: Sequence[float]) -> list[float | None]:
     """A data-set row with NaN (pandas' missing value) as None."""
     return [None if math.isnan(v) else v for v in values]

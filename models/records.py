@@ -235,18 +235,19 @@ class DecodedRecord:
     label: str
 
 
-def encode_csv(values: Sequence[float | int | None]) -> bytes:
+def encode_csv(values: Sequence[float | None]) -> bytes:
     """The reference's CSV line: inputs in schema order, empty field = missing."""
-    return ",".join("" if _missing(v) else _number_text(v) for v in values).encode(
-        "ascii"
-    )  # type: ignore[arg-type]
+    return ",".join(
+        "" if value is None or _missing(value) else _number_text(value)
+        for value in values
+    ).encode("ascii")
 
 
 def encode_json(
     schema: FeatureSchema,
     record_id: str,
     event_time: float,
-    values: Sequence[float | int | None],
+    values: Sequence[float | None],
     label: str | None = None,
 ) -> bytes:
     """A JSON feature record, byte for byte what ``feature_record_type(schema)`` parses."""

@@ -79,7 +79,8 @@ stats = (
         )
     )
     .tumbling(settings.stats_window_s, expires=settings.stats_retention_s)
-    .relative_to(_wall_clock)
+    # WindowWrapper.relative_to exists; faust's WindowWrapperT stub omits it.
+    .relative_to(_wall_clock)  # type: ignore[attr-defined]
 )
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import asynch
 import asynch.errors
 from mode import Service
+from mode.utils.locks import Event
 
 from tables.predictions import create_statements, insert_statement
 
@@ -61,12 +62,7 @@ class PredictionWriter(Service):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._connect_kwargs = {
-            "host": host,
-            "port": port,
-            "user": user,
-            "password": password,
-        }
+        self._host, self._port, self._user, self._password = host, port, user, password
         self.database = database
         self.address = f"{host}:{port}"
         self._insert_sql = insert_statement(database)
@@ -78,8 +74,8 @@ class PredictionWriter(Service):
         self._pending: list[tuple[Sequence[tuple[Any, ...]], asyncio.Future[int]]] = []
         self._pending_rows = 0
         self._first_pending_at = 0.0
-        self._has_pending = asyncio.Event()
-        self._full = asyncio.Event()
+        self._has_pending = Event()
+        self._full = Event()
         self.rows_inserted = 0
         self.inserts = 0
         self.failed_inserts = 0
@@ -195,7 +191,13 @@ class PredictionWriter(Service):
     async def _connected(self) -> asynch.Connection:
         if self._connection is not None and self._connection.opened:
             return self._connection
-        connection = asynch.connect(**self._connect_kwargs, database="default")
+        connection = asynch.connect(
+            host=self._host,
+            port=self._port,
+            user=self._user,
+            password=self._password,
+            database="default",
+        )
         await connection.connect()
         try:
             async with connection.cursor() as cursor:
