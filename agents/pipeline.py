@@ -36,7 +36,13 @@ from mode import Service
 from mode.utils.locks import Event
 
 from agents.scoring_client import RequestRejected, ScoredRequest
-from models.records import DeadLetter, DecodeError, FeatureSchema, decode_features
+from models.records import (
+    MAX_EVENT_TIME_S,
+    DeadLetter,
+    DecodeError,
+    FeatureSchema,
+    decode_features,
+)
 from tables.histogram import LATENCY_BUCKETS_MS, bucket_counts
 
 __all__ = [
@@ -135,9 +141,13 @@ class BatchProcessor:
                 tally = tallies[message.partition] = PartitionTally()
             tally.received += 1
             try:
-                good.append((message, decode_features(message.value, schema)))
+                record = decode_features(message.value, schema)
+                if record.event_time_ms is None:
+                    record.event_time_ms = _kafka_event_time_ms(message)
             except DecodeError as error:
                 dead.append(_dead_letter(message, str(error), "decode"))
+                continue
+            good.append((message, record))
 
         names = schema.names
         # A missing input (NaN, the one value unequal to itself) is left out of the request.
@@ -237,8 +247,6 @@ class BatchProcessor:
                 :500
             ]
         event_ms = record.event_time_ms
-        if event_ms is None:
-            event_ms = int(message.timestamp * 1000)
         record_id = record.record_id
         if record_id is None:
             record_id = (
@@ -265,6 +273,16 @@ class BatchProcessor:
             answer.server,
             answer.latency_s * 1000.0,
         )
+
+
+def _kafka_event_time_ms(message: MessageLike) -> int:
+    """A CSV record's event time: its Kafka timestamp, if ClickHouse's DateTime can hold it."""
+    seconds = message.timestamp
+    if not 0.0 < seconds < MAX_EVENT_TIME_S:
+        raise DecodeError(
+            f"Kafka timestamp {seconds!r} is outside 1970-2100; no event time"
+        )
+    return int(seconds * 1000)
 
 
 def _dead_letter(message: MessageLike, reason: str, stage: str) -> DeadLetter:

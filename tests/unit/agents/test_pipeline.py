@@ -158,6 +158,23 @@ async def test_good_bad_and_refused_records_each_end_up_in_one_place() -> None:
     )
 
 
+async def test_a_csv_record_whose_kafka_timestamp_cannot_be_an_event_time_is_dead_lettered() -> (
+    None
+):
+    scorer, rows, letters = RuleScorer(), Rows(), Letters()
+    messages = [
+        Message("f", 0, 0, b"k", b"2,2", timestamp=-0.001),
+        Message("f", 0, 1, b"k", b"2,2"),
+    ]
+    await processor(scorer, rows, letters).process(messages)
+    assert [row[COLUMN["source_offset"]] for row in rows.rows] == [1]
+    (letter,) = letters.letters
+    assert (
+        letter.stage == "decode"
+        and "Kafka timestamp -0.001 is outside 1970-2100" in letter.reason
+    )
+
+
 async def test_missing_inputs_are_left_out_of_the_request_and_stored_as_nan() -> None:
     scorer, rows, letters = RuleScorer(), Rows(), Letters()
     await processor(scorer, rows, letters).process([Message("f", 0, 0, b"k", b",4")])
