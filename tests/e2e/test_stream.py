@@ -248,6 +248,12 @@ def test_two_workers_split_the_partitions_and_stopping_one_loses_nothing(
     )
     rows, distinct = pipeline.distinct_record_ids()
     assert rows == distinct == produced
+    # The stats of the partitions taken over came along (from the table's changelog).
+    wait_until(
+        lambda: first.stats()["totals"]["stored_records"] >= produced,
+        30,
+        "/stats of the remaining worker to count every record",
+    )
     pipeline.account(produced)
 
 
