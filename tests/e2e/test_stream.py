@@ -7,6 +7,8 @@ import json
 import math
 import re
 import shutil
+import signal
+import socket
 import subprocess
 
 import numpy as np
@@ -14,8 +16,8 @@ import pytest
 
 from models.dataset import load_dataset
 from models.repository import ModelRepository
-from stack.launch import Child
-from tests.e2e.harness import Pipeline, wait_until
+from stack.launch import Child, riskstream_argv, spawn
+from tests.e2e.harness import Pipeline, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +25,13 @@ pytestmark = pytest.mark.slow
 DRAIN_TIMEOUT_S = 180.0
 
 GOOD_LINE = b"5,1,1,1,2,1,3,1,1"
+
+
+def consecutive_free_ports() -> int | None:
+    """A port p with p and p+1 free (the demo's two model servers), or None."""
+    port = free_port()
+    with socket.socket() as probe:
+        return port if probe.connect_ex(("127.0.0.1", port + 1)) != 0 else None
 
 
 def produced_by(generator: Child, timeout_s: float = 300.0) -> int:
@@ -310,3 +319,43 @@ def test_the_dashboard_shows_live_counts_in_headless_chromium(
     assert "<rect" in html and "<polyline" in html, "the charts were not drawn"
     assert worker.url.split("//", 1)[1] in html  # the workers table lists this worker
     pipeline.account(produced)
+
+
+def test_the_demo_runs_the_pipeline_and_ctrl_c_stops_everything_it_started(
+    pipeline: Pipeline,
+) -> None:
+    first_port = wait_until(consecutive_free_ports, 10, "two free consecutive ports")
+    web_port = free_port()
+    demo = spawn(
+        "demo",
+        riskstream_argv("demo", "--rate", "50"),
+        pipeline.env(
+            RISKSTREAM_MODEL_SERVER_PORT=str(first_port),
+            RISKSTREAM_WEB_PORT=str(web_port),
+        ),
+        pipeline.workdir / "demo.log",
+    )
+    pipeline.children.append(demo)
+    wait_until(
+        lambda: pipeline.count() >= 100,
+        DRAIN_TIMEOUT_S,
+        "the demo to store 100 predictions",
+    )
+    output = wait_until(
+        lambda: (text := demo.log_path.read_text()).count("| stored ") >= 2 and text,
+        60,
+        "two progress lines",
+    )
+    assert f"http://127.0.0.1:{web_port}/dashboard" in output
+    assert f"{pipeline.database}.predictions FINAL" in output
+    assert "already running (left running)" in output
+    demo.send_signal(signal.SIGINT)
+    assert demo.process.wait(60) == 0, demo.log_tail()
+    output = demo.log_path.read_text()
+    for part in ("generator", "worker", "model servers"):
+        assert f"stopped {part} (exit code 0)" in output, output[-2000:]
+    for port in (first_port, first_port + 1, web_port):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, (
+                f"port {port} still answers"
+            )
