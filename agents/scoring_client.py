@@ -13,10 +13,13 @@ answer that is not the documented JSON) leaves the rotation at once and is
 probed on ``/v2/health/ready`` every ``probe_interval_s`` until it answers;
 the failed request is retried on another server. If no server is left,
 :meth:`score` waits for the probes: a model-server outage pauses the stream
-and loses nothing. Only a request the server refuses as a whole (HTTP 4xx
-other than auth/not-found, which are server-side misconfiguration) is
-reported, as :class:`RequestRejected`, so that the pipeline can split the
-batch and dead-letter the offending rows.
+and loses nothing. Two failures are reported instead, as
+:class:`RequestRejected`, so that the pipeline splits the request and
+dead-letters the offending rows: a request a server refuses as a whole
+(HTTP 4xx other than auth/not-found, which are server-side
+misconfiguration), and a poison request, one that servers failed on
+(HTTP 5xx, hang-up, timeout) ``SUSPECT_FAILURES`` times while they kept
+answering other requests.
 
 The wire contract is the reference's predict API
 (``POST /v1/models/{name}:predict`` with ``{"instances": [...]}``,
@@ -48,6 +51,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Failures of one request, while other requests succeed, that make it poison.
+SUSPECT_FAILURES = 3
+
 #: HTTP statuses that blame the server (or its configuration), not the rows sent.
 SERVER_SIDE_4XX = frozenset({401, 403, 404, 408, 429})
 
@@ -69,7 +75,17 @@ class RequestRejected(PoolError):
 
 
 class ServerFailed(PoolError):
-    """One request to one server failed in a way that takes the server out of rotation."""
+    """One request to one server failed in a way that takes the server out of rotation.
+
+    ``suspect`` is True when the server had the request and failed on it
+    (HTTP 5xx, a broken answer, a hang-up or a timeout), as a poison record
+    would make it; False when the server could not be reached at all.
+    """
+
+    def __init__(self, message: str, suspect: bool, status: int = 0) -> None:
+        super().__init__(message)
+        self.suspect = suspect
+        self.status = status
 
 
 @dataclass
@@ -140,6 +156,7 @@ class ModelServerPool(Service):
         self._timeout_s = timeout_s
         self._probe_interval_s = probe_interval_s
         self._next = 0
+        self.answered = 0
         self._session: aiohttp.ClientSession | None = None
         self._slot_freed: asyncio.Condition | None = None
 
@@ -185,19 +202,39 @@ class ModelServerPool(Service):
     async def score(self, instances: Sequence[Mapping[str, float]]) -> ScoredRequest:
         """Score ``instances`` on some server, retrying on others until one answers.
 
-        Raises :class:`RequestRejected` only when a server refuses the request
-        itself; every server-side failure is absorbed (retry, eject, probe).
+        Server-side failures are absorbed (eject, retry elsewhere, probe). Two
+        cases are reported as :class:`RequestRejected`, for the pipeline to
+        split the request and dead-letter the rows at fault: a server refuses
+        the request itself (HTTP 4xx), or the request is poison: it failed on
+        ``SUSPECT_FAILURES`` attempts while other requests kept succeeding
+        (when nothing succeeds, it is an outage, and the wait goes on).
         """
         body = orjson.dumps({"instances": instances})
+        failures = 0
+        answered_at_first_failure = 0
         while True:
             server = await self._acquire()
             try:
                 answer = await self._post(server, body, len(instances))
             except ServerFailed as failure:
                 self._eject(server, failure.message)
+                if failure.suspect:
+                    if failures == 0:
+                        answered_at_first_failure = self.answered
+                    failures += 1
+                    if (
+                        failures >= SUSPECT_FAILURES
+                        and self.answered > answered_at_first_failure
+                    ):
+                        raise RequestRejected(
+                            f"model servers failed {failures} times on this request while "
+                            f"answering others: {failure.message}",
+                            failure.status,
+                        ) from None
                 continue
             finally:
                 await self._release(server)
+            self.answered += 1
             return answer
 
     async def fetch_schema(self) -> FeatureSchema:
@@ -271,8 +308,12 @@ class ModelServerPool(Service):
             async with self._session.post(url, data=body) as response:
                 payload = await response.read()
                 status = response.status
+        except aiohttp.ClientConnectorError as exc:
+            raise ServerFailed(f"{type(exc).__name__}: {exc}", suspect=False) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ServerFailed(f"{type(exc).__name__}: {exc or 'timeout'}") from None
+            raise ServerFailed(
+                f"{type(exc).__name__}: {exc or 'timeout'}", suspect=True
+            ) from None
         latency = time.perf_counter() - started
         server.requests += 1
         server.last_latency_s = latency
@@ -282,17 +323,19 @@ class ModelServerPool(Service):
                 raise RequestRejected(
                     f"{server.url} refused the request: {reason}", status
                 )
-            raise ServerFailed(reason)
+            raise ServerFailed(reason, suspect=status >= 500, status=status)
         try:
             predictions = orjson.loads(payload)["predictions"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             raise ServerFailed(
-                f"answer is not {{'predictions': [...]}}: {payload[:200]!r}"
+                f"answer is not {{'predictions': [...]}}: {payload[:200]!r}",
+                suspect=True,
             ) from None
         if not isinstance(predictions, list) or len(predictions) != rows:
             raise ServerFailed(
                 f"answered {len(predictions) if isinstance(predictions, list) else 'no'} "
-                f"predictions for {rows} rows"
+                f"predictions for {rows} rows",
+                suspect=True,
             )
         server.rows += rows
         return ScoredRequest(predictions, server.url, latency, int(time.time() * 1000))

@@ -18,7 +18,7 @@ class FakeModelServer:
     """Speaks the predict API; can fail, refuse, stall or be down on demand."""
 
     def __init__(self) -> None:
-        self.mode = "ok"  # ok | fail | refuse | slow
+        self.mode = "ok"  # ok | fail | refuse | slow | poison (500 on mitoses 9)
         self.ready = True
         self.requests = 0
         self.in_flight = 0
@@ -36,6 +36,10 @@ class FakeModelServer:
             body = await request.json()
             if self.mode == "fail":
                 return web.json_response({"error": "boom"}, status=500)
+            if self.mode == "poison" and any(
+                r.get("mitoses") == 9 for r in body["instances"]
+            ):
+                return web.json_response({"error": "evaluator crashed"}, status=500)
             if self.mode == "refuse":
                 return web.json_response(
                     {"error": "instances must be a list"}, status=400
@@ -219,3 +223,43 @@ async def test_the_schema_comes_from_the_served_model(
         await pool.stop()
     assert schema.model_name == "breast-cancer" and schema.model_version == "7"
     assert schema.names == ("clump_thickness",)
+
+
+async def test_a_request_failing_everywhere_while_others_succeed_is_reported_as_poison(
+    servers: list[FakeModelServer],
+) -> None:
+    for server in servers:
+        server.mode = "poison"
+    pool = await started_pool([s.url for s in servers])
+    stop = asyncio.Event()
+
+    async def steady_traffic() -> None:
+        while not stop.is_set():
+            await pool.score([ROW])
+
+    traffic = asyncio.ensure_future(steady_traffic())
+    try:
+        with pytest.raises(RequestRejected, match="failed 3 times on this request"):
+            await asyncio.wait_for(pool.score([{**ROW, "mitoses": 9.0}]), 10)
+    finally:
+        stop.set()
+        await traffic
+        await pool.stop()
+
+
+async def test_when_every_request_fails_it_is_an_outage_not_poison(
+    servers: list[FakeModelServer],
+) -> None:
+    for server in servers:
+        server.mode = "fail"  # answers 500 to everything, yet says it is ready
+    pool = await started_pool([s.url for s in servers])
+    try:
+        waiting = asyncio.ensure_future(pool.score([ROW]))
+        await asyncio.sleep(0.5)
+        assert not waiting.done(), "an outage was taken for a poison request"
+        for server in servers:
+            server.mode = "ok"
+        answer = await asyncio.wait_for(waiting, 5)
+        assert len(answer.predictions) == 1
+    finally:
+        await pool.stop()
