@@ -12,6 +12,7 @@ import logging
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
+from app.security import kafka_credentials
 from app.settings import get_settings
 
 __all__ = ["app"]
@@ -30,6 +31,8 @@ datadir.mkdir(parents=True, exist_ok=True)
 app = faust.App(
     settings.app_id,
     broker=settings.kafka_url,
+    # SASL/SSL from RISKSTREAM_KAFKA_* (None: PLAINTEXT), as the generator uses them.
+    broker_credentials=kafka_credentials(settings),
     # Stats tables are small and rebuilt from their changelog on start.
     store="memory://",
     datadir=str(datadir),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,7 +22,10 @@ __all__ = ["Settings", "get_settings"]
 class Settings(BaseSettings):
     """riskstream's configuration (12-factor: environment only)."""
 
-    model_config = SettingsConfigDict(env_prefix="RISKSTREAM_", extra="ignore")
+    # A validation error must not echo the inputs: they hold the secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="RISKSTREAM_", extra="ignore", hide_input_in_errors=True
+    )
 
     # --- local stack -------------------------------------------------------
     stack_dir: Path = Path(".stack")
@@ -53,8 +57,8 @@ class Settings(BaseSettings):
     clickhouse_database: str = "riskstream"
     """Database holding the predictions table."""
 
-    clickhouse_user: str = "default"
-    """ClickHouse user the app connects as."""
+    clickhouse_user: str = "riskstream"
+    """ClickHouse user the app connects as (the local stack creates it, allowed on RISKSTREAM_CLICKHOUSE_DATABASE only)."""
 
     clickhouse_password: SecretStr = SecretStr("")
     """Password of that user (never logged)."""
@@ -67,7 +71,7 @@ class Settings(BaseSettings):
     """Model repository folder; default <data_dir>/models."""
 
     model_token: SecretStr = SecretStr("")
-    """Token the model servers require in X-Auth-Token; empty disables auth."""
+    """Token the model servers require in X-Auth-Token; empty disables auth. Comma-separated tokens: servers accept each, clients send the first (rotation)."""
 
     # --- model servers ---------------------------------------------------------
     model_server_host: str = "127.0.0.1"
@@ -158,18 +162,112 @@ class Settings(BaseSettings):
     stats_retention_s: int = 3600
     """Seconds of stats windows kept (and shown on the dashboard)."""
 
+    # --- faults and limits ---------------------------------------------------
+    score_slow_factor: float = 5.0
+    """A model server whose mean latency exceeds this many times the other servers' (and RISKSTREAM_SCORE_SLOW_MIN_MS) leaves rotation."""
+
+    score_slow_min_ms: float = 250.0
+    """Mean request latency (ms) below which no model server counts as slow, however fast the others are."""
+
+    worker_shutdown_timeout_s: float = 8.0
+    """Seconds a stopping worker lets its in-flight batches finish (stored, acked, committed); the rest is abandoned unacked."""
+
+    max_record_bytes: int = 65536
+    """Largest Kafka record value (bytes) a worker decodes; a larger one is dead-lettered with the reason."""
+
+    model_max_instances: int = 10000
+    """Most instances (rows) one request to a model server may hold; more get HTTP 413."""
+
+    # --- security --------------------------------------------------------------
+    model_token_file: Path | None = None
+    """File holding the model token(s) instead of RISKSTREAM_MODEL_TOKEN (e.g. a Docker or Kubernetes secret); set one of the two."""
+
+    clickhouse_password_file: Path | None = None
+    """File holding the ClickHouse password instead of RISKSTREAM_CLICKHOUSE_PASSWORD; set one of the two."""
+
+    model_tls_cert: Path | None = None
+    """PEM certificate (chain) the model servers present; with RISKSTREAM_MODEL_TLS_KEY they serve HTTPS only."""
+
+    model_tls_key: Path | None = None
+    """PEM private key of RISKSTREAM_MODEL_TLS_CERT."""
+
+    model_tls_ca: Path | None = None
+    """PEM CA bundle the workers and the generator trust for https:// model servers; default: the system's CAs."""
+
+    kafka_security_protocol: Literal[
+        "PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"
+    ] = "PLAINTEXT"
+    """How the workers and the generator talk to Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
+
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    """SASL mechanism for the SASL_* protocols: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."""
+
+    kafka_sasl_username: str = ""
+    """SASL user name."""
+
+    kafka_sasl_password: SecretStr = SecretStr("")
+    """SASL password (never logged)."""
+
+    kafka_sasl_password_file: Path | None = None
+    """File holding the SASL password instead of RISKSTREAM_KAFKA_SASL_PASSWORD; set one of the two."""
+
+    kafka_ssl_cafile: Path | None = None
+    """PEM CA bundle trusted for the brokers' certificates (SSL, SASL_SSL); default: the system's CAs."""
+
+    kafka_ssl_certfile: Path | None = None
+    """PEM client certificate for brokers that require mutual TLS."""
+
+    kafka_ssl_keyfile: Path | None = None
+    """PEM private key of RISKSTREAM_KAFKA_SSL_CERTFILE."""
+
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
         if not self.kafka_bootstrap:
             self.kafka_bootstrap = f"127.0.0.1:{self.kafka_port}"
         if self.model_repository is None:
             self.model_repository = self.data_dir / "models"
+        for secret, path in _SECRET_FILES.items():
+            self._read_secret_file(secret, path)
+        if (self.model_tls_cert is None) != (self.model_tls_key is None):
+            raise ValueError(
+                "set both RISKSTREAM_MODEL_TLS_CERT and RISKSTREAM_MODEL_TLS_KEY, or neither"
+            )
         return self
+
+    def _read_secret_file(self, secret: str, path_field: str) -> None:
+        """``X_FILE`` (the Docker-secrets convention) fills the secret ``X``; both at once is an error.
+
+        One trailing line break is dropped (editors and ``echo`` add one);
+        the file's content is never part of an error message.
+        """
+        path: Path | None = getattr(self, path_field)
+        if path is None:
+            return
+        variable = f"RISKSTREAM_{secret.upper()}"
+        if getattr(self, secret).get_secret_value():
+            raise ValueError(f"set {variable} or {variable}_FILE, not both")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ValueError(f"{variable}_FILE: cannot read {path}: {reason}") from None
+        setattr(self, secret, SecretStr(text.removesuffix("\n").removesuffix("\r")))
+
+    @property
+    def model_client_token(self) -> str:
+        """The token clients send: the first of RISKSTREAM_MODEL_TOKEN's comma-separated tokens.
+
+        Servers accept every listed token, so during a rotation the servers
+        hold ``new,old`` while clients move from ``old`` to ``new``.
+        """
+        return self.model_token.get_secret_value().split(",", 1)[0].strip()
 
     @property
     def kafka_url(self) -> str:
         """The broker list in Faust's ``kafka://`` form."""
-        return ";".join(f"kafka://{hp.strip()}" for hp in self.kafka_bootstrap.split(","))
+        return ";".join(
+            f"kafka://{hp.strip()}" for hp in self.kafka_bootstrap.split(",")
+        )
 
     @property
     def model_server_urls(self) -> list[str]:
@@ -184,6 +282,14 @@ class Settings(BaseSettings):
     def repository_path(self) -> Path:
         assert self.model_repository is not None
         return self.model_repository
+
+
+#: Secret -> the field naming a file that may hold it instead.
+_SECRET_FILES = {
+    "model_token": "model_token_file",
+    "clickhouse_password": "clickhouse_password_file",
+    "kafka_sasl_password": "kafka_sasl_password_file",
+}
 
 
 @lru_cache(maxsize=1)
