@@ -45,6 +45,7 @@ REGISTRY = web.AppKey("registry", ModelRegistry)
 METRICS = web.AppKey("metrics", ServerMetrics)
 TOKEN = web.AppKey("token", TokenCheck)
 MAX_BODY = web.AppKey("max_body_bytes", int)
+MAX_INSTANCES = web.AppKey("max_instances", int)
 
 #: Routes anyone may call (health and metrics); every other route needs the token.
 OPEN_ROUTES = frozenset({"v2_server", "v2_live", "v2_ready", "metrics"})
@@ -122,7 +123,7 @@ async def _body(request: web.Request) -> Any:
         raise BadRequest(f"malformed JSON: {exc}") from exc
 
 
-def _instances(body: Any) -> list[Any]:
+def _instances(request: web.Request, body: Any) -> list[Any]:
     if not isinstance(body, dict):
         raise BadRequest(
             'the body must be a JSON object like {"instances": [{...}, ...]}'
@@ -135,7 +136,21 @@ def _instances(body: Any) -> list[Any]:
     instances = body.get("instances")
     if not isinstance(instances, list):
         raise BadRequest('"instances" must be a JSON array of objects')
-    return instances
+    return _within_limit(request, instances)
+
+
+def _within_limit(request: web.Request, rows: list[Any]) -> list[Any]:
+    """The rows of a request, unless there are more than ``RISKSTREAM_MODEL_MAX_INSTANCES`` (413).
+
+    The body limit bounds the bytes; this bounds the scoring work one
+    request can ask for (a small body of empty objects is many rows).
+    """
+    limit = request.app[MAX_INSTANCES]
+    if len(rows) > limit:
+        raise PayloadTooLarge(
+            f"{len(rows)} instances exceed the limit of {limit} per request"
+        )
+    return rows
 
 
 def _served(request: web.Request, name: str) -> ServedModel:
@@ -182,14 +197,18 @@ def _refused(result: BatchResult) -> int:
 async def v1_predict(request: web.Request) -> web.Response:
     served = _served(request, _split_verb(request.match_info["name"], "predict"))
     model = _model(served, None)
-    result = await _score(request, served, model, _instances(await _body(request)))
+    result = await _score(
+        request, served, model, _instances(request, await _body(request))
+    )
     return _json({"predictions": model.predictions(result)})
 
 
 async def v1_version_predict(request: web.Request) -> web.Response:
     served = _served(request, request.match_info["name"])
     model = _model(served, _split_verb(request.match_info["version"], "predict"))
-    result = await _score(request, served, model, _instances(await _body(request)))
+    result = await _score(
+        request, served, model, _instances(request, await _body(request))
+    )
     return _json({"predictions": model.predictions(result)})
 
 
@@ -306,9 +325,8 @@ async def v2_infer(request: web.Request) -> web.Response:
     served = _served(request, request.match_info["name"])
     model = _model(served, request.match_info.get("version"))
     body = await _body(request)
-    result = await _score(
-        request, served, model, _v2_columns(body, model.encoder.names)
-    )
+    instances = _within_limit(request, _v2_columns(body, model.encoder.names))
+    result = await _score(request, served, model, instances)
     if result.errors:
         shown = sorted(result.errors.items())[:5]
         raise BadRequest(
@@ -404,6 +422,7 @@ def create_app(
     token: TokenCheck,
     metrics_: ServerMetrics,
     max_body_bytes: int,
+    max_instances: int,
 ) -> web.Application:
     """The server's aiohttp application over ``registry``."""
     app = web.Application(middlewares=[_guard], client_max_size=max_body_bytes)
@@ -411,6 +430,7 @@ def create_app(
     app[METRICS] = metrics_
     app[TOKEN] = token
     app[MAX_BODY] = max_body_bytes
+    app[MAX_INSTANCES] = max_instances
     for served in registry:
         served.on_load_failure(
             lambda failure: metrics_.errors.labels("load_failed").inc()

@@ -115,6 +115,9 @@ def serve(
         poll_interval_s=settings.model_poll_interval_s,
         drain_timeout_s=settings.model_drain_timeout_s,
         max_body_bytes=settings.model_max_body_bytes,
+        max_instances=settings.model_max_instances,
+        tls_cert=settings.model_tls_cert,
+        tls_key=settings.model_tls_key,
     )
     if replicas == 1:
         run_replica(config)

@@ -4,8 +4,10 @@ A replica logs one line when it listens (address, served name, model,
 version, evaluator) and one when it has stopped. On SIGTERM or SIGINT it
 stops accepting connections, lets the requests in flight finish (up to
 ``RISKSTREAM_MODEL_DRAIN_TIMEOUT_S``) and exits 0; if it cannot start (the
-model does not load, the port is taken) it logs why and exits with
-:data:`EXIT_START_FAILED`, which tells the pool supervisor not to retry.
+model does not load, the port is taken, the TLS certificate does not load)
+it logs why and exits with :data:`EXIT_START_FAILED`, which tells the pool
+supervisor not to retry. With a certificate and key
+(``RISKSTREAM_MODEL_TLS_CERT``/``_KEY``) it serves HTTPS only.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import gc
 import logging
 import signal
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,10 +64,29 @@ class ServerConfig:
     poll_interval_s: float
     drain_timeout_s: float
     max_body_bytes: int
+    max_instances: int
+    #: PEM certificate chain and key: HTTPS when set (both or neither)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @property
     def address(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls_cert is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context, or None for plain HTTP."""
+        if self.tls_cert is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ServingError(
+                f"cannot load the TLS certificate {self.tls_cert} and key {self.tls_key}: "
+                f"{getattr(exc, 'strerror', None) or exc}"
+            ) from None
+        return context
 
     def source(self) -> ModelSource:
         if self.pmml is not None:
@@ -76,6 +98,7 @@ class ServerConfig:
 
 async def serve(config: ServerConfig, token: TokenCheck, stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set, then drain and return."""
+    ssl_context = config.ssl_context()
     served = ServedModel(config.served_name, config.source())
     registry = ModelRegistry([served])
     await registry.load_all()
@@ -89,6 +112,7 @@ async def serve(config: ServerConfig, token: TokenCheck, stop: asyncio.Event) ->
         token=token,
         metrics_=ServerMetrics(),
         max_body_bytes=config.max_body_bytes,
+        max_instances=config.max_instances,
     )
     runner = web.AppRunner(
         app,
@@ -98,7 +122,9 @@ async def serve(config: ServerConfig, token: TokenCheck, stop: asyncio.Event) ->
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.host, config.port).start()
+        await web.TCPSite(
+            runner, config.host, config.port, ssl_context=ssl_context
+        ).start()
         model = served.current
         logger.info(
             "model server listening on %s: %s = model %s version %s (%s evaluator: %s; %s), "

@@ -77,7 +77,7 @@ def pmml_paths(repository: ModelRepository) -> dict[str, Path]:
     return {name: repository.current(name).pmml_path for name in MODEL_NAMES}
 
 
-#: starts a server over a registry (keyword arguments: token, max_body_bytes)
+#: starts a server over a registry (keyword arguments: token, max_body_bytes, max_instances)
 Serve = Callable[..., Awaitable[TestClient]]
 
 
@@ -91,12 +91,14 @@ async def serve() -> AsyncIterator[Serve]:
         *,
         token: str = "",
         max_body_bytes: int = 4 * 1024 * 1024,
+        max_instances: int = 10_000,
     ) -> TestClient:
         app = create_app(
             registry,
             token=TokenCheck(SecretStr(token)),
             metrics_=ServerMetrics(),
             max_body_bytes=max_body_bytes,
+            max_instances=max_instances,
         )
         client = TestClient(TestServer(app, host="127.0.0.1", port=free_port()))
         await client.start_server()

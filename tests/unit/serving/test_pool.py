@@ -144,6 +144,7 @@ async def test_sigterm_lets_the_request_in_flight_finish(
     server = start_serving(
         "--port", "28517", "--served-name", "m", "--model", "bc-forest",
         RISKSTREAM_MODEL_MAX_BODY_BYTES=str(64 * 1024 * 1024),
+        RISKSTREAM_MODEL_MAX_INSTANCES="150000",
     )  # fmt: skip
     server.wait_for(r"listening on http://127\.0\.0\.1:28517")
     rows = [REFERENCE_INSTANCE] * 150_000  # a few seconds of work for a 100-tree forest
