@@ -1,7 +1,8 @@
 """What a worker does with a batch of feature records, and in which order it acks them.
 
 :class:`BatchProcessor` is the plain async handler behind the agent: decode
-the raw records (malformed ones become dead letters), score the rest on the
+the raw records (malformed ones, and those over ``max_record_bytes``,
+become dead letters), score the rest on the
 model-server pool in concurrent requests, dead-letter the rows the model
 rejects, store the predictions in ClickHouse and publish the dead letters,
 and return what happened (:class:`BatchOutcome`). It knows nothing of Faust
@@ -121,12 +122,14 @@ class BatchProcessor:
         store: RowStore,
         dead_letters: DeadLetterSink,
         request_rows: int,
+        max_record_bytes: int | None = None,
     ) -> None:
         self.schema = schema
         self._scorer = scorer
         self._store = store
         self._dead_letters = dead_letters
         self._request_rows = max(1, request_rows)
+        self._max_record_bytes = max_record_bytes
         self._feature_names = list(schema.names)
 
     async def process(self, messages: Sequence[MessageLike]) -> BatchOutcome:
@@ -140,6 +143,10 @@ class BatchProcessor:
             if tally is None:
                 tally = tallies[message.partition] = PartitionTally()
             tally.received += 1
+            oversized = self._oversized(message)
+            if oversized is not None:
+                dead.append(oversized)
+                continue
             try:
                 record = decode_features(message.value, schema)
                 if record.event_time_ms is None:
@@ -203,6 +210,28 @@ class BatchProcessor:
             tally.latency_counts = bucket_counts(latencies)
             tally.latency_sum_ms = float(sum(latencies))
         return outcome
+
+    def _oversized(self, message: MessageLike) -> DeadLetter | None:
+        """The dead letter of a record over ``max_record_bytes``, else None.
+
+        The letter keeps only the record's first ``max_record_bytes`` bytes:
+        a whole huge record (base64 is a third larger) could exceed what
+        Kafka accepts for the dead-letter topic and block the partition.
+        """
+        limit = self._max_record_bytes
+        size = len(message.value or b"")
+        if limit is None or size <= limit:
+            return None
+        return DeadLetter.of(
+            reason=f"record of {size} bytes exceeds the limit of {limit} bytes "
+            f"(RISKSTREAM_MAX_RECORD_BYTES); the letter keeps its first {limit} bytes",
+            stage="decode",
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=(message.value or b"")[:limit],
+        )
 
     async def _score(
         self, instances: list[dict[str, float]]

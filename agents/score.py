@@ -38,14 +38,7 @@ logger = logging.getLogger(__name__)
 
 settings = get_settings()
 
-pool = ModelServerPool(
-    urls=settings.model_server_urls,
-    model_name=settings.model_name,
-    token=settings.model_token.get_secret_value(),
-    requests_per_server=settings.score_requests_per_server,
-    timeout_s=settings.score_timeout_s,
-    probe_interval_s=settings.probe_interval_s,
-)
+pool = ModelServerPool.from_settings(settings)
 
 writer = PredictionWriter(
     host=settings.clickhouse_host,
@@ -74,6 +67,7 @@ async def _prepare() -> BatchProcessor:
             dead_letter_topic, settings.retry_max_backoff_s
         ),
         request_rows=settings.score_request_rows,
+        max_record_bytes=settings.max_record_bytes,
     )
 
 

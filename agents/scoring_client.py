@@ -11,9 +11,15 @@ pulling from Kafka: backpressure instead of unbounded queues.
 A server that fails a request (connection refused, timeout, HTTP 5xx, an
 answer that is not the documented JSON) leaves the rotation at once and is
 probed on ``/v2/health/ready`` every ``probe_interval_s`` until it answers;
-the failed request is retried on another server. If no server is left,
+the failed request is retried on another server. A server that answers,
+but slowly, leaves too: each server's latency is averaged (an exponentially
+weighted mean over its requests), and one whose mean exceeds ``slow_factor``
+times the median of the other servers in rotation, and ``slow_min_s``, is
+taken out (never the last one: slowness is relative, an overloaded pool as
+a whole is not ejected). Its probe must then also answer within that bound
+before it comes back with a fresh mean. If no server is left,
 :meth:`score` waits for the probes: a model-server outage pauses the stream
-and loses nothing. Two failures are reported instead, as
+and loses nothing; the pool counts outages and their seconds for /stats. Two failures are reported instead, as
 :class:`RequestRejected`, so that the pipeline splits the request and
 dead-letters the offending rows: a request a server refuses as a whole
 (HTTP 4xx other than auth/not-found, which are server-side
@@ -30,6 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +47,8 @@ import aiohttp
 import orjson
 from mode import Service
 
+from app.security import model_client_ssl
+from app.settings import Settings
 from models.records import FeatureSchema
 
 __all__ = [
@@ -56,6 +66,12 @@ SUSPECT_FAILURES = 3
 
 #: HTTP statuses that blame the server (or its configuration), not the rows sent.
 SERVER_SIDE_4XX = frozenset({401, 403, 404, 408, 429})
+
+#: Weight of the newest request in a server's mean latency (the rest: the older mean).
+LATENCY_WEIGHT = 0.2
+
+#: Requests a server must have answered before its mean latency is judged or compared.
+LATENCY_SAMPLES = 5
 
 
 class PoolError(Exception):
@@ -101,8 +117,21 @@ class ServerState:
     ejections: int = 0
     last_error: str = ""
     last_latency_s: float = 0.0
+    #: exponentially weighted mean latency of its answered requests, and how many
+    mean_latency_s: float = 0.0
+    latency_samples: int = 0
+    slow_ejections: int = 0
+    #: out of rotation for slowness (its probe must be fast, too)
+    out_for_slowness: bool = False
     out_since: float | None = None
     out_total_s: float = 0.0
+
+    def observe_latency(self, latency_s: float) -> None:
+        if self.latency_samples == 0:
+            self.mean_latency_s = latency_s
+        else:
+            self.mean_latency_s += LATENCY_WEIGHT * (latency_s - self.mean_latency_s)
+        self.latency_samples += 1
 
     def snapshot(self, now: float) -> dict[str, Any]:
         out_for = 0.0 if self.out_since is None else now - self.out_since
@@ -114,8 +143,10 @@ class ServerState:
             "rows": self.rows,
             "failures": self.failures,
             "ejections": self.ejections,
+            "slow_ejections": self.slow_ejections,
             "last_error": self.last_error,
             "last_latency_ms": round(self.last_latency_s * 1000.0, 3),
+            "mean_latency_ms": round(self.mean_latency_s * 1000.0, 3),
             "out_of_rotation_s": round(self.out_total_s + out_for, 3),
         }
 
@@ -142,6 +173,9 @@ class ModelServerPool(Service):
         requests_per_server: int,
         timeout_s: float,
         probe_interval_s: float,
+        slow_factor: float = 5.0,
+        slow_min_s: float = 0.25,
+        ssl_context: ssl.SSLContext | bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -155,10 +189,33 @@ class ModelServerPool(Service):
         self._per_server = max(1, requests_per_server)
         self._timeout_s = timeout_s
         self._probe_interval_s = probe_interval_s
+        self._slow_factor = slow_factor
+        self._slow_min_s = slow_min_s
+        self._ssl = ssl_context
         self._next = 0
         self.answered = 0
+        #: times no server was left in rotation, and their seconds
+        self.outages = 0
+        self._outage_since: float | None = None
+        self._outage_total_s = 0.0
         self._session: aiohttp.ClientSession | None = None
         self._slot_freed: asyncio.Condition | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> ModelServerPool:
+        """The pool the settings describe (servers, token, limits, latency bound, TLS trust)."""
+        return cls(
+            urls=settings.model_server_urls,
+            model_name=settings.model_name,
+            token=settings.model_client_token,
+            requests_per_server=settings.score_requests_per_server,
+            timeout_s=settings.score_timeout_s,
+            probe_interval_s=settings.probe_interval_s,
+            slow_factor=settings.score_slow_factor,
+            slow_min_s=settings.score_slow_min_ms / 1000.0,
+            ssl_context=model_client_ssl(settings),
+            **kwargs,
+        )
 
     async def on_start(self) -> None:
         headers = {"Content-Type": "application/json"}
@@ -168,6 +225,7 @@ class ModelServerPool(Service):
             connector=aiohttp.TCPConnector(
                 limit=len(self.servers) * self._per_server + len(self.servers),
                 keepalive_timeout=30,
+                ssl=self._ssl,
             ),
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=self._timeout_s),
@@ -194,6 +252,19 @@ class ModelServerPool(Service):
     def snapshot(self) -> list[dict[str, Any]]:
         now = time.monotonic()
         return [server.snapshot(now) for server in self.servers]
+
+    def availability(self) -> dict[str, Any]:
+        """The pool as a whole: servers in rotation, outages (none left) and their seconds."""
+        ongoing = (
+            0.0 if self._outage_since is None else time.monotonic() - self._outage_since
+        )
+        return {
+            "servers": len(self.servers),
+            "servers_in_rotation": self.in_rotation,
+            "in_outage": self._outage_since is not None,
+            "outages": self.outages,
+            "outage_s": round(self._outage_total_s + ongoing, 3),
+        }
 
     @property
     def in_rotation(self) -> int:
@@ -235,6 +306,8 @@ class ModelServerPool(Service):
             finally:
                 await self._release(server)
             self.answered += 1
+            server.observe_latency(answer.latency_s)
+            self._eject_if_slow(server)
             return answer
 
     async def fetch_schema(self) -> FeatureSchema:
@@ -343,34 +416,90 @@ class ModelServerPool(Service):
     def _eject(self, server: ServerState, reason: str) -> None:
         server.failures += 1
         server.last_error = reason
+        self._take_out(server, reason, slow=False)
+
+    def _slow_bound_s(self, server: ServerState) -> float | None:
+        """The mean latency above which ``server`` is slow, or None with nothing to compare to."""
+        others = [
+            other.mean_latency_s
+            for other in self.servers
+            if other is not server
+            and other.in_rotation
+            and other.latency_samples >= LATENCY_SAMPLES
+        ]
+        if not others:
+            return None
+        return max(self._slow_min_s, self._slow_factor * statistics.median(others))
+
+    def _eject_if_slow(self, server: ServerState) -> None:
+        if not server.in_rotation or server.latency_samples < LATENCY_SAMPLES:
+            return
+        bound = self._slow_bound_s(server)
+        if bound is None or server.mean_latency_s <= bound:
+            return
+        server.slow_ejections += 1
+        server.last_error = (
+            f"slow: mean latency {server.mean_latency_s * 1000:.0f} ms over the bound of "
+            f"{bound * 1000:.0f} ms ({self._slow_factor:g} x the other servers' median, "
+            f"at least {self._slow_min_s * 1000:.0f} ms)"
+        )
+        self._take_out(server, server.last_error, slow=True)
+
+    def _take_out(self, server: ServerState, reason: str, *, slow: bool) -> None:
         if not server.in_rotation:
             return
         server.in_rotation = False
+        server.out_for_slowness = slow
         server.ejections += 1
         server.out_since = time.monotonic()
         logger.warning("model server %s out of rotation: %s", server.url, reason)
+        if self.in_rotation == 0 and self._outage_since is None:
+            self.outages += 1
+            self._outage_since = server.out_since
+            logger.warning(
+                "no model server left in rotation: scoring waits for the probes"
+            )
         self.add_future(self._probe(server))
 
     async def _probe(self, server: ServerState) -> None:
+        """Ask ``server`` for readiness until it answers (fast enough, if it left for slowness)."""
         assert self._session is not None
         url = f"{server.url}/v2/health/ready"
         while not self.should_stop:
             await self.sleep(self._probe_interval_s)
+            started = time.perf_counter()
             try:
                 async with self._session.get(url) as response:
                     await response.read()
-                    if response.status == 200:
-                        break
+                    if response.status != 200:
+                        continue
             except (aiohttp.ClientError, TimeoutError, OSError):
                 continue
+            took_s = time.perf_counter() - started
+            bound = self._slow_bound_s(server) or self._slow_min_s
+            if not server.out_for_slowness or took_s <= bound:
+                break
+            server.last_error = (
+                f"slow: readiness probe took {took_s * 1000:.0f} ms, over the bound of "
+                f"{bound * 1000:.0f} ms"
+            )
         else:
             return
         assert server.out_since is not None
-        down_s = time.monotonic() - server.out_since
+        now = time.monotonic()
+        down_s = now - server.out_since
         server.out_total_s += down_s
         server.out_since = None
+        server.latency_samples = 0
+        server.mean_latency_s = 0.0
+        server.out_for_slowness = False
         server.in_rotation = True
         logger.info("model server %s back in rotation after %.1f s", server.url, down_s)
+        if self._outage_since is not None:
+            outage_s = now - self._outage_since
+            self._outage_total_s += outage_s
+            self._outage_since = None
+            logger.info("model-server outage over after %.1f s", outage_s)
         assert self._slot_freed is not None
         async with self._slot_freed:
             self._slot_freed.notify_all()

@@ -39,7 +39,7 @@ UNITS = {
     "_s": "seconds",
     "_epoch_s": "seconds since 1970-01-01 UTC",
     "_per_s": "records per second",
-    "requests, rows, failures, ejections": "counts",
+    "requests, rows, failures, ejections, slow_ejections, outages": "counts",
 }
 
 
@@ -58,6 +58,7 @@ def _local_body() -> dict[str, Any]:
         "windows": local_report(partitions),
         "pipeline": pipeline.snapshot(),
         "model_servers": pool.snapshot(),
+        "model_pool": pool.availability(),
     }
 
 
@@ -120,6 +121,7 @@ async def group_stats(self: web.View, request: web.Request) -> web.Response:
             "partitions": report["partitions"],
             "pipeline": report["pipeline"],
             "model_servers": report["model_servers"],
+            "model_pool": report.get("model_pool"),
         }
         for report in reports
     ]
@@ -144,6 +146,7 @@ def _servers_overview(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "rows": 0,
                     "failures": 0,
                     "ejections": 0,
+                    "slow_ejections": 0,
                     "last_error": "",
                 },
             )
@@ -154,8 +157,14 @@ def _servers_overview(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
             entry[key] += 1
             entry["in_rotation"] = entry["in_rotation"] and server["in_rotation"]
-            for counter in ("requests", "rows", "failures", "ejections"):
-                entry[counter] += server[counter]
+            for counter in (
+                "requests",
+                "rows",
+                "failures",
+                "ejections",
+                "slow_ejections",
+            ):
+                entry[counter] += server.get(counter, 0)
             entry["last_error"] = server["last_error"] or entry["last_error"]
     return list(overview.values())
 
