@@ -4,31 +4,82 @@ The system service (``/etc/clickhouse-server``, ``/var/lib/clickhouse``)
 is never used: the server runs as a plain process with the config that
 ``stack up`` renders into ``<stack_dir>/clickhouse``, so it needs no root
 rights on its files and ``down`` can stop exactly it.
+
+Two users: :data:`ADMIN_USER` (no password, loopback only) for the stack
+itself and operators, and the app's (``RISKSTREAM_CLICKHOUSE_USER``), with
+the configured password, its own database only and no DDL. ClickHouse
+18.16 has no GRANT: a user allowed DDL may also ``SYSTEM SHUTDOWN`` the
+server, so the app's user gets ``allow_ddl = 0`` and ``up`` creates the
+app's database, table and view as the admin once the server answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import re
 from pathlib import Path
 
 from asynch import errors as asynch_errors
 from asynch.connection import Connection
 
 from app.settings import Settings
+from stack.errors import StackError
 from stack.installer import ensure_program
 from stack.service import (
     PROBE_TIMEOUT_S,
+    Launch,
     Listener,
     LocalService,
     port_answers,
     render_conf,
 )
+from tables.predictions import create_statements, quote_identifier
 
-__all__ = ["ClickHouseService"]
+__all__ = ["ADMIN_USER", "ClickHouseService", "app_user_xml"]
 
 logger = logging.getLogger(__name__)
+
+#: The stack's administrative user: no password, answers on loopback only.
+ADMIN_USER = "default"
+
+#: A user name that is safe inside the XML element name it becomes.
+_USER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def app_user_xml(settings: Settings) -> str:
+    """The ``<users>`` entry of the app's user: hashed password, loopback, its database, no DDL."""
+    user = settings.clickhouse_user
+    if user == ADMIN_USER:
+        return ""
+    if not _USER_NAME.match(user):
+        raise StackError(
+            f"RISKSTREAM_CLICKHOUSE_USER {user!r} is not a valid user name "
+            "(letters, digits, _ and -, not starting with a digit or -)"
+        )
+    try:
+        quote_identifier(settings.clickhouse_database)
+    except ValueError as error:
+        raise StackError(f"RISKSTREAM_CLICKHOUSE_DATABASE: {error}") from None
+    digest = hashlib.sha256(
+        settings.clickhouse_password.get_secret_value().encode()
+    ).hexdigest()
+    return (
+        f"    <{user}>\n"
+        f"      <password_sha256_hex>{digest}</password_sha256_hex>\n"
+        "      <networks>\n"
+        "        <ip>127.0.0.1</ip>\n"
+        "        <ip>::1</ip>\n"
+        "      </networks>\n"
+        "      <profile>app</profile>\n"
+        "      <quota>default</quota>\n"
+        "      <allow_databases>\n"
+        f"        <database>{settings.clickhouse_database}</database>\n"
+        "      </allow_databases>\n"
+        f"    </{user}>\n"
+    )
 
 
 class ClickHouseService(LocalService):
@@ -64,7 +115,12 @@ class ClickHouseService(LocalService):
             "clickhouse-server", ["clickhouse-server", "clickhouse-client"]
         )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        render_conf("clickhouse-users.xml", self.users_path)
+        render_conf(
+            "clickhouse-users.xml",
+            self.users_path,
+            app_user=app_user_xml(self.settings),
+        )
+        self.users_path.chmod(0o600)
         render_conf(
             "clickhouse-config.xml",
             self.config_path,
@@ -77,10 +133,38 @@ class ClickHouseService(LocalService):
     def command(self) -> list[str]:
         return [self.server, f"--config-file={self.config_path}"]
 
+    async def wait_ready(self, launch: Launch) -> None:
+        """Once it answers, create the app's database, table and view (its user may not)."""
+        await super().wait_ready(launch)
+        connection = self._admin_connection()
+        try:
+            await connection.connect()
+            async with connection.cursor() as cursor:
+                for statement in create_statements(self.settings.clickhouse_database):
+                    await cursor.execute(statement)
+        except (asynch_errors.Error, OSError, EOFError) as error:
+            raise StackError(
+                f"clickhouse answers but the app's schema could not be created "
+                f"in {self.settings.clickhouse_database}: {error}"
+            ) from None
+        finally:
+            with contextlib.suppress(asynch_errors.Error, OSError):
+                await connection.close()
+        logger.info(
+            "clickhouse: database %s ready for user %s",
+            self.settings.clickhouse_database,
+            self.settings.clickhouse_user,
+        )
+
+    def _admin_connection(self) -> Connection:
+        return Connection(
+            host="127.0.0.1", port=self.settings.clickhouse_port, user=ADMIN_USER
+        )
+
     async def answers(self) -> bool:
         if not await port_answers(self.settings.clickhouse_port):
             return False
-        connection = Connection(host="127.0.0.1", port=self.settings.clickhouse_port)
+        connection = self._admin_connection()
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
                 await connection.connect()

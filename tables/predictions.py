@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Collection
 
 __all__ = [
     "INSERT_COLUMNS",
@@ -28,7 +29,9 @@ __all__ = [
     "UNIQUE_VIEW",
     "create_statements",
     "dedup_count_query",
+    "existing_objects_query",
     "insert_statement",
+    "missing_statements",
     "quote_identifier",
 ]
 
@@ -90,6 +93,34 @@ def create_statements(database: str) -> list[str]:
             "ORDER BY (source_topic, source_partition, source_offset)"
         ),
         f"CREATE VIEW IF NOT EXISTS {db}.{UNIQUE_VIEW} AS SELECT * FROM {db}.{TABLE} FINAL",
+    ]
+
+
+def existing_objects_query(database: str) -> str:
+    """The database's name (if it exists) and its tables' names, one per row."""
+    name = quote_identifier(database).strip("`")
+    return (
+        f"SELECT name FROM system.databases WHERE name = '{name}' "
+        f"UNION ALL SELECT name FROM system.tables WHERE database = '{name}'"
+    )
+
+
+def missing_statements(database: str, existing: Collection[str]) -> list[str]:
+    """The DDL of what is not in ``existing`` (the names :func:`existing_objects_query` returns).
+
+    A writer whose user may not run DDL (the local stack's app user) then
+    runs none against the schema the stack prepared.
+    """
+    statements = create_statements(database)
+    wanted = [
+        database not in existing,
+        TABLE not in existing,
+        UNIQUE_VIEW not in existing,
+    ]
+    return [
+        statement
+        for statement, missing in zip(statements, wanted, strict=True)
+        if missing
     ]
 
 

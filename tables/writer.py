@@ -28,7 +28,11 @@ import asynch.errors
 from mode import Service
 from mode.utils.locks import Event
 
-from tables.predictions import create_statements, insert_statement
+from tables.predictions import (
+    existing_objects_query,
+    insert_statement,
+    missing_statements,
+)
 
 __all__ = ["PredictionWriter"]
 
@@ -118,7 +122,11 @@ class PredictionWriter(Service):
         )
 
     async def ensure_schema(self) -> None:
-        """Connect and create the database, table and view; retried like inserts."""
+        """Connect and create what is missing of the database, table and view; retried like inserts.
+
+        Only missing objects are created, so a user without DDL rights works
+        against a prepared schema (the local stack's app user).
+        """
         await self._retrying("create the predictions table", self._connected)
 
     @Service.task
@@ -201,7 +209,9 @@ class PredictionWriter(Service):
         await connection.connect()
         try:
             async with connection.cursor() as cursor:
-                for statement in create_statements(self.database):
+                await cursor.execute(existing_objects_query(self.database))
+                existing = {row[0] for row in await cursor.fetchall()}
+                for statement in missing_statements(self.database, existing):
                     await cursor.execute(statement)
         except BaseException:
             await connection.close()

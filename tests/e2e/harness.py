@@ -30,7 +30,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from app.settings import Settings
 from datagen.generator import declare_topic
+from stack import control as stack_control
 from stack.launch import Child, faust_worker_argv, riskstream_argv, spawn, wait_http_ok
+from stack.warehouse import ADMIN_USER
 
 #: Seconds a model server or a worker may take to come up on this 2-core machine.
 START_TIMEOUT_S = 90.0
@@ -101,8 +103,9 @@ class Pipeline:
         return f"e2e_{self.run_id}"
 
     # --- processes --------------------------------------------------------
-    def start_model_server(self) -> ModelServer:
-        port = free_port()
+    def start_model_server(self, port: int | None = None, **env: str) -> ModelServer:
+        """``riskstream serve`` on ``port`` (a free one by default), with extra ``RISKSTREAM_*`` ``env``."""
+        port = port if port is not None else free_port()
         child = spawn(
             f"model server :{port}",
             riskstream_argv(
@@ -116,14 +119,30 @@ class Pipeline:
                 "--repository",
                 str(self.repository),
             ),
-            {},
+            env,
             self.workdir / f"model-server-{port}.log",
         )
         self.children.append(child)
         server = ModelServer(f"http://127.0.0.1:{port}", child)
         wait_http_ok(f"{server.url}/v2/health/ready", child, START_TIMEOUT_S)
-        self.servers.append(server)
+        if all(known.url != server.url for known in self.servers):
+            self.servers.append(server)
         return server
+
+    def restart_model_server(self, server: ModelServer) -> ModelServer:
+        """Start a stopped server again on its own port (the workers know it by its URL)."""
+        port = int(server.url.rsplit(":", 1)[1])
+        restarted = self.start_model_server(port)
+        self.servers = [restarted if s.url == server.url else s for s in self.servers]
+        return restarted
+
+    def stop_service(self, name: str) -> None:
+        """Stop one service of the local stack (``riskstream stack stop NAME``)."""
+        asyncio.run(stack_control.down(self.settings, [name]))
+
+    def start_service(self, name: str) -> None:
+        """Start it again and wait until it answers (``riskstream stack start NAME``)."""
+        asyncio.run(stack_control.up(self.settings, [name]))
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -132,6 +151,8 @@ class Pipeline:
             "RISKSTREAM_DLQ_TOPIC": self.dlq_topic,
             "RISKSTREAM_TOPIC_PARTITIONS": str(PARTITIONS),
             "RISKSTREAM_CLICKHOUSE_DATABASE": self.database,
+            # A per-test database: the app's user may use its own one only.
+            "RISKSTREAM_CLICKHOUSE_USER": ADMIN_USER,
             "RISKSTREAM_MODEL_SERVERS": ",".join(server.url for server in self.servers),
             "RISKSTREAM_MODEL_REPOSITORY": str(self.repository),
             "RISKSTREAM_DATA_DIR": str(self.workdir / "data"),
@@ -225,8 +246,8 @@ class Pipeline:
         rows, ids = text.split()
         return int(rows), int(ids)
 
-    def stored_beyond_commit(self) -> int:
-        """Rows in ClickHouse whose offsets the consumer group has not committed (to be replayed)."""
+    def committed_offsets(self) -> dict[int, int]:
+        """The consumer group's committed offset per feature partition (the next to read)."""
 
         async def committed() -> dict[int, int]:
             admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
@@ -238,10 +259,55 @@ class Pipeline:
             return {
                 tp.partition: meta.offset
                 for tp, meta in offsets.items()
-                if tp.topic == self.feature_topic
+                if tp.topic == self.feature_topic and meta.offset >= 0
             }
 
-        commits = asyncio.run(committed())
+        return asyncio.run(committed())
+
+    def committed_but_not_stored(
+        self, commits: dict[int, int], stored_before_ms: int | None = None
+    ) -> int:
+        """Committed offsets with neither a row (stored before ``stored_before_ms``) nor a dead letter.
+
+        Zero means every commit covered only records already in ClickHouse
+        or in the dead-letter topic: nothing was acked ahead of its store.
+        """
+        if not commits:
+            return 0
+        stored_by = (
+            f" AND stored_at_ms < {stored_before_ms}"
+            if stored_before_ms is not None
+            else ""
+        )
+        text = self.clickhouse(
+            f"SELECT source_partition, uniqExact(source_offset) FROM {self.database}.predictions "
+            f"WHERE source_topic = '{self.feature_topic}' AND source_offset < transform("
+            f"source_partition, [{', '.join(map(str, commits))}], "
+            f"[{', '.join(map(str, commits.values()))}], toUInt64(0)){stored_by} "
+            f"GROUP BY source_partition"
+        )
+        stored = {
+            int(p): int(n) for p, n in (line.split() for line in text.splitlines())
+        }
+        dead: dict[int, int] = {}
+        for letter in self.dead_letters():
+            partition = letter["source_partition"]
+            if letter["source_offset"] < commits.get(partition, 0):
+                dead[partition] = dead.get(partition, 0) + 1
+        return sum(
+            offset - stored.get(partition, 0) - dead.get(partition, 0)
+            for partition, offset in commits.items()
+        )
+
+    def stored_record_ids(self) -> list[str]:
+        """The record id of every row in the dedup view (one per Kafka record)."""
+        return self.clickhouse(
+            f"SELECT record_id FROM {self.database}.predictions FINAL"
+        ).split()
+
+    def stored_beyond_commit(self) -> int:
+        """Rows in ClickHouse whose offsets the consumer group has not committed (to be replayed)."""
+        commits = self.committed_offsets()
         threshold = (
             f"transform(source_partition, [{', '.join(map(str, commits))}], "
             f"[{', '.join(map(str, commits.values()))}], toUInt64(0))"

@@ -16,6 +16,7 @@ from asynch.connection import Connection
 
 from app.settings import Settings
 from stack import control
+from stack.warehouse import ADMIN_USER
 
 pytestmark = pytest.mark.stack
 
@@ -72,8 +73,7 @@ async def test_clickhouse_stores_and_returns_10000_rows(stack: Settings) -> None
     connection = Connection(
         host=stack.clickhouse_host,
         port=stack.clickhouse_port,
-        user=stack.clickhouse_user,
-        password=stack.clickhouse_password.get_secret_value(),
+        user=ADMIN_USER,  # a scratch table outside the app's database
     )
     async with connection, connection.cursor() as cursor:
         await cursor.execute(

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.settings import Settings
+from stack.warehouse import ADMIN_USER
 from tables.predictions import INSERT_COLUMNS, STORED_AT_COLUMNS, dedup_count_query
 from tables.writer import PredictionWriter
 
@@ -59,8 +60,8 @@ def test_concurrent_batches_share_inserts_and_replays_are_counted_once(
         writer = PredictionWriter(
             host="127.0.0.1",
             port=stack.clickhouse_port,
-            user=stack.clickhouse_user,
-            password=stack.clickhouse_password.get_secret_value(),
+            user=ADMIN_USER,  # a per-test database: the stack's admin creates it
+            password="",
             database=database,
             max_rows=100_000,
             max_wait_s=0.2,

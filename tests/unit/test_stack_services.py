@@ -81,6 +81,7 @@ def test_every_packaged_config_renders_without_leftover_placeholders(
         "http_port": 3,
         "data_dir": tmp_path,
         "users_config": tmp_path,
+        "app_user": "",
     }
     for name in ("server.properties", "clickhouse-config.xml", "clickhouse-users.xml"):
         render_conf(name, tmp_path / name, **values)
