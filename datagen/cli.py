@@ -9,6 +9,7 @@ import signal
 
 import click
 
+from app.security import kafka_client_options, model_client_ssl
 from app.settings import get_settings
 from datagen.generator import (
     FieldRange,
@@ -58,7 +59,8 @@ async def _schema(source: str, model: str | None) -> FeatureSchema:
         schema = await schema_from_servers(
             settings.model_server_urls,
             settings.model_name,
-            settings.model_token.get_secret_value(),
+            settings.model_client_token,
+            model_client_ssl(settings),
         )
         if schema is not None:
             return schema
@@ -95,6 +97,8 @@ async def _run(
         rate=rate,
         format=fmt,
         seed=seed,
+        client_options=kafka_client_options(settings),
+        max_backoff_s=settings.retry_max_backoff_s,
     )
     if replay:
         if fields:
@@ -227,4 +231,9 @@ def datagen(
     click.echo(
         f"produced {report.produced:,} records to {get_settings().feature_topic} in "
         f"{report.elapsed_s:.1f} s: {report.rate_per_s:,.0f} records/s (run id {report.run_id})"
+        + (
+            f"; {report.resent:,} sent again after Kafka did not acknowledge them"
+            if report.resent
+            else ""
+        )
     )

@@ -9,7 +9,13 @@ overridden per input, like Flink's ``fields.X.min/max``.
 
 Records go straight to Kafka through aiokafka's batching producer, keyed by
 record id (``<run id>-<sequence>``; in a replay the sequence modulo the
-data-set size is the row number). Speed is the point: rows are drawn in
+data-set size is the row number). The producer is idempotent (the broker
+drops the copies its own retries would write), and records Kafka did not
+acknowledge in time (a broker restart, a network cut longer than the
+producer's request timeout) are sent again with capped backoff until it
+does: every id gets into the topic. A record sent again after a lost
+acknowledgement may be in the topic twice, under two offsets; the run logs
+how many were sent again. Speed is the point: rows are drawn in
 blocks with numpy and the send loop only appends to the producer's batches,
 waiting for delivery once per block, so an unthrottled run reaches tens of
 thousands of records per second. A rate limit spreads the same blocks over
@@ -25,18 +31,21 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from models.records import FeatureSchema, encode_csv, encode_json
 
 __all__ = [
+    "Delivery",
     "FieldRange",
     "GeneratorConfig",
     "GeneratorReport",
+    "SentRecord",
     "declare_topic",
     "generate",
     "random_rows",
@@ -53,6 +62,9 @@ TICK_S = 0.02
 
 #: Range of an input the model leaves unbounded.
 OPEN_RANGE = (0.0, 100.0)
+
+#: First pause before records Kafka did not acknowledge are sent again; it doubles.
+FIRST_BACKOFF_S = 0.5
 
 #: One record's input values in schema order (None = missing).
 Row = Sequence[float | None]
@@ -87,6 +99,10 @@ class GeneratorConfig:
     overrides: dict[str, FieldRange] = field(default_factory=dict)
     seed: int | None = None
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    #: aiokafka's security options (``app.security.kafka_client_options``)
+    client_options: dict[str, Any] = field(default_factory=dict)
+    #: longest pause between two sends of records Kafka did not acknowledge
+    max_backoff_s: float = 5.0
 
 
 @dataclass
@@ -96,6 +112,8 @@ class GeneratorReport:
     run_id: str
     produced: int
     elapsed_s: float
+    #: records sent again because Kafka had not acknowledged them
+    resent: int = 0
 
     @property
     def rate_per_s(self) -> float:
@@ -152,9 +170,14 @@ def replay_rows(rows: Sequence[Row], labels: Sequence[str]) -> Iterator[Block]:
         position = 0 if end == total else end
 
 
-async def declare_topic(bootstrap: str, topic: str, partitions: int) -> None:
+async def declare_topic(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    client_options: dict[str, Any] | None = None,
+) -> None:
     """Create the feature topic if it is missing (the broker does not auto-create topics)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(client_options or {}))
     await admin.start()
     try:
         if topic not in await admin.list_topics():
@@ -179,12 +202,16 @@ async def generate(
     only acknowledged records. ``progress`` is called about once a second
     with (records sent, seconds elapsed).
     """
-    await declare_topic(config.bootstrap, config.topic, config.partitions)
+    await declare_topic(
+        config.bootstrap, config.topic, config.partitions, config.client_options
+    )
     producer = AIOKafkaProducer(
         bootstrap_servers=config.bootstrap,
         acks="all",
+        enable_idempotence=True,
         linger_ms=5,
         max_batch_size=256 * 1024,
+        **config.client_options,
     )
     await producer.start()
     logger.info(
@@ -197,14 +224,13 @@ async def generate(
     )
     encode = _encoder(config)
     stopping = stop.is_set if stop is not None else (lambda: False)
-    send = producer.send
-    topic = config.topic
+    delivery = Delivery(producer, config.topic, config.max_backoff_s, stopping)
+    send = delivery.send
     run_id = config.run_id
-    produced = 0
     started = last_progress = time.monotonic()
     # Two blocks in flight: block k is sent while block k-1's acks come back.
-    pending: list[asyncio.Future[object]] = []
-    previous: list[asyncio.Future[object]] = []
+    pending: list[SentRecord] = []
+    previous: list[SentRecord] = []
     sent = 0
     try:
         for block, labels in rows:
@@ -217,9 +243,7 @@ async def generate(
                     await _pace(config.rate, started, sent)
                 record_id = f"{run_id}-{sent}"
                 pending.append(
-                    await send(
-                        topic, encode(record_id, values, label), key=record_id.encode()
-                    )
+                    await send(record_id.encode(), encode(record_id, values, label))
                 )
                 sent += 1
                 if progress is not None and sent % 1000 == 0:
@@ -227,31 +251,127 @@ async def generate(
                     if now - last_progress >= 1.0:
                         progress(sent, now - started)
                         last_progress = now
-            await asyncio.gather(*previous)
-            produced += len(previous)
+            await delivery.confirm(previous)
             previous, pending = pending, []
             if stopping() or (config.count is not None and sent >= config.count):
                 break
-        await asyncio.gather(*previous)
-        produced += len(previous)
+        await delivery.confirm(previous)
         previous = []
     finally:
         await producer.stop()
-        produced += sum(
-            1
-            for future in (*previous, *pending)
-            if future.done() and not future.cancelled() and future.exception() is None
-        )
+        delivery.count_done(previous + pending)
     elapsed = time.monotonic() - started
-    report = GeneratorReport(config.run_id, produced, elapsed)
+    report = GeneratorReport(
+        config.run_id, delivery.acknowledged, elapsed, delivery.resent
+    )
     logger.info(
-        "generator %s stopped: %d records in %.1f s (%.0f records/s)",
+        "generator %s stopped: %d records in %.1f s (%.0f records/s), %d sent again",
         config.run_id,
         report.produced,
         elapsed,
         report.rate_per_s,
+        report.resent,
     )
     return report
+
+
+@dataclass
+class SentRecord:
+    """A record handed to the producer, kept until Kafka acknowledges it (to send it again)."""
+
+    key: bytes
+    value: bytes
+    future: asyncio.Future[Any] | None
+    #: the error that kept it from being handed over or acknowledged
+    error: BaseException | None = None
+    acknowledged: bool = False
+
+
+def _retriable(error: BaseException) -> bool:
+    """Kafka could not take the record now (broker down or moving), as opposed to never."""
+    return isinstance(error, KafkaTimeoutError) or bool(
+        isinstance(error, KafkaError) and error.retriable
+    )
+
+
+class Delivery:
+    """Sends records and makes sure Kafka acknowledged each, sending the others again."""
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        max_backoff_s: float,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._max_backoff_s = max_backoff_s
+        self._stopping = stopping
+        self.acknowledged = 0
+        self.resent = 0
+
+    async def send(self, key: bytes, value: bytes) -> SentRecord:
+        """Hand one record to the producer's batches (a failure is kept for :meth:`confirm`)."""
+        try:
+            future = await self._producer.send(self._topic, value, key=key)
+        except KafkaError as error:
+            if not _retriable(error):
+                raise
+            return SentRecord(key, value, None, error)
+        return SentRecord(key, value, future)
+
+    async def confirm(self, records: list[SentRecord]) -> None:
+        """Return once Kafka acknowledged every record, sending the unacknowledged again."""
+        backoff = FIRST_BACKOFF_S
+        while records:
+            futures = [record.future for record in records if record.future is not None]
+            await asyncio.gather(*futures, return_exceptions=True)
+            for record in records:
+                if record.future is not None:
+                    record.error = (
+                        asyncio.CancelledError()
+                        if record.future.cancelled()
+                        else record.future.exception()
+                    )
+                if record.error is not None and not _retriable(record.error):
+                    raise record.error
+            failed = []
+            for record in records:
+                if record.error is None:
+                    self._acknowledge(record)
+                else:
+                    failed.append(record)
+            if not failed or self._stopping():
+                return
+            logger.warning(
+                "Kafka did not acknowledge %d records (%s: %s); sending them again in %.1f s",
+                len(failed),
+                type(failed[0].error).__name__,
+                failed[0].error,
+                backoff,
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self._max_backoff_s)
+            self.resent += len(failed)
+            records = [await self.send(record.key, record.value) for record in failed]
+
+    def count_done(self, records: list[SentRecord]) -> None:
+        """Count the records acknowledged by now among those not confirmed yet (on the way out)."""
+        for record in records:
+            future = record.future
+            if (
+                future is not None
+                and future.done()
+                and not future.cancelled()
+                and future.exception() is None
+            ):
+                self._acknowledge(record)
+
+    def _acknowledge(self, record: SentRecord) -> None:
+        if not record.acknowledged:
+            record.acknowledged = True
+            self.acknowledged += 1
 
 
 async def _pace(rate: float, started: float, sent: int) -> None:

@@ -9,6 +9,7 @@ which is what ``riskstream serve`` would load.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,12 +30,19 @@ SCHEMA_TIMEOUT_S = 2.0
 
 
 async def schema_from_servers(
-    urls: Sequence[str], served_name: str, token: str
+    urls: Sequence[str],
+    served_name: str,
+    token: str,
+    ssl_context: ssl.SSLContext | bool = True,
 ) -> FeatureSchema | None:
     """The served model's schema from the first server that answers, or None."""
     headers = {"X-Auth-Token": token} if token else {}
     timeout = aiohttp.ClientTimeout(total=SCHEMA_TIMEOUT_S)
-    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+    async with aiohttp.ClientSession(
+        timeout=timeout,
+        headers=headers,
+        connector=aiohttp.TCPConnector(ssl=ssl_context),
+    ) as session:
         for url in urls:
             try:
                 async with session.get(f"{url}/v1/models/{served_name}") as response:
