@@ -19,9 +19,11 @@ taken out (never the last one: slowness is relative, an overloaded pool as
 a whole is not ejected). Its probe must then also answer within that bound
 before it comes back with a fresh mean. If no server is left,
 :meth:`score` waits for the probes: a model-server outage pauses the stream
-and loses nothing; the pool counts outages and their seconds for /stats. Two failures are reported instead, as
-:class:`RequestRejected`, so that the pipeline splits the request and
-dead-letters the offending rows: a request a server refuses as a whole
+and loses nothing; the pool counts outages and their seconds for /stats.
+
+Two failures are not absorbed but reported, as :class:`RequestRejected`,
+so that the pipeline splits the request and dead-letters the offending
+rows: a request a server refuses as a whole
 (HTTP 4xx other than auth/not-found, which are server-side
 misconfiguration), and a poison request, one that servers failed on
 (HTTP 5xx, hang-up, timeout) ``SUSPECT_FAILURES`` times while they kept

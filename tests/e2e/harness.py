@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import secrets
 import socket
 import time
@@ -25,12 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from app.settings import Settings
 from datagen.generator import declare_topic
 from stack import control as stack_control
+from stack.errors import StackError
 from stack.launch import Child, faust_worker_argv, riskstream_argv, spawn, wait_http_ok
 from stack.warehouse import ADMIN_USER
 
@@ -46,6 +48,29 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def restartable_port() -> int:
+    """A free port below the kernel's ephemeral range, for a server that restarts on it.
+
+    A client retrying a stopped server on a port inside the range can be
+    given that very port as its own source port and connect to itself;
+    the socket then holds the port (60 s in TIME_WAIT) and the server
+    cannot bind it again. Below the range that cannot happen.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        port = random.randrange(10000, max(low, 10001))
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port between 10000 and {low}")
 
 
 def wait_until(
@@ -105,7 +130,7 @@ class Pipeline:
     # --- processes --------------------------------------------------------
     def start_model_server(self, port: int | None = None, **env: str) -> ModelServer:
         """``riskstream serve`` on ``port`` (a free one by default), with extra ``RISKSTREAM_*`` ``env``."""
-        port = port if port is not None else free_port()
+        port = port if port is not None else restartable_port()
         child = spawn(
             f"model server :{port}",
             riskstream_argv(
@@ -140,9 +165,25 @@ class Pipeline:
         """Stop one service of the local stack (``riskstream stack stop NAME``)."""
         asyncio.run(stack_control.down(self.settings, [name]))
 
-    def start_service(self, name: str) -> None:
-        """Start it again and wait until it answers (``riskstream stack start NAME``)."""
-        asyncio.run(stack_control.up(self.settings, [name]))
+    def start_service(self, name: str, timeout_s: float = 120.0) -> None:
+        """Start it again and wait until it answers (``riskstream stack start NAME``).
+
+        Retried: with the stack's port inside the kernel's ephemeral range
+        (as in a run with moved ports), a client that retried meanwhile may
+        hold the port for up to a minute (see :func:`restartable_port`).
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                asyncio.run(stack_control.up(self.settings, [name]))
+                return
+            except StackError as error:
+                if time.monotonic() > deadline:
+                    raise
+                print(
+                    f"{name} did not start ({error.message.splitlines()[0]}); retrying"
+                )
+                time.sleep(5)
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -298,6 +339,23 @@ class Pipeline:
             offset - stored.get(partition, 0) - dead.get(partition, 0)
             for partition, offset in commits.items()
         )
+
+    def produced_so_far(self) -> int:
+        """Records in the feature topic right now (the sum of its partitions' end offsets)."""
+
+        async def end_offsets() -> int:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
+            await consumer.start()
+            try:
+                partitions = [
+                    TopicPartition(self.feature_topic, p) for p in range(PARTITIONS)
+                ]
+                ends = await consumer.end_offsets(partitions)
+            finally:
+                await consumer.stop()
+            return sum(ends.values())
+
+        return asyncio.run(end_offsets())
 
     def stored_record_ids(self) -> list[str]:
         """The record id of every row in the dedup view (one per Kafka record)."""
