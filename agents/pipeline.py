@@ -59,6 +59,9 @@ logger = logging.getLogger(__name__)
 #: The prediction keys that are not probabilities or labels (TF-Serving/PMML answer).
 PROBABILITY_PREFIX = "probability("
 
+#: Distinct answer key sets remembered (a model has one or two: answer and error).
+MAX_ANSWER_LAYOUTS = 64
+
 
 class MessageLike(Protocol):
     """The parts of a Kafka message the pipeline reads (Faust's ``Message`` has them)."""
@@ -131,6 +134,7 @@ class BatchProcessor:
         self._request_rows = max(1, request_rows)
         self._max_record_bytes = max_record_bytes
         self._feature_names = list(schema.names)
+        self._layouts: dict[tuple[str, ...], _AnswerLayout] = {}
 
     async def process(self, messages: Sequence[MessageLike]) -> BatchOutcome:
         schema = self.schema
@@ -138,14 +142,14 @@ class BatchProcessor:
         tallies = outcome.partitions
         dead: list[DeadLetter] = []
         good: list[tuple[MessageLike, Any]] = []
+        limit = self._max_record_bytes
         for message in messages:
             tally = tallies.get(message.partition)
             if tally is None:
                 tally = tallies[message.partition] = PartitionTally()
             tally.received += 1
-            oversized = self._oversized(message)
-            if oversized is not None:
-                dead.append(oversized)
+            if limit is not None and len(message.value or b"") > limit:
+                dead.append(self._oversized(message, limit))
                 continue
             try:
                 record = decode_features(message.value, schema)
@@ -157,11 +161,14 @@ class BatchProcessor:
             good.append((message, record))
 
         names = schema.names
-        # A missing input (NaN, the one value unequal to itself) is left out of the request.
-        instances = [
-            {n: v for n, v in zip(names, record.values) if v == v}  # noqa: PLR0124
-            for _, record in good
-        ]
+        instances: list[dict[str, float]] = []
+        for _, record in good:
+            values = record.values
+            total = sum(values)
+            if total == total:  # noqa: PLR0124  (no NaN: the common, cheap case)
+                instances.append(dict(zip(names, values)))
+            else:  # a missing input (NaN, unequal to itself) is left out of the request
+                instances.append({n: v for n, v in zip(names, values) if v == v})  # noqa: PLR0124
         step = self._request_rows
         answers = await asyncio.gather(
             *(
@@ -175,18 +182,19 @@ class BatchProcessor:
         row_event_ms: list[int] = []
         row_labels: list[str] = []
         index = 0
-        for part in answers:
-            for answer, prediction in part:
-                message, record = good[index]
-                index += 1
-                row = self._row(message, record, answer, prediction)
-                if isinstance(row, str):
-                    dead.append(_dead_letter(message, row, "score"))
-                    continue
-                rows.append(row)
-                row_partitions.append(message.partition)
-                row_event_ms.append(row[5])
-                row_labels.append(row[9])
+        for request_answers in answers:
+            for answer in request_answers:
+                for prediction in answer.predictions:
+                    message, record = good[index]
+                    index += 1
+                    row = self._row(message, record, answer, prediction)
+                    if isinstance(row, str):
+                        dead.append(_dead_letter(message, row, "score"))
+                        continue
+                    rows.append(row)
+                    row_partitions.append(message.partition)
+                    row_event_ms.append(row[5])
+                    row_labels.append(row[9])
 
         stored_at_ms, _ = await asyncio.gather(
             self._store.store(rows), self._dead_letters.publish(dead)
@@ -211,17 +219,14 @@ class BatchProcessor:
             tally.latency_sum_ms = float(sum(latencies))
         return outcome
 
-    def _oversized(self, message: MessageLike) -> DeadLetter | None:
-        """The dead letter of a record over ``max_record_bytes``, else None.
+    def _oversized(self, message: MessageLike, limit: int) -> DeadLetter:
+        """The dead letter of a record over ``limit`` bytes (``max_record_bytes``).
 
-        The letter keeps only the record's first ``max_record_bytes`` bytes:
-        a whole huge record (base64 is a third larger) could exceed what
-        Kafka accepts for the dead-letter topic and block the partition.
+        The letter keeps only the record's first ``limit`` bytes: a whole
+        huge record (base64 is a third larger) could exceed what Kafka
+        accepts for the dead-letter topic and block the partition.
         """
-        limit = self._max_record_bytes
         size = len(message.value or b"")
-        if limit is None or size <= limit:
-            return None
         return DeadLetter.of(
             reason=f"record of {size} bytes exceeds the limit of {limit} bytes "
             f"(RISKSTREAM_MAX_RECORD_BYTES); the letter keeps its first {limit} bytes",
@@ -233,22 +238,22 @@ class BatchProcessor:
             value=(message.value or b"")[:limit],
         )
 
-    async def _score(
-        self, instances: list[dict[str, float]]
-    ) -> list[tuple[ScoredRequest, Mapping[str, Any]]]:
-        """Score one request's rows; a request refused as a whole is split until the bad rows are alone."""
+    async def _score(self, instances: list[dict[str, float]]) -> list[ScoredRequest]:
+        """Score one request's rows; a request refused as a whole is split until the bad rows are alone.
+
+        The answers hold one prediction per row, in the rows' order.
+        """
         try:
-            answer = await self._scorer.score(instances)
+            return [await self._scorer.score(instances)]
         except RequestRejected as rejection:
             if len(instances) == 1:
-                refused = ScoredRequest([{}], "", 0.0, int(time.time() * 1000))
-                return [(refused, {"error": rejection.message})]
+                refused = {"error": rejection.message}
+                return [ScoredRequest([refused], "", 0.0, int(time.time() * 1000))]
             middle = len(instances) // 2
             first, second = await asyncio.gather(
                 self._score(instances[:middle]), self._score(instances[middle:])
             )
             return first + second
-        return [(answer, prediction) for prediction in answer.predictions]
 
     def _row(
         self,
@@ -258,19 +263,21 @@ class BatchProcessor:
         prediction: Mapping[str, Any],
     ) -> tuple[Any, ...] | str:
         """The ClickHouse row (``INSERT_COLUMNS`` order, less stored-at), or why the model refused it."""
-        error = prediction.get("error")
-        if error is not None:
-            return f"model refused the record: {error}"
-        label = prediction.get("label", prediction.get("pmml(prediction)"))
+        keys = tuple(prediction)
+        layout = self._layouts.get(keys)
+        if layout is None:
+            if len(self._layouts) >= MAX_ANSWER_LAYOUTS:
+                self._layouts.clear()
+            layout = self._layouts[keys] = _AnswerLayout.of(keys)
+        if layout.has_error:
+            error = prediction["error"]
+            if error is not None:
+                return f"model refused the record: {error}"
+        label = None if layout.label_key is None else prediction[layout.label_key]
         if label is None:
             return f"model answer has no label: {dict(prediction)!r}"[:500]
-        probability_labels: list[str] = []
-        probabilities: list[float] = []
         try:
-            for key, value in prediction.items():
-                if key.startswith(PROBABILITY_PREFIX):
-                    probability_labels.append(key[len(PROBABILITY_PREFIX) : -1])
-                    probabilities.append(float(value))
+            probabilities = [float(prediction[k]) for k in layout.probability_keys]
         except (TypeError, ValueError):
             return f"model answer has a non-numeric probability: {dict(prediction)!r}"[
                 :500
@@ -294,13 +301,42 @@ class BatchProcessor:
             self._feature_names,
             record.values,
             str(label),
-            probability_labels,
+            layout.probability_labels,
             probabilities,
             record.label,
             self.schema.model_name,
             str(prediction.get("model_version", self.schema.model_version)),
             answer.server,
             answer.latency_s * 1000.0,
+        )
+
+
+@dataclass(frozen=True)
+class _AnswerLayout:
+    """Where the parts of a model answer are, for one set of answer keys.
+
+    A model answers every row with the same keys, so they are read once
+    per key set rather than once per row. ``probability_labels`` is shared
+    by the rows (the writer only reads it).
+    """
+
+    has_error: bool
+    label_key: str | None
+    probability_keys: tuple[str, ...]
+    probability_labels: list[str]
+
+    @classmethod
+    def of(cls, keys: tuple[str, ...]) -> _AnswerLayout:
+        probability_keys = tuple(k for k in keys if k.startswith(PROBABILITY_PREFIX))
+        return cls(
+            has_error="error" in keys,
+            label_key="label"
+            if "label" in keys
+            else ("pmml(prediction)" if "pmml(prediction)" in keys else None),
+            probability_keys=probability_keys,
+            probability_labels=[
+                k[len(PROBABILITY_PREFIX) : -1] for k in probability_keys
+            ],
         )
 
 
@@ -329,7 +365,7 @@ def _dead_letter(message: MessageLike, reason: str, stage: str) -> DeadLetter:
 @dataclass
 class _InFlight:
     events: Sequence[Any]
-    ack: Callable[[Any], Awaitable[Any]]
+    ack: Callable[[Sequence[Any]], None]
     task: asyncio.Future[BatchOutcome]
 
 
@@ -391,9 +427,13 @@ class Pipeline(Service):
         await self.wait_for_stopped(self._ready)
 
     async def submit(
-        self, events: Sequence[Any], ack: Callable[[Any], Awaitable[Any]]
+        self, events: Sequence[Any], ack: Callable[[Sequence[Any]], None]
     ) -> None:
-        """Start processing ``events`` (Faust events); wait while the in-flight limit is reached."""
+        """Start processing ``events`` (Faust events); wait while the in-flight limit is reached.
+
+        ``ack`` is called with ``events`` once they are processed, after the
+        ``ack`` of every batch submitted before (in the order of ``events``).
+        """
         assert self._slots is not None and self._queued is not None and self._processor
         await self._slots.acquire()
         messages = [event.message for event in events]
@@ -422,8 +462,7 @@ class Pipeline(Service):
                 return
             for callback in self._on_outcome:
                 callback(outcome)
-            for event in batch.events:
-                await batch.ack(event)
+            batch.ack(batch.events)
             self._in_flight.popleft()
             self._slots.release()
             self.batches_done += 1

@@ -1,14 +1,15 @@
 """The scoring agent: Kafka feature records in, ClickHouse predictions out.
 
-The agent is a thin adapter. It takes batches of events from a *no-ack*
-stream (``stream.noack().noack_take(...)``): unlike ``take()``, which acks
-a whole batch in a ``finally`` even when its body raised or was cancelled,
-``noack_take`` never acks, so an offset becomes committable only when the
-:class:`~agents.pipeline.Pipeline` acks it after the batch is stored.
-Concurrency stays 1 (faust-streaming #606: concurrent actors can commit past
-an event another actor still holds); the concurrency lives inside the
-pipeline, which keeps ``batches_in_flight`` batches going and acks them in
-order.
+The agent is a thin adapter. It takes batches of events from its stream
+with :func:`app.transport.take_batches`, which reads the agent's channel in
+bulk, marks each event as pending ack and acks nothing: an offset becomes
+committable only when the :class:`~agents.pipeline.Pipeline` acks it
+(:func:`app.transport.ack_events`) after the batch is stored. Concurrency
+stays 1 (faust-streaming #606: Faust commits past a lone unacked offset,
+so a partition's events must be acked in offset order, which one actor and
+the pipeline's in-order completion guarantee); the concurrency lives
+inside the pipeline, which keeps ``batches_in_flight`` batches going and
+acks them in order.
 
 The services the pipeline needs (model-server pool, ClickHouse writer) are
 created in the running loop when the agent starts, as children of the app,
@@ -18,7 +19,8 @@ so they stop with the worker.
 from __future__ import annotations
 
 import logging
-from typing import cast
+from collections.abc import Sequence
+from typing import Any
 
 import faust
 
@@ -29,6 +31,7 @@ from agents.scoring_client import ModelServerPool
 from agents.topics import dead_letter_topic, feature_topic
 from app.application import app
 from app.settings import get_settings
+from app.transport import ack_events, take_batches
 from tables import stats
 from tables.writer import PredictionWriter
 
@@ -79,15 +82,17 @@ pipeline.add_outcome_listener(stats.record_outcome)
 pipeline.add_outcome_listener(metrics.record_outcome)
 
 
+def _ack(events: Sequence[faust.EventT[Any]]) -> None:
+    ack_events(app, events)
+
+
 @app.agent(feature_topic, name="score_features", concurrency=1)
 async def score_features(stream: faust.StreamT[bytes]) -> None:
     """Hand each batch of raw feature events to the pipeline, which acks them once stored."""
     if not pipeline.started:
         await app.add_runtime_dependency(pipeline)
     await pipeline.wait_ready()
-    # noack() and noack_take() are Stream methods that faust's StreamT stub omits.
-    events = cast(faust.Stream, cast(faust.Stream, stream).noack())
-    async for batch in events.noack_take(
-        settings.batch_max_records, settings.batch_max_wait_s
+    async for batch in take_batches(
+        stream, settings.batch_max_records, settings.batch_max_wait_s
     ):
-        await pipeline.submit(batch, events.ack)
+        await pipeline.submit(batch, _ack)

@@ -2,8 +2,9 @@
 
 Both are declared by the app (``internal=True`` makes Faust create them if
 missing, with the configured partition count) because the broker does not
-auto-create topics. Keys and values of the feature topic stay raw bytes:
-the pipeline decodes whole batches itself (see :mod:`models.records`) rather
+auto-create topics. Keys and values of the feature topic stay raw bytes
+(:class:`~app.transport.RawSchema`, not even a serializer look-up): the
+pipeline decodes whole batches itself (see :mod:`models.records`) rather
 than paying for one Faust model per message.
 """
 
@@ -13,6 +14,7 @@ import logging
 
 from app.application import app
 from app.settings import get_settings
+from app.transport import RawSchema
 from models.records import DeadLetter
 
 __all__ = ["dead_letter_topic", "feature_topic"]
@@ -23,10 +25,7 @@ settings = get_settings()
 
 feature_topic = app.topic(
     settings.feature_topic,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
+    schema=RawSchema(key_type=bytes, value_type=bytes),
     partitions=settings.topic_partitions,
     internal=True,
 )

@@ -63,6 +63,9 @@ MAX_EVENT_TIME_S = 4_102_444_800.0  # 2100-01-01T00:00:00Z
 
 NAN = math.nan
 
+#: Bytes of a CSV line of plain numbers (the fast parse takes only those).
+_PLAIN_NUMBERS = b"0123456789.,-+eE "
+
 
 @dataclass(frozen=True)
 class FeatureField:
@@ -272,8 +275,22 @@ def decode_features(value: bytes | None, schema: FeatureSchema) -> DecodedRecord
 
 
 def _decode_csv(value: bytes, schema: FeatureSchema) -> DecodedRecord:
-    parts = value.rstrip(b"\r\n").split(b",")
+    line = value.rstrip(b"\r\n")
     names = schema.names
+    if not line.translate(None, _PLAIN_NUMBERS):
+        # The common case, parsed in C: only digits, signs, points and
+        # exponents, so the line in brackets is a JSON array of numbers if
+        # every field is a well-formed number (ints stay ints: same value).
+        try:
+            numbers: list[float] = orjson.loads(b"[" + line + b"]")
+        except orjson.JSONDecodeError:
+            pass  # an empty or malformed field: the field-by-field loop tells which
+        else:
+            total = sum(numbers)
+            # every value finite (an inf anywhere makes the difference NaN)
+            if len(numbers) == len(names) and total - total == 0.0:
+                return DecodedRecord(None, None, numbers, "")
+    parts = line.split(b",")
     if len(parts) != len(names):
         raise DecodeError(
             f"CSV record has {len(parts)} fields, the model {schema.model_name} "

@@ -237,8 +237,8 @@ async def test_batches_are_acked_in_the_order_taken_and_in_flight_stays_bounded(
     pipeline.add_outcome_listener(outcomes.append)
     acked: list[int] = []
 
-    async def ack(event: Event) -> None:
-        acked.append(event.message.offset)
+    def ack(events: Sequence[Event]) -> None:
+        acked.extend(event.message.offset for event in events)
 
     await pipeline.start()
     try:
@@ -269,8 +269,8 @@ async def test_a_failing_batch_crashes_the_pipeline_and_acks_nothing() -> None:
     pipeline = Pipeline(prepare=prepare, batches_in_flight=2)
     acked: list[Event] = []
 
-    async def ack(event: Event) -> None:
-        acked.append(event)
+    def ack(events: Sequence[Event]) -> None:
+        acked.extend(events)
 
     await pipeline.start()
     try:
@@ -303,8 +303,8 @@ async def test_stopping_abandons_the_in_flight_batches_without_acking(
     pipeline = Pipeline(prepare=prepare, batches_in_flight=limit)
     acked: list[Event] = []
 
-    async def ack(event: Event) -> None:
-        acked.append(event)
+    def ack(events: Sequence[Event]) -> None:
+        acked.extend(events)
 
     await pipeline.start()
     await pipeline.wait_ready()

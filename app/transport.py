@@ -1,0 +1,319 @@
+"""How records cross Faust in a riskstream worker: Faust's machinery without its per-record toll.
+
+Stock Faust spends about three quarters of a riskstream worker's CPU moving
+records from its consumer to the agent: every record is guarded by its own
+``wait_first`` (four tasks and an ``asyncio.wait``), goes through the
+Stream iterator (a ``sleep(0)``, sensors, context variables), a settings
+lookup to build its event and another to size the producer buffer. This
+module keeps everything that makes Faust worth having (the consumer group
+and its rebalances, the fetcher, the Conductor and its flow control, read
+offsets and gap tracking, pending-ack tracking, in-order commits, waiting
+for unacked records before a rebalance or a stop) and removes that toll:
+
+1. :class:`BatchGuardConsumer` guards a slice of up to ``YIELD_EVERY``
+   fetched records with one ``wait_first`` instead of one per record; the
+   per-record work (read-offset filter, gaps, ``commit_every``, the
+   Conductor's callback, the read offset) is Faust's, in Faust's order.
+2. :func:`take_batches` reads the agent's channel queue in bulk instead of
+   iterating the Stream, doing per record exactly what the Stream does
+   before handing an event out: drop events of an older consumer
+   generation or taken while the flow is suspended (the partition is
+   sought back to its committed offset after every rebalance, so they are
+   read again), and mark the others as pending ack (``track_message``), so
+   a rebalance or a stop waits for them (``stream_wait_empty``).
+3. :func:`ack_events` acks like ``Stream.ack``: ``Message.ack`` ->
+   ``Consumer.ack``; an offset is committed once it and every offset before
+   it in its partition are acked. Callers must ack a partition's events in
+   offset order (the pipeline does): Faust's ``Consumer._new_offset``
+   commits past a single unacked offset right after the committed one
+   (faust-streaming #606).
+4. :class:`RiskstreamApp` builds events with a cached event class, sizes the
+   producer buffer without a settings lookup (:class:`CachedSizeProducerBuffer`),
+   leaves Faust's Monitor out of the per-record sensors (it still serves as
+   the livelock detector's clock, set once per batch by
+   :func:`take_batches`) and, in a worker, collects garbage less often.
+5. :class:`RawSchema` hands key and value bytes over as they are.
+
+Everything here relies on faust-streaming internals, pinned at 0.15.3
+(``constraints.txt``). ``tests/unit/app/test_transport.py`` fails when one
+of them changes (it fingerprints their source), and the integration and
+end-to-end tests prove the guarantees on the real Kafka. The internals:
+
+- ``Consumer._drain_messages`` (replaced), and what it uses:
+  ``Consumer.getmany``, ``callback``, ``_read_offset``, ``_add_gap``,
+  ``_commit_every``, ``_n_acked``, ``commit``, ``suspend_flow``,
+  ``flow_active``, ``wait_first``, ``diag``, ``consumer_stopped_errors``;
+- ``Channel.queue`` (a ``ThrowableQueue``: ``get``, ``get_nowait``,
+  ``empty``; ``Stream.stop`` throws ``StopAsyncIteration`` into it);
+- ``Message.generation_id``, ``Message.tracked``, ``App.consumer_generation_id``,
+  ``App.flow_control.is_active``, ``Consumer.track_message``,
+  ``TopicConductor.acking_topics``, ``Message.ack``, ``Consumer.ack``,
+  ``SensorDelegate.on_message_out`` (what ``Stream.__aiter__`` and
+  ``Stream.ack`` do per event);
+- ``Monitor.stream_inbound_time`` (read by ``verify_event_path``);
+- ``App.create_event``, ``conf.Event``, ``App._new_transport``,
+  ``App._new_producer_transport``, ``App.on_init_dependencies`` (adds the
+  Monitor), ``App.worker_init``;
+- ``ProducerBuffer.size`` (``pending``, ``queue``, ``producer_threaded``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+import faust
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as kafka_driver
+from faust.transport.producer import ProducerBuffer
+
+__all__ = [
+    "FAUST_VERSION",
+    "BatchGuardConsumer",
+    "CachedSizeProducerBuffer",
+    "RawSchema",
+    "RiskstreamApp",
+    "ack_events",
+    "take_batches",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The faust-streaming release whose internals this module was written against.
+FAUST_VERSION = "0.15.3"
+
+#: Records delivered between two returns to the event loop (Faust's own figure).
+YIELD_EVERY = 100
+
+#: Allocations between two young-generation collections in a worker. Python's
+#: default (700) collects every few dozen records; each batch allocates about
+#: ten objects per record, all freed by reference counting, none in cycles.
+GC_GENERATION0_THRESHOLD = 50_000
+
+
+class BatchGuardConsumer(kafka_driver.Consumer):
+    """Faust's aiokafka consumer with one flow guard per slice of records instead of per record.
+
+    Stock ``_drain_messages`` runs every record's Conductor callback inside
+    ``wait_first(callback, suspend_flow.wait())`` so that a rebalance can
+    interrupt it. Here one such guard covers up to ``YIELD_EVERY`` records,
+    and between slices the flow is checked; a rebalance that starts
+    mid-slice cancels the slice, exactly as it cancels the stock per-record
+    callback, and the rest of the fetched records is dropped (the
+    partitions are sought back to their committed offsets after the
+    rebalance, so nothing is skipped).
+    """
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        fetcher_stopped = fetcher._stopped.is_set
+        try:
+            while not (self._stopped.is_set() or fetcher_stopped()):
+                self.diag.set_flag(CONSUMER_FETCHING)
+                fetched = self.getmany(timeout=1.0)
+                # getmany may return at once in a loop: always let others run.
+                await self.sleep(0)
+                if self.should_stop:
+                    continue
+                # getmany's iterator never awaits between records: list it at once.
+                records = [item async for item in fetched]
+                start = 0
+                while start < len(records) and not self.should_stop:
+                    if self._commit_due():
+                        self._n_acked = 0
+                        await self.commit()
+                    slice_task = asyncio.ensure_future(
+                        self._deliver(records, start, acks_enabled_for)
+                    )
+                    # Cancels the slice if the flow is suspended (a rebalance) or we stop.
+                    await self.wait_first(slice_task, self.suspend_flow.wait())
+                    if not slice_task.done() or slice_task.cancelled():
+                        break
+                    start = slice_task.result()
+                self.diag.unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if not self.transport.app.should_stop:
+                raise
+            self.log.info("Broker stopped consumer, shutting down...")
+        except asyncio.CancelledError:
+            if not self.transport.app.should_stop:
+                raise
+            self.log.info("Consumer shutting down for user cancel.")
+        finally:
+            self.diag.unset_flag(CONSUMER_FETCHING)
+
+    def _commit_due(self) -> bool:
+        return self._commit_every is not None and self._n_acked >= self._commit_every
+
+    async def _deliver(
+        self, records: Sequence[tuple[Any, Any]], start: int, acks_enabled_for: Any
+    ) -> int:
+        """Hand ``records[start:]`` to the Conductor; return where it stopped.
+
+        Stops early when a commit is due (the caller commits outside the
+        guard, as stock Faust does between records) or when the flow was
+        suspended at a yield point (the rest would be dropped anyway).
+        """
+        read_offset = self._read_offset
+        callback = self.callback
+        for index in range(start, len(records)):
+            if index != start and not (index - start) % YIELD_EVERY:
+                await asyncio.sleep(0)
+                if not self.flow_active:
+                    return len(records)
+            tp, message = records[index]
+            offset = message.offset
+            last_read = read_offset.get(tp)
+            if last_read is not None and offset < last_read:
+                continue  # already delivered (a re-fetch after a seek)
+            if last_read and offset - last_read > 1 and acks_enabled_for(message.topic):
+                await self._add_gap(tp, last_read + 1, offset)
+            if self._commit_due():
+                return index
+            await callback(message)
+            read_offset[tp] = offset
+        return len(records)
+
+
+class CachedSizeProducerBuffer(ProducerBuffer):
+    """Faust's producer buffer, sized without a settings lookup.
+
+    The Conductor asks for ``size`` before every record it delivers; the
+    stock property reads ``app.conf.producer_threaded`` each time, which
+    cannot change once the producer exists.
+    """
+
+    _threaded: bool | None = None
+
+    @property
+    def size(self) -> int:
+        if self._threaded is None:
+            assert self.app is not None
+            self._threaded = bool(self.app.conf.producer_threaded)
+        if self._threaded:
+            return len(self.queue._queue) if self.queue else 0  # type: ignore[attr-defined]
+        return len(self.pending._queue)  # type: ignore[attr-defined]
+
+
+class _Producer(kafka_driver.Producer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Same fields, cheaper size: the buffer was built (and wired to the
+        # threaded producer) by the base class, so its class is swapped in place.
+        self.buffer.__class__ = CachedSizeProducerBuffer
+
+
+class _Transport(kafka_driver.Transport):
+    Consumer = BatchGuardConsumer
+    Producer = _Producer
+
+
+class RiskstreamApp(faust.App):
+    """The Faust App with riskstream's transport and fewer per-record costs (see the module doc)."""
+
+    _event_class: Any = None
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+    def _new_producer_transport(self) -> Any:
+        return _Transport(self.conf.broker_producer, self)
+
+    def create_event(self, key: Any, value: Any, headers: Any, message: Any) -> Any:
+        if self._event_class is None:
+            self._event_class = self.conf.Event
+        return self._event_class(self, key, value, headers, message)
+
+    def on_init_dependencies(self) -> Any:
+        dependencies = super().on_init_dependencies()
+        # The Monitor's per-record statistics are read by nobody here; its
+        # stream_inbound_time (the livelock detector's) is set by take_batches.
+        self.sensors.remove(self.monitor)
+        return dependencies
+
+    def worker_init(self) -> None:
+        super().worker_init()
+        _, generation1, generation2 = gc.get_threshold()
+        gc.set_threshold(GC_GENERATION0_THRESHOLD, generation1, generation2)
+
+
+class RawSchema(faust.Schema[bytes, bytes]):
+    """Key and value bytes as they came from Kafka (no serializer registry round trip)."""
+
+    def loads_key(self, app: Any, message: Any, **kwargs: Any) -> Any:
+        return message.key
+
+    def loads_value(self, app: Any, message: Any, **kwargs: Any) -> Any:
+        return message.value
+
+
+async def take_batches(
+    stream: faust.StreamT[Any], max_records: int, within_s: float
+) -> AsyncIterator[list[faust.EventT[Any]]]:
+    """Yield lists of up to ``max_records`` events, or what came within ``within_s`` of the first.
+
+    Acks nothing: the caller acks with :func:`ack_events` once the events
+    are dealt with. Events read during a rebalance or from an older
+    consumer generation are dropped untracked, to be read again after the
+    seek; the others are tracked as pending ack before they are yielded.
+    Ends when the stream stops.
+    """
+    app = stream.app
+    queue = stream.channel.queue  # type: ignore[attr-defined]
+    consumer = app.consumer
+    track = consumer.track_message
+    acking_topics = app.topics.acking_topics
+    flow_active = app.flow_control.is_active
+    inbound_time = app.monitor.stream_inbound_time
+    loop = asyncio.get_running_loop()
+    while True:
+        batch: list[faust.EventT[Any]] = []
+        # Stream.stop() ends readers by throwing StopAsyncIteration into the
+        # queue; the events taken so far stay unacked, hence uncommitted.
+        try:
+            event = await queue.get()
+            deadline = loop.time() + within_s
+            now = time.monotonic()
+            while True:
+                message = event.message
+                if (
+                    flow_active()
+                    and message.generation_id == app.consumer_generation_id
+                ):
+                    if message.topic in acking_topics and not message.tracked:
+                        message.tracked = True
+                        track(message)
+                    inbound_time[message.tp] = now
+                    batch.append(event)
+                    if len(batch) >= max_records:
+                        break
+                try:
+                    event = queue.get_nowait()
+                    continue
+                except asyncio.QueueEmpty:
+                    remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    event = await asyncio.wait_for(queue.get(), remaining)
+                except TimeoutError:
+                    break
+                now = time.monotonic()
+        except StopAsyncIteration:
+            return
+        if batch:
+            yield batch
+
+
+def ack_events(app: faust.App, events: Iterable[faust.EventT[Any]]) -> None:
+    """Ack ``events`` as ``Stream.ack`` does; a partition's events must come in offset order."""
+    consumer = app.consumer
+    on_message_out = app.sensors.on_message_out
+    for event in events:
+        message = event.message
+        if message.ack(consumer):
+            on_message_out(message.tp, message.offset, message)
