@@ -29,8 +29,8 @@ for unacked records before a rebalance or a stop) and removes that toll:
    (faust-streaming #606).
 4. :class:`RiskstreamApp` builds events with a cached event class, sizes the
    producer buffer without a settings lookup (:class:`CachedSizeProducerBuffer`),
-   leaves Faust's Monitor out of the per-record sensors (it still serves as
-   the livelock detector's clock, set once per batch by
+   gives Faust's Monitor no per-record work (:class:`BatchMonitor`; its
+   clock for the livelock detector is set once per batch by
    :func:`take_batches`) and, in a worker, collects garbage less often.
 5. :class:`RawSchema` hands key and value bytes over as they are.
 
@@ -52,8 +52,8 @@ end-to-end tests prove the guarantees on the real Kafka. The internals:
   ``Stream.ack`` do per event);
 - ``Monitor.stream_inbound_time`` (read by ``verify_event_path``);
 - ``App.create_event``, ``conf.Event``, ``App._new_transport``,
-  ``App._new_producer_transport``, ``App.on_init_dependencies`` (adds the
-  Monitor), ``App.worker_init``;
+  ``App._new_producer_transport``, ``App.worker_init``, the ``Monitor``
+  setting and ``Monitor.on_message_in``/``on_message_out``;
 - ``ProducerBuffer.size`` (``pending``, ``queue``, ``producer_threaded``).
 """
 
@@ -67,13 +67,16 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import faust
+from faust.sensors import Monitor
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as kafka_driver
 from faust.transport.producer import ProducerBuffer
+from faust.types import TP, Message
 
 __all__ = [
     "FAUST_VERSION",
     "BatchGuardConsumer",
+    "BatchMonitor",
     "CachedSizeProducerBuffer",
     "RawSchema",
     "RiskstreamApp",
@@ -228,17 +231,29 @@ class RiskstreamApp(faust.App):
             self._event_class = self.conf.Event
         return self._event_class(self, key, value, headers, message)
 
-    def on_init_dependencies(self) -> Any:
-        dependencies = super().on_init_dependencies()
-        # The Monitor's per-record statistics are read by nobody here; its
-        # stream_inbound_time (the livelock detector's) is set by take_batches.
-        self.sensors.remove(self.monitor)
-        return dependencies
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("Monitor", BatchMonitor)
+        super().__init__(*args, **kwargs)
 
     def worker_init(self) -> None:
         super().worker_init()
         _, generation1, generation2 = gc.get_threshold()
         gc.set_threshold(GC_GENERATION0_THRESHOLD, generation1, generation2)
+
+
+class BatchMonitor(Monitor):
+    """Faust's Monitor without its per-record statistics (nobody reads them here).
+
+    It stays the App's sensor for rebalances, commits and sends, and its
+    ``stream_inbound_time``, which the livelock detector reads, is set once
+    per batch by :func:`take_batches`.
+    """
+
+    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
+        """Nothing per record."""
+
+    def on_message_out(self, tp: TP, offset: int, message: Message) -> None:
+        """Nothing per record."""
 
 
 class RawSchema(faust.Schema[bytes, bytes]):

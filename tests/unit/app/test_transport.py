@@ -1,0 +1,311 @@
+"""The fast record path's contract with Faust: the internals it relies on, and what it does per event.
+
+The delivery guarantees themselves are proven on the real Kafka and
+ClickHouse (tests/e2e/test_stream.py: kill -9, rebalances with commits
+sampled throughout); these tests fail first, and loudly, when a Faust or
+mode upgrade changes code that ``app/transport.py`` copies or relies on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from typing import Any
+
+import pytest
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage
+from mode.utils.queues import FlowControlEvent, ThrowableQueue
+
+from app.transport import (
+    FAUST_VERSION,
+    BatchGuardConsumer,
+    BatchMonitor,
+    CachedSizeProducerBuffer,
+    RawSchema,
+    RiskstreamApp,
+    ack_events,
+    take_batches,
+)
+
+#: Source fingerprints of what app/transport.py replaces, copies or relies on
+#: (sha256 of ``inspect.getsource``, first 16 hex digits), for
+#: faust-streaming 0.15.3 and mode-streaming 0.7.1. A mismatch means the
+#: upgrade changed that code: re-read it against app/transport.py (and its
+#: module docstring's list), fix what needs fixing, then update the value.
+FINGERPRINTS = {
+    "faust.transport.consumer:Consumer._drain_messages": "44a2500309e83c63",
+    "faust.transport.consumer:Consumer.getmany": "4b168d84882a70d6",
+    "faust.transport.consumer:Consumer.track_message": "217d7f1399a4cd8e",
+    "faust.transport.consumer:Consumer.ack": "5fcf41cf45153475",
+    "faust.transport.consumer:Consumer._new_offset": "1d2c7ea89a7ad4f1",
+    "faust.transport.consumer:Consumer._add_gap": "4df2573ded7c1c2c",
+    "faust.transport.consumer:Consumer.wait_empty": "e4662fe24f094819",
+    "faust.transport.consumer:Consumer.perform_seek": "0e8c130ff4b0afd8",
+    "faust.transport.consumer:Consumer.on_stop": "45b1d2210ce2b526",
+    "faust.transport.conductor:ConductorCompiler.build": "837cf521368c1ee4",
+    "faust.types.tuples:Message.ack": "4751b72c4ed84153",
+    "faust.types.tuples:Message.decref": "f23396189d0e5592",
+    "faust.types.tuples:ConsumerMessage.on_final_ack": "45d670b6a8ac4bd0",
+    "faust.streams:Stream._py_aiter": "3a48ee257a65435b",
+    "faust.streams:Stream.ack": "32d7171a89b0931d",
+    "faust.app.base:App.create_event": "15fea3d1e95e6625",
+    "faust.app.base:App._new_transport": "42db531312dd776f",
+    "faust.app.base:App._new_producer_transport": "eb3b4aa6a8961275",
+    "faust.app.base:App.worker_init": "b10847ca36a898ca",
+    "faust.app.base:App._on_partitions_revoked": "d5c895bbe57dc73a",
+    "faust.app.base:App.on_init_dependencies": "7621a70a9b01f93f",
+    "faust.transport.producer:ProducerBuffer.size": "b543a978fdece62e",
+    "faust.transport.producer:Producer.__init__": "5c53a4b47aa1372b",
+    "faust.sensors.monitor:Monitor.on_message_in": "b2a9a9045b2f456c",
+    "faust.sensors.monitor:Monitor.on_message_out": "7c4054247cde96c3",
+    "faust.sensors.monitor:Monitor.on_stream_event_in": "df6d2e5f6397ce44",
+    "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread.verify_event_path": "b983e7735f647cb3",
+    "faust.serializers.schemas:Schema.compile": "d46eec5ce3195b2c",
+    "faust.tables.recovery:Recovery._resume_streams": "d986a6710c1aca98",
+    "mode.utils.queues:ThrowableQueue.get": "57490d393d4147ff",
+    "mode.utils.queues:ThrowableQueue.get_nowait": "d42b1be9219a0e6e",
+    "mode.utils.queues:FlowControlQueue.get_nowait": "57cb9b5c12e7ebd9",
+    "mode.services:Service.wait_first": "feade6a31f8a6789",
+}
+
+
+def fingerprint(qualified_name: str) -> str:
+    module_name, attribute = qualified_name.split(":")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    if isinstance(target, property):
+        target = target.fget
+    source = inspect.getsource(target)
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def test_the_pinned_faust_and_mode_releases_are_installed() -> None:
+    assert version("faust-streaming") == FAUST_VERSION
+    assert version("mode-streaming") == "0.7.1"
+
+
+def test_the_faust_internals_the_fast_path_relies_on_are_unchanged() -> None:
+    changed = [
+        name for name, expected in FINGERPRINTS.items() if fingerprint(name) != expected
+    ]
+    assert not changed, (
+        "faust/mode changed code that app/transport.py replaces or relies on: "
+        f"{', '.join(changed)}; re-check app/transport.py against it"
+    )
+
+
+def test_the_app_runs_on_the_fast_transport() -> None:
+    from app.application import app
+
+    assert isinstance(app, RiskstreamApp)
+    assert app.conf.stream_wait_empty is True
+    assert app.conf.Monitor is BatchMonitor
+    assert app.transport.Consumer is BatchGuardConsumer
+    assert app.producer_transport.Producer.__mro__[1].__name__ == "Producer"
+
+
+def test_the_feature_topic_hands_over_raw_bytes() -> None:
+    from agents.topics import feature_topic
+
+    assert isinstance(feature_topic.schema, RawSchema)
+    message = make_message(0)
+    assert feature_topic.schema.loads_value(None, message) == b"5,1,1"
+    assert feature_topic.schema.loads_key(None, message) == b"k0"
+
+
+def test_the_producer_buffer_size_counts_pending_messages_like_faust() -> None:
+    buffer = CachedSizeProducerBuffer()
+
+    class Conf:
+        producer_threaded = False
+
+    class App:
+        conf = Conf()
+
+    buffer.app = App()  # type: ignore[assignment]
+    assert buffer.size == 0
+    buffer.pending.put_nowait(object())  # type: ignore[arg-type]
+    buffer.pending.put_nowait(object())  # type: ignore[arg-type]
+    assert buffer.size == 2
+
+
+# --- take_batches and ack_events, on Faust's own message and queue types ---------
+
+
+def make_message(offset: int, generation: int = 1, partition: int = 0) -> Any:
+    return ConsumerMessage(
+        "features",
+        partition,
+        offset,
+        1_767_323_045.0,
+        0,
+        None,
+        f"k{offset}".encode(),
+        b"5,1,1",
+        None,
+        generation_id=generation,
+    )
+
+
+@dataclass
+class Event:
+    message: Any
+
+
+@dataclass
+class FlowControl:
+    active: bool = True
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+@dataclass
+class Consumer:
+    """Records what Faust's consumer is told: tracked messages and acks in order."""
+
+    tracked: list[int] = field(default_factory=list)
+    acked: list[int] = field(default_factory=list)
+
+    def track_message(self, message: Any) -> None:
+        self.tracked.append(message.offset)
+
+    def ack(self, message: Any) -> bool:
+        message.acked = True
+        self.acked.append(message.offset)
+        return True
+
+
+@dataclass
+class Topics:
+    acking_topics: set[str] = field(default_factory=lambda: {"features"})
+
+
+@dataclass
+class Monitor:
+    stream_inbound_time: dict[TP, float] = field(default_factory=dict)
+
+
+@dataclass
+class Sensors:
+    out: list[int] = field(default_factory=list)
+
+    def on_message_out(self, tp: TP, offset: int, message: Any) -> None:
+        self.out.append(offset)
+
+
+@dataclass
+class App:
+    consumer: Consumer = field(default_factory=Consumer)
+    topics: Topics = field(default_factory=Topics)
+    flow_control: FlowControl = field(default_factory=FlowControl)
+    monitor: Monitor = field(default_factory=Monitor)
+    sensors: Sensors = field(default_factory=Sensors)
+    consumer_generation_id: int = 1
+
+
+def channel_queue() -> ThrowableQueue[Any]:
+    """An agent channel's queue as Faust makes it (flow control of its own here)."""
+    return ThrowableQueue(flow_control=FlowControlEvent(initially_suspended=False))
+
+
+@dataclass
+class Channel:
+    queue: ThrowableQueue[Any] = field(default_factory=channel_queue)
+
+
+@dataclass
+class Stream:
+    app: App = field(default_factory=App)
+    channel: Channel = field(default_factory=Channel)
+
+
+async def test_batches_are_cut_at_the_size_limit_and_every_event_is_tracked_once() -> (
+    None
+):
+    stream = Stream()
+    events = [Event(make_message(offset)) for offset in range(25)]
+    for event in events:
+        stream.channel.queue.put_nowait(event)
+    batches = take_batches(stream, 10, 5.0)  # type: ignore[arg-type]
+    sizes = [len(await anext(batches)) for _ in range(2)]
+    assert sizes == [10, 10]
+    last = await asyncio.wait_for(anext(batches), 10)
+    assert [e.message.offset for e in last] == list(range(20, 25))
+    assert stream.app.consumer.tracked == list(range(25))
+    assert all(e.message.tracked for e in events)
+    assert stream.app.consumer.acked == []  # taking acks nothing
+    assert TP("features", 0) in stream.app.monitor.stream_inbound_time
+
+
+async def test_a_batch_is_handed_out_when_the_wait_is_over_with_what_came() -> None:
+    stream = Stream()
+    stream.channel.queue.put_nowait(Event(make_message(0)))
+    batches = take_batches(stream, 1000, 0.05)  # type: ignore[arg-type]
+    started = asyncio.get_running_loop().time()
+    batch = await asyncio.wait_for(anext(batches), 5)
+    waited = asyncio.get_running_loop().time() - started
+    assert [e.message.offset for e in batch] == [0]
+    assert 0.04 <= waited < 1.0
+
+
+async def test_events_of_an_older_generation_or_taken_during_a_rebalance_are_dropped_untracked() -> (
+    None
+):
+    stream = Stream()
+    app = stream.app
+    app.consumer_generation_id = 2
+    queue = stream.channel.queue
+    queue.put_nowait(
+        Event(make_message(0, generation=1))
+    )  # fetched before the rebalance
+    queue.put_nowait(Event(make_message(1, generation=2)))
+    batches = take_batches(stream, 2, 0.05)  # type: ignore[arg-type]
+    batch = await asyncio.wait_for(anext(batches), 5)
+    assert [e.message.offset for e in batch] == [1]
+    app.flow_control.active = (
+        False  # a rebalance began: the partition will be sought back
+    )
+    queue.put_nowait(Event(make_message(2, generation=2)))
+    queue.put_nowait(Event(make_message(3, generation=2)))
+    waiting = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # nothing kept: no batch
+    app.flow_control.active = True
+    queue.put_nowait(Event(make_message(4, generation=2)))
+    batch = await asyncio.wait_for(waiting, 5)
+    assert [e.message.offset for e in batch] == [4]
+    assert app.consumer.tracked == [1, 4]
+
+
+@pytest.mark.parametrize("taken_before_stop", [0, 3])
+async def test_stopping_the_stream_ends_the_batches_and_acks_nothing(
+    taken_before_stop: int,
+) -> None:
+    stream = Stream()
+    for offset in range(taken_before_stop):
+        stream.channel.queue.put_nowait(Event(make_message(offset)))
+    batches = take_batches(stream, 100, 5.0)  # type: ignore[arg-type]
+    reading = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0.05)
+    await stream.channel.queue.throw(StopAsyncIteration())
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(reading, 5)
+    assert stream.app.consumer.acked == []
+
+
+def test_acks_go_through_message_ack_in_the_order_given_once_each() -> None:
+    app = App()
+    events = [Event(make_message(offset)) for offset in (7, 8, 9)]
+    for event in events:
+        event.message.incref()  # the Conductor's reference for the one agent
+    ack_events(app, events)  # type: ignore[arg-type]
+    ack_events(app, events)  # type: ignore[arg-type]
+    assert app.consumer.acked == [7, 8, 9]
+    assert app.sensors.out == [7, 8, 9]
