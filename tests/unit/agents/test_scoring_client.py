@@ -20,6 +20,7 @@ class FakeModelServer:
     def __init__(self) -> None:
         self.mode = "ok"  # ok | fail | refuse | slow | poison (500 on mitoses 9)
         self.ready = True
+        self.delay_s = 0.0  # before every answer, readiness included (a lagging host)
         self.requests = 0
         self.in_flight = 0
         self.most_in_flight = 0
@@ -28,6 +29,7 @@ class FakeModelServer:
         self._runner: web.AppRunner | None = None
 
     async def predict(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(self.delay_s)
         self.requests += 1
         self.tokens.append(request.headers.get("X-Auth-Token"))
         self.in_flight += 1
@@ -54,6 +56,7 @@ class FakeModelServer:
             self.in_flight -= 1
 
     async def health(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(self.delay_s)
         return web.json_response({}, status=200 if self.ready else 503)
 
     async def status(self, request: web.Request) -> web.Response:
@@ -261,5 +264,76 @@ async def test_when_every_request_fails_it_is_an_outage_not_poison(
             server.mode = "ok"
         answer = await asyncio.wait_for(waiting, 5)
         assert len(answer.predictions) == 1
+    finally:
+        await pool.stop()
+
+
+async def wait_for(condition: Any, timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_server_much_slower_than_the_others_leaves_rotation_and_returns_once_fast(
+    servers: list[FakeModelServer],
+) -> None:
+    fast, lagging = servers
+    lagging.delay_s = 0.3  # slow, yet far within the timeout: no request fails
+    pool = await started_pool(
+        [fast.url, lagging.url], slow_factor=5.0, slow_min_s=0.1, timeout_s=2.0
+    )
+    try:
+        for _ in range(30):
+            await pool.score([ROW])
+        state = {s["url"]: s for s in pool.snapshot()}[lagging.url]
+        assert state["in_rotation"] is False
+        assert state["slow_ejections"] == 1 and state["failures"] == 0
+        assert state["last_error"].startswith("slow: mean latency")
+        await asyncio.sleep(0.5)  # its probes answer in 0.3 s: still too slow
+        assert pool.in_rotation == 1
+        lagging.delay_s = 0.0
+        await wait_for(lambda: pool.in_rotation == 2)
+        state = {s["url"]: s for s in pool.snapshot()}[lagging.url]
+        assert state["mean_latency_ms"] == 0.0, "it comes back with a fresh mean"
+        assert pool.availability()["outages"] == 0
+    finally:
+        await pool.stop()
+
+
+async def test_servers_slow_alike_stay_in_rotation(
+    servers: list[FakeModelServer],
+) -> None:
+    for server in servers:
+        server.delay_s = 0.15
+    pool = await started_pool(
+        [s.url for s in servers], slow_factor=2.0, slow_min_s=0.05, timeout_s=2.0
+    )
+    try:
+        await asyncio.gather(*(pool.score([ROW]) for _ in range(24)))
+    finally:
+        await pool.stop()
+    assert pool.in_rotation == 2
+    assert all(s["slow_ejections"] == 0 for s in pool.snapshot())
+
+
+async def test_an_outage_is_counted_and_timed_for_the_stats(
+    servers: list[FakeModelServer],
+) -> None:
+    for server in servers:
+        server.mode, server.ready = "fail", False
+    pool = await started_pool([s.url for s in servers])
+    try:
+        waiting = asyncio.ensure_future(pool.score([ROW]))
+        await wait_for(lambda: pool.availability()["in_outage"])
+        await asyncio.sleep(0.3)
+        during = pool.availability()
+        assert during["servers_in_rotation"] == 0 and during["outages"] == 1
+        assert during["outage_s"] >= 0.3
+        servers[0].mode, servers[0].ready = "ok", True
+        await asyncio.wait_for(waiting, 5)
+        after = pool.availability()
+        assert not after["in_outage"] and after["outages"] == 1
+        assert after["outage_s"] >= during["outage_s"]
     finally:
         await pool.stop()

@@ -4,75 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 from click.testing import CliRunner
 
 from app.cli import main
 
-from .conftest import REFERENCE_INSTANCE, RISKSTREAM, TOKEN
-
-
-class Served:
-    """A `riskstream serve` process whose log is a file the test can read while it runs."""
-
-    def __init__(self, log: Path, process: subprocess.Popen[bytes]) -> None:
-        self.log_path = log
-        self.process = process
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_for(self, pattern: str, timeout_s: float = 60.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            found = re.search(pattern, self.log)
-            if found:
-                return found
-            assert self.process.poll() is None, (
-                f"exited {self.process.returncode}:\n{self.log}"
-            )
-            time.sleep(0.1)
-        raise AssertionError(f"no {pattern!r} in:\n{self.log}")
-
-    def stop(self, timeout_s: float = 30.0) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout_s)
-
-
-@pytest.fixture
-def start_serving(
-    tmp_path: Path, subprocess_env: dict[str, str]
-) -> Iterator[Callable[..., Served]]:
-    started: list[Served] = []
-
-    def start(*arguments: str, **environment: str) -> Served:
-        log = tmp_path / f"serve-{len(started)}.log"
-        process = subprocess.Popen(
-            [RISKSTREAM, "serve", *arguments],
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            env={**subprocess_env, "RISKSTREAM_MODEL_TOKEN": TOKEN, **environment},
-        )
-        served = Served(log, process)
-        started.append(served)
-        return served
-
-    yield start
-    for served in started:
-        if served.process.poll() is None:
-            served.process.kill()
-            served.process.wait()
+from .conftest import REFERENCE_INSTANCE, TOKEN, Served
 
 
 async def predict(
