@@ -50,6 +50,8 @@ app = RiskstreamApp(
     # shortens the failover after a crash (Faust's default waits 60 s).
     broker_session_timeout=settings.worker_session_timeout_s,
     broker_commit_interval=settings.commit_interval_s,
+    # A stop waits this long at most for records in flight to be stored and acked.
+    shutdown_timeout_s=settings.worker_shutdown_timeout_s,
     # Part of the delivery guarantee: a rebalance first waits until every
     # record taken from Kafka is acked, i.e. stored or dead-lettered.
     stream_wait_empty=True,

@@ -27,11 +27,13 @@ for unacked records before a rebalance or a stop) and removes that toll:
    offset order (the pipeline does): Faust's ``Consumer._new_offset``
    commits past a single unacked offset right after the committed one
    (faust-streaming #606).
-4. :class:`RiskstreamApp` builds events with a cached event class, sizes the
-   producer buffer without a settings lookup (:class:`CachedSizeProducerBuffer`),
-   gives Faust's Monitor no per-record work (:class:`BatchMonitor`; its
-   clock for the livelock detector is set once per batch by
-   :func:`take_batches`) and, in a worker, collects garbage less often.
+4. :class:`RiskstreamApp` bounds the wait for unacked records when the
+   worker stops (``RISKSTREAM_WORKER_SHUTDOWN_TIMEOUT_S``), builds events
+   with a cached event class, sizes the producer buffer without a settings
+   lookup (:class:`CachedSizeProducerBuffer`), gives Faust's Monitor no per-
+   record work (:class:`BatchMonitor`; its clock for the livelock detector
+   is set once per batch by :func:`take_batches`) and, in a worker, collects
+   garbage less often.
 5. :class:`RawSchema` hands key and value bytes over as they are.
 
 Everything here relies on faust-streaming internals, pinned at 0.15.3
@@ -51,7 +53,8 @@ end-to-end tests prove the guarantees on the real Kafka. The internals:
   ``SensorDelegate.on_message_out`` (what ``Stream.__aiter__`` and
   ``Stream.ack`` do per event);
 - ``Monitor.stream_inbound_time`` (read by ``verify_event_path``);
-- ``App.create_event``, ``conf.Event``, ``App._new_transport``,
+- ``App._consumer_wait_empty`` (called by ``App._stop_consumer`` on a stop),
+  ``App.create_event``, ``conf.Event``, ``App._new_transport``,
   ``App._new_producer_transport``, ``App.worker_init``, the ``Monitor``
   setting and ``Monitor.on_message_in``/``on_message_out``;
 - ``ProducerBuffer.size`` (``pending``, ``queue``, ``producer_threaded``).
@@ -231,14 +234,50 @@ class RiskstreamApp(faust.App):
             self._event_class = self.conf.Event
         return self._event_class(self, key, value, headers, message)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, shutdown_timeout_s: float | None = None, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("Monitor", BatchMonitor)
         super().__init__(*args, **kwargs)
+        self.shutdown_timeout_s = shutdown_timeout_s
+
+    async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
+        """Wait for every taken record to be acked; when stopping, for ``shutdown_timeout_s`` at most.
+
+        A rebalance waits as long as it takes (part of the delivery
+        guarantee). A stop would wait forever for records stuck in flight
+        (ClickHouse or every model server down); after the timeout they are
+        left unacked, hence uncommitted (whoever reads their partition next
+        replays them), the pipeline abandons them when it stops, and the
+        worker exits. Whatever was acked meanwhile is committed.
+        """
+        timeout_s = self.shutdown_timeout_s
+        if not self.should_stop or timeout_s is None:
+            await super()._consumer_wait_empty(consumer, logger)
+            return
+        waiting = asyncio.ensure_future(super()._consumer_wait_empty(consumer, logger))
+        try:
+            await asyncio.wait_for(asyncio.shield(waiting), timeout_s)
+        except TimeoutError:
+            logger.warning(
+                "records still in flight after %.1f s of shutdown: leaving them unacked "
+                "(not committed; replayed by the next owner of their partitions)",
+                timeout_s,
+            )
+            # Faust's wait swallows cancellation (Consumer._wait_for_ack); it
+            # ends by itself once the consumer stops, which it checks each second.
+            waiting.add_done_callback(_forget)
 
     def worker_init(self) -> None:
         super().worker_init()
         _, generation1, generation2 = gc.get_threshold()
         gc.set_threshold(GC_GENERATION0_THRESHOLD, generation1, generation2)
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    """Collect the outcome of a wait abandoned at shutdown (it may fail on the stopped consumer)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("abandoned wait for unacked records ended: %r", task.exception())
 
 
 class BatchMonitor(Monitor):

@@ -58,6 +58,8 @@ FINGERPRINTS = {
     "faust.app.base:App._new_producer_transport": "eb3b4aa6a8961275",
     "faust.app.base:App.worker_init": "b10847ca36a898ca",
     "faust.app.base:App._on_partitions_revoked": "d5c895bbe57dc73a",
+    "faust.app.base:App._consumer_wait_empty": "6bc313c48c064b16",
+    "faust.app.base:App._stop_consumer": "55854a5de12c3f52",
     "faust.app.base:App.on_init_dependencies": "7621a70a9b01f93f",
     "faust.transport.producer:ProducerBuffer.size": "b543a978fdece62e",
     "faust.transport.producer:Producer.__init__": "5c53a4b47aa1372b",
