@@ -73,6 +73,11 @@ class FaultProxy:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+        # Requests still held by a delay end here, not when the loop is collected.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None
