@@ -204,7 +204,9 @@ class PredictionWriter(Service):
             port=self._port,
             user=self._user,
             password=self._password,
-            database="default",
+            # No database: every statement names its own, and the app's user
+            # may be confined to it (naming `default` would be refused).
+            database="",
         )
         await connection.connect()
         try:
