@@ -100,9 +100,9 @@ def test_tls_token_and_password_from_files_work_end_to_end_and_leak_nowhere(
         assert generator.process.wait(120) == 0, generator.log_tail()
         log = generator.log_path.read_text()
         assert f"from model server {url}" in log, "the schema did not come over TLS"
-        produced = int(
-            re.search(r"produced ([\d,]+) records", log).group(1).replace(",", "")
-        )  # type: ignore[union-attr]
+        counted = re.search(r"produced ([\d,]+) records", log)
+        assert counted, log
+        produced = int(counted.group(1).replace(",", ""))
         wait_until(
             lambda: pipeline.count() >= produced, DRAIN_TIMEOUT_S, "every record stored"
         )
