@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     batch_max_records: int = 2000
     """Most records a worker takes from Kafka into one batch."""
 
-    batch_max_wait_s: float = 0.1
+    batch_max_wait_s: float = 0.05
     """Seconds a worker waits to fill a batch before processing what it has."""
 
     batches_in_flight: int = 4
@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     store_max_rows: int = 20000
     """Most prediction rows in one ClickHouse insert."""
 
-    store_max_wait_s: float = 0.1
+    store_max_wait_s: float = 0.02
     """Seconds rows wait for more rows before they are inserted."""
 
     retry_max_backoff_s: float = 5.0

@@ -1,7 +1,11 @@
 """``riskstream bench``: benchmarks that print their figures.
 
-Each benchmark is a sub-command in its own module (``bench/serving.py``, ...),
-imported only when it runs.
+``riskstream bench [--records N] [--quick] [--results DIR]`` runs every
+part (:mod:`bench.suite`); ``riskstream bench [OPTIONS] PART`` runs one:
+``throughput``, ``latency``, ``reference`` (the stream on the real local
+stack, :mod:`bench.stream`) or ``serving`` (one model server,
+:mod:`bench.serving`, with options of its own). Modules are imported only
+when they run.
 """
 
 from __future__ import annotations
@@ -16,9 +20,68 @@ __all__ = ["bench"]
 logger = logging.getLogger(__name__)
 
 
-@click.group()
-def bench() -> None:
-    """Measure throughput and latency; every figure is printed with its unit."""
+@click.group(invoke_without_command=True)
+@click.option(
+    "--records",
+    type=click.IntRange(min=1000),
+    default=None,
+    help="Records preloaded for the throughput runs [default: 200,000; 50,000 with --quick].",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Shorter phases (8 s instead of 20 s, fewer records): a quick look, not the figures.",
+)
+@click.option(
+    "--results",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for bench.json, the plots and the children's logs "
+    "[default: bench/results/<date-time>].",
+)
+@click.pass_context
+def bench(
+    context: click.Context, records: int | None, quick: bool, results: Path | None
+) -> None:
+    """Measure throughput and latency; every figure is printed with its unit.
+
+    Without a sub-command, runs them all (about 6 minutes; 3 with --quick):
+    the stack comes up if needed, a model is trained into the results
+    folder and three model servers start from RISKSTREAM_MODEL_SERVER_PORT;
+    workers listen from RISKSTREAM_WEB_PORT.
+    """
+    from bench.suite import PARTS, SuiteOptions, run_suite
+
+    context.obj = SuiteOptions(records=records, quick=quick, results=results)
+    if context.invoked_subcommand is None:
+        run_suite(context.obj, PARTS)
+
+
+def _run_part(context: click.Context, part: str) -> None:
+    from bench.suite import run_suite
+
+    run_suite(context.obj, (part,))
+
+
+@bench.command()
+@click.pass_context
+def throughput(context: click.Context) -> None:
+    """Sustained records/s draining a preloaded topic: 1 and 2 workers x 1 and 3 model servers."""
+    _run_part(context, "throughput")
+
+
+@bench.command()
+@click.pass_context
+def latency(context: click.Context) -> None:
+    """Event time -> row stored, p50/p95/p99, at 500, 2,000 and 5,000 records/s offered."""
+    _run_part(context, "latency")
+
+
+@bench.command()
+@click.pass_context
+def reference(context: click.Context) -> None:
+    """The reference's design (bench/reference_job.py): one synchronous call per record."""
+    _run_part(context, "reference")
 
 
 @bench.command("serving")

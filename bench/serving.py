@@ -329,8 +329,8 @@ def _verdict(ok: bool) -> str:
     return "meets the target" if ok else "MISSES the target"
 
 
-def run(config: ServingBenchmark) -> None:
-    """Measure and print; nothing is asserted."""
+def run(config: ServingBenchmark) -> dict[str, Any]:
+    """Measure and print; nothing is asserted. Returns the figures (``riskstream bench`` saves them)."""
     arguments, pmml, description = _model_file(config)
     schema = read_schema(pmml)
     for line in _machine():
@@ -343,6 +343,11 @@ def run(config: ServingBenchmark) -> None:
     )
     rates = compare_evaluators(pmml, config.evaluator_rows)
     speedup = rates["fast"] / rates["pypmml"]
+    results: dict[str, Any] = {
+        "model": description,
+        "evaluators_rows_per_s": {name: round(rate, 1) for name, rate in rates.items()},
+        "evaluator_speedup": round(speedup, 1),
+    }
     _say(f"  fast evaluator          {rates['fast']:>14,.0f} rows/s")
     _say(f"  pypmml (DataFrame)      {rates['pypmml']:>14,.0f} rows/s")
     _say(
@@ -387,6 +392,14 @@ def run(config: ServingBenchmark) -> None:
                 config.duration_s,
             )
             throughput = figures["rows"] / figures["elapsed_s"]
+            results["throughput"] = {
+                "rows_per_request": config.batch_rows,
+                "requests_in_flight": config.concurrency,
+                "rows_per_s": round(throughput, 1),
+                "p50_ms": figures["p50_ms"],
+                "p99_ms": figures["p99_ms"],
+                "server_cpu_percent": round(cpu / figures["elapsed_s"] * 100, 1),
+            }
             _say(
                 f"  rows scored             {throughput:>14,.0f} rows/s   ({_verdict(throughput >= TARGET_ROWS_PER_S)} of {TARGET_ROWS_PER_S:,} rows/s)"
             )
@@ -415,6 +428,15 @@ def run(config: ServingBenchmark) -> None:
                 config.duration_s,
             )
             achieved = figures["requests"] / figures["elapsed_s"]
+            results["latency"] = {
+                "rows_per_request": 1,
+                "offered_requests_per_s": config.rate,
+                "achieved_requests_per_s": round(achieved, 1),
+                **{
+                    key: figures[key]
+                    for key in ("p50_ms", "p90_ms", "p99_ms", "max_ms")
+                },
+            }
             ok = (
                 figures["p50_ms"] <= TARGET_P50_MS
                 and figures["p99_ms"] <= TARGET_P99_MS
@@ -435,3 +457,4 @@ def run(config: ServingBenchmark) -> None:
             )
     finally:
         server.stop()
+    return results

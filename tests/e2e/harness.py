@@ -17,6 +17,7 @@ import json
 import random
 import secrets
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -24,10 +25,11 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from app.settings import Settings
 from datagen.generator import declare_topic
@@ -306,12 +308,17 @@ class Pipeline:
         return asyncio.run(committed())
 
     def committed_but_not_stored(
-        self, commits: dict[int, int], stored_before_ms: int | None = None
+        self,
+        commits: dict[int, int],
+        stored_before_ms: int | None = None,
+        count_dead_letters: bool = True,
     ) -> int:
         """Committed offsets with neither a row (stored before ``stored_before_ms``) nor a dead letter.
 
         Zero means every commit covered only records already in ClickHouse
         or in the dead-letter topic: nothing was acked ahead of its store.
+        ``count_dead_letters=False`` skips reading the dead-letter topic
+        (seconds) where a test produces no bad record.
         """
         if not commits:
             return 0
@@ -331,7 +338,7 @@ class Pipeline:
             int(p): int(n) for p, n in (line.split() for line in text.splitlines())
         }
         dead: dict[int, int] = {}
-        for letter in self.dead_letters():
+        for letter in self.dead_letters() if count_dead_letters else []:
             partition = letter["source_partition"]
             if letter["source_offset"] < commits.get(partition, 0):
                 dead[partition] = dead.get(partition, 0) + 1
@@ -418,6 +425,51 @@ class Pipeline:
             f"records do not add up: produced {produced} != stored {stored} + dead-lettered {dead}"
         )
         return stored, dead
+
+
+class CommitWatch:
+    """Samples the group's committed offsets while a test runs; each must cover stored records only.
+
+    A sample reads the commits first, then the clock: every record below
+    a commit must have a row stamped before that moment (the writer stamps
+    rows before it inserts them, and a record is acked, hence committable,
+    only after its insert returned). Runs in a thread next to the test.
+    """
+
+    def __init__(self, pipeline: Pipeline, every_s: float = 0.2) -> None:
+        self._pipeline = pipeline
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.samples = 0
+        self.committed_records = 0
+        #: (committed offsets, records among them not stored by then), for each bad sample
+        self.violations: list[tuple[dict[int, int], int]] = []
+        self.errors: list[str] = []
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every_s):
+            try:
+                commits = self._pipeline.committed_offsets()
+                sampled_at_ms = int(time.time() * 1000)
+                unstored = self._pipeline.committed_but_not_stored(
+                    commits, stored_before_ms=sampled_at_ms, count_dead_letters=False
+                )
+            except (OSError, urllib.error.URLError, KafkaError) as exc:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            self.samples += 1
+            self.committed_records = max(self.committed_records, sum(commits.values()))
+            if unstored:
+                self.violations.append((commits, unstored))
 
 
 @dataclass

@@ -17,7 +17,7 @@ import pytest
 from models.dataset import load_dataset
 from models.repository import ModelRepository
 from stack.launch import Child, riskstream_argv, spawn
-from tests.e2e.harness import Pipeline, free_port, wait_until
+from tests.e2e.harness import CommitWatch, Pipeline, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -102,9 +102,13 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_nothing_and_stores_each_
     # Commits every 10 s: the kill surely comes between a store and its commit.
     worker = pipeline.start_worker("worker", RISKSTREAM_COMMIT_INTERVAL_S="10")
     generator = pipeline.generate("--count", "20000", "--rate", "2500")
-    wait_until(
-        lambda: pipeline.count() >= 4000, DRAIN_TIMEOUT_S, "4,000 stored predictions"
-    )
+    with CommitWatch(pipeline) as commits:
+        wait_until(
+            lambda: pipeline.count() >= 4000,
+            DRAIN_TIMEOUT_S,
+            "4,000 stored predictions",
+        )
+    assert commits.samples >= 5 and not commits.violations, commits.violations
     worker.child.kill()  # kill -9: no commit, no goodbye
     stored_at_kill = pipeline.count(final=False)
     uncommitted = pipeline.stored_beyond_commit()
@@ -262,6 +266,69 @@ def test_two_workers_split_the_partitions_and_stopping_one_loses_nothing(
         lambda: first.stats()["totals"]["stored_records"] >= produced,
         30,
         "/stats of the remaining worker to count every record",
+    )
+    pipeline.account(produced)
+
+
+def test_workers_joining_and_leaving_mid_stream_never_commit_an_unstored_record_and_lose_nothing(
+    pipeline: Pipeline,
+) -> None:
+    """Two rebalances while batches are in flight, with commits sampled throughout.
+
+    A joining worker makes the first one revoke partitions mid-batch (the
+    revocation waits until every record taken is stored and acked); the
+    second worker then stops and hands them back. Commits every 0.5 s
+    give a commit that would run ahead of the store many chances to show.
+    """
+    pipeline.start_model_server()
+    pipeline.start_model_server()
+    pipeline.declare_feature_topic()
+    settings = {"RISKSTREAM_COMMIT_INTERVAL_S": "0.5"}
+    first = pipeline.start_worker("worker-1", **settings)
+    generator = pipeline.generate("--count", "30000", "--rate", "1500")
+    with CommitWatch(pipeline) as commits:
+        wait_until(lambda: pipeline.count() >= 4000, DRAIN_TIMEOUT_S, "4,000 stored")
+        second = pipeline.start_worker("worker-2", **settings)
+        wait_until(
+            lambda: first.local()["partitions"] and second.local()["partitions"],
+            60,
+            "the joining worker to take partitions from the busy one",
+        )
+        stored_at_join = pipeline.count(final=False)
+        wait_until(
+            lambda: (
+                second.local()["pipeline"]["batches_done"] >= 5
+                and pipeline.count(final=False) >= stored_at_join + 6000
+            ),
+            DRAIN_TIMEOUT_S,
+            "both workers to store records",
+        )
+        assert second.child.stop() == 0
+        wait_until(
+            lambda: sorted(first.local()["partitions"]) == [0, 1, 2, 3],
+            60,
+            "the remaining worker to take every partition back",
+        )
+        produced = produced_by(generator)
+        wait_until(
+            lambda: pipeline.count() >= produced, DRAIN_TIMEOUT_S, "every record stored"
+        )
+        wait_until(
+            lambda: sum(pipeline.committed_offsets().values()) >= produced,
+            30,
+            "every offset committed",
+        )
+    assert not commits.violations, (
+        f"commits ran ahead of the store: {commits.violations[:5]}"
+    )
+    assert commits.samples >= 20, f"only {commits.samples} samples: {commits.errors}"
+    rows, distinct = pipeline.distinct_record_ids()
+    assert rows == distinct == produced
+    raw = pipeline.count(final=False)
+    print(
+        f"\n[{pipeline.run_id}] {commits.samples} commit samples, none ahead of the "
+        f"store; {raw - rows} records stored twice by the rebalances (replays), "
+        f"{rows} once each in the dedup query"
     )
     pipeline.account(produced)
 

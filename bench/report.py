@@ -1,0 +1,252 @@
+"""The figures of a ``riskstream bench`` run: a printed table, ``bench.json`` and PNG plots.
+
+The JSON holds every figure with its unit in its key and the environment
+it was measured in (:mod:`bench.environment`), so two runs can be compared
+without the console output. The plots are drawn with matplotlib's Agg
+backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "TARGET_P99_MS",
+    "TARGET_RATIO",
+    "TARGET_RECORDS_PER_S",
+    "environment_lines",
+    "plot",
+    "summary_lines",
+    "write_json",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The issue's targets, for the verdicts.
+TARGET_RECORDS_PER_S = 20_000
+TARGET_P99_MS = 250.0
+TARGET_P99_AT_RATE = 2_000.0
+TARGET_RATIO = 30.0
+
+
+def _verdict(ok: bool) -> str:
+    return "meets the target" if ok else "MISSES the target"
+
+
+def environment_lines(environment: dict[str, Any]) -> list[str]:
+    libraries = ", ".join(f"{k} {v}" for k, v in environment["libraries"].items())
+    load = " ".join(f"{v:.2f}" for v in environment["load_average_at_start"])
+    return [
+        (
+            f"machine: {environment['cores']} cores ({environment['cpu']}), load average "
+            f"{load} at start (1/5/15 min; other work on the machine counts against the figures)"
+        ),
+        (
+            f"Kafka {environment['kafka']}, ClickHouse {environment['clickhouse']}, "
+            f"Python {environment['python']}; {libraries}"
+        ),
+    ]
+
+
+def _ratio(results: dict[str, Any]) -> dict[str, float] | None:
+    """riskstream over the reference: like for like (1 process, 1 model server) and best."""
+    reference = results.get("reference")
+    runs = results.get("throughput")
+    if not reference or not runs or not reference["records_per_s"]:
+        return None
+    base = reference["records_per_s"]
+    same = next(
+        (r for r in runs if r["workers"] == 1 and r["model_servers"] == 1), None
+    )
+    best = max(runs, key=lambda r: r["records_per_s"])
+    ratio = {"best": round(best["records_per_s"] / base, 1)}
+    if same is not None:
+        ratio["same_resources"] = round(same["records_per_s"] / base, 1)
+    return ratio
+
+
+def summary_lines(results: dict[str, Any]) -> list[str]:
+    """The table printed at the end of a run."""
+    lines = ["", "=" * 78, "riskstream bench: results", "=" * 78]
+    lines += environment_lines(results["environment"])
+    runs = results.get("throughput")
+    if runs:
+        lines += [
+            "",
+            (
+                f"sustained throughput: {results['records_preloaded']:,} records preloaded, "
+                "records/s from Kafka into ClickHouse (counted in ClickHouse)"
+            ),
+            (
+                f"  {'workers':>7}  {'model servers':>13}  {'records/s':>10}  "
+                f"{'worker CPU':>14}  {'rows counted':>12}  {'load (1 min)':>12}"
+            ),
+        ]
+        for run in runs:
+            lines.append(
+                f"  {run['workers']:>7}  {run['model_servers']:>13}  "
+                f"{run['records_per_s']:>10,.0f}  "
+                f"{run['worker_cpu_us_per_record']:>8,.1f} us/rec  "
+                f"{run['rows_measured']:>12,}  {run['load_average'][0]:>12.2f}"
+            )
+        best = max(run["records_per_s"] for run in runs)
+        lines.append(
+            f"  best {best:,.0f} records/s ({_verdict(best >= TARGET_RECORDS_PER_S)} "
+            f"of {TARGET_RECORDS_PER_S:,} records/s)"
+        )
+    reference = results.get("reference")
+    if reference:
+        lines += [
+            "",
+            (
+                "the reference's design (one synchronous HTTP call per record, a new "
+                "client per call, 1 model server):"
+            ),
+            (
+                f"  {reference['records_per_s']:,.0f} records/s "
+                f"({reference['rows_measured']:,} rows in {reference['measured_s']:.1f} s, "
+                f"load {reference['load_average'][0]:.2f})"
+            ),
+        ]
+    ratio = _ratio(results)
+    if ratio:
+        same = ratio.get("same_resources")
+        lines.append(
+            f"  riskstream / reference: {ratio['best']:,.1f} x best configuration"
+            + (
+                f", {same:,.1f} x with the same resources (1 process, 1 model server)"
+                if same is not None
+                else ""
+            )
+            + f" ({_verdict(ratio['best'] >= TARGET_RATIO)} of {TARGET_RATIO:.0f} x)"
+        )
+    latency = results.get("latency")
+    if latency:
+        lines += [
+            "",
+            (
+                "latency, event time -> row stored (1 worker, 3 model servers, "
+                "generator at a fixed rate):"
+            ),
+            (
+                f"  {'offered/s':>9}  {'achieved/s':>10}  {'p50 ms':>8}  {'p95 ms':>8}  "
+                f"{'p99 ms':>8}  {'max ms':>8}  {'records':>8}"
+            ),
+        ]
+        for phase in latency:
+            lines.append(
+                f"  {phase['offered_records_per_s']:>9,.0f}  "
+                f"{phase['achieved_records_per_s']:>10,.0f}  {phase['p50_ms']:>8,.0f}  "
+                f"{phase['p95_ms']:>8,.0f}  {phase['p99_ms']:>8,.0f}  "
+                f"{phase['max_ms']:>8,.0f}  {phase['records']:>8,}"
+            )
+        at_target = [
+            p for p in latency if p["offered_records_per_s"] == TARGET_P99_AT_RATE
+        ]
+        if at_target:
+            p99 = at_target[0]["p99_ms"]
+            lines.append(
+                f"  p99 at {TARGET_P99_AT_RATE:,.0f} records/s: {p99:,.0f} ms "
+                f"({_verdict(p99 <= TARGET_P99_MS)} of {TARGET_P99_MS:.0f} ms)"
+            )
+    serving = results.get("serving")
+    if serving:
+        rates = serving["evaluators_rows_per_s"]
+        lines += [
+            "",
+            f"model servers alone ({serving['model']}):",
+            (
+                f"  evaluators: fast {rates['fast']:,.0f} rows/s, pypmml {rates['pypmml']:,.0f} "
+                f"rows/s ({serving['evaluator_speedup']:,.1f} x)"
+            ),
+        ]
+        if "throughput" in serving:
+            t = serving["throughput"]
+            lines.append(
+                f"  {t['rows_per_request']}-row requests: {t['rows_per_s']:,.0f} rows/s, "
+                f"p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms"
+            )
+        if "latency" in serving:
+            t = serving["latency"]
+            lines.append(
+                f"  1-row requests at {t['offered_requests_per_s']:,.0f}/s: "
+                f"p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms"
+            )
+    lines.append("")
+    return lines
+
+
+def write_json(results: dict[str, Any], folder: Path) -> Path:
+    path = folder / "bench.json"
+    results = {**results, "ratio_to_reference": _ratio(results)}
+    path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    return path
+
+
+def plot(results: dict[str, Any], folder: Path) -> list[Path]:
+    """throughput.png and latency.png for what the run measured."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    environment = results["environment"]
+    subtitle = (
+        f"{environment['cores']} cores, Kafka {environment['kafka']}, "
+        f"ClickHouse {environment['clickhouse']}, "
+        f"faust-streaming {environment['libraries']['faust-streaming']}"
+    )
+    written: list[Path] = []
+    runs = results.get("throughput") or []
+    reference = results.get("reference")
+    if runs or reference:
+        labels = [
+            f"{r['workers']} worker(s)\n{r['model_servers']} server(s)" for r in runs
+        ]
+        values = [r["records_per_s"] for r in runs]
+        colors = ["tab:blue"] * len(runs)
+        if reference:
+            labels.append("reference\ndesign")
+            values.append(reference["records_per_s"])
+            colors.append("tab:gray")
+        figure, axis = plt.subplots(figsize=(8, 4.5))
+        bars = axis.bar(labels, values, color=colors)
+        axis.bar_label(bars, labels=[f"{v:,.0f}" for v in values])
+        axis.axhline(
+            TARGET_RECORDS_PER_S, color="tab:red", linestyle="--", label="target"
+        )
+        axis.set_ylabel("records/s, Kafka -> ClickHouse")
+        axis.set_title(f"Sustained throughput\n{subtitle}", fontsize=10)
+        axis.legend()
+        figure.tight_layout()
+        path = folder / "throughput.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    latency = results.get("latency") or []
+    if latency:
+        figure, axis = plt.subplots(figsize=(8, 4.5))
+        width = 0.25
+        positions = range(len(latency))
+        for shift, key in ((-1, "p50_ms"), (0, "p95_ms"), (1, "p99_ms")):
+            xs = [p + shift * width for p in positions]
+            bars = axis.bar(xs, [phase[key] for phase in latency], width, label=key[:3])
+            axis.bar_label(bars, fmt="%.0f", fontsize=8)
+        axis.axhline(TARGET_P99_MS, color="tab:red", linestyle="--", label="p99 target")
+        axis.set_xticks(
+            list(positions),
+            [f"{phase['offered_records_per_s']:,.0f} records/s" for phase in latency],
+        )
+        axis.set_ylabel("event time -> stored, ms")
+        axis.set_title(f"Latency (1 worker, 3 model servers)\n{subtitle}", fontsize=10)
+        axis.legend()
+        figure.tight_layout()
+        path = folder / "latency.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written

@@ -1,0 +1,584 @@
+"""The pipeline end to end on the real local stack: sustained throughput, latency, the reference's design.
+
+Every figure is counted in ClickHouse, from the rows the pipeline stored:
+
+- **Sustained throughput**: the feature topic is preloaded with ``records``
+  CSV records (the generator unthrottled), then 1 or 2 worker processes
+  (``faust -A app worker``) drain it with 1 or 3 model servers. The
+  workers start and split the partitions before their model servers
+  are up (a worker takes no record before it has the model's schema), so
+  they all start draining together; the rate is the rows stored after the
+  first insert over the time from the first insert to the last (stored-at
+  stamps), the same measure as the reference's.
+- **Latency**: one worker and three model servers, the generator at a
+  fixed rate for ``latency_seconds``; event time (the Kafka timestamp the
+  generator's producer set) to stored-at (stamped just before the insert),
+  p50/p95/p99 with ``quantilesExact`` over every record of the phase.
+- **The reference's design**: :mod:`bench.reference_job` reads the same
+  preloaded topic (its own consumer group and database) for
+  ``reference_seconds`` against one model server; its rate is the rows
+  after its first insert over the time to its last insert.
+
+The bench brings the local stack up (``riskstream stack up``; what it
+started it stops at the end), trains a model into its work folder, and
+starts model servers (``riskstream serve --replicas N``, from
+``RISKSTREAM_MODEL_SERVER_PORT``) for each phase; workers listen from
+``RISKSTREAM_WEB_PORT``. The databases and topics it creates carry the
+run's id and are dropped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import orjson
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from app.security import kafka_client_options
+from app.settings import Settings
+from bench.environment import load_average
+from datagen.generator import declare_topic
+from stack import control
+from stack.launch import Child, faust_worker_argv, riskstream_argv, spawn, wait_http_ok
+from stack.progress import Progress
+from stack.warehouse import ADMIN_USER
+
+__all__ = [
+    "Rig",
+    "StreamBenchmark",
+    "ensure_model",
+    "measure_latency",
+    "measure_reference",
+    "measure_throughput",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Model server processes the rig starts (the 3-server runs use them all).
+MODEL_SERVERS = 3
+
+#: Partitions of the bench topics (two workers get two each).
+PARTITIONS = 4
+
+#: Seconds a worker or a model server may take to come up.
+START_TIMEOUT_S = 120.0
+
+#: Seconds between two looks at ClickHouse while waiting.
+POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class StreamBenchmark:
+    """How much to measure (the ``riskstream bench`` options)."""
+
+    records: int
+    latency_rates: tuple[float, ...]
+    latency_seconds: float
+    reference_seconds: float
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return orjson.loads(response.read())
+
+
+def ensure_model(repository: Path, workdir: Path) -> None:
+    """Train the default model into ``repository`` unless it holds one (seeded: same PMML each time)."""
+    if repository.is_dir() and any(repository.iterdir()):
+        return
+    say(f"training a model into {repository} ...")
+    trainer = spawn(
+        "trainer",
+        riskstream_argv("train", "--repository", str(repository)),
+        {},
+        workdir / "train.log",
+    )
+    if trainer.process.wait(300) != 0:
+        raise SystemExit(f"riskstream train failed:\n{trainer.log_tail()}")
+
+
+class Rig:
+    """The stack, a trained model, model servers on demand; names and processes of one bench run."""
+
+    def __init__(self, settings: Settings, workdir: Path) -> None:
+        self.settings = settings
+        self.workdir = workdir
+        self.run_id = time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
+        self.repository = workdir / "models"
+        first = settings.model_server_port
+        self.server_urls = [
+            f"http://127.0.0.1:{first + i}" for i in range(MODEL_SERVERS)
+        ]
+        self._children: list[Child] = []
+        self._stack_started: list[str] = []
+        self._databases: list[str] = []
+
+    # --- set-up and tear-down --------------------------------------------------------
+    def __enter__(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._stack_started = asyncio.run(control.up(self.settings))
+        say(
+            "stack: "
+            + (
+                f"started {', '.join(self._stack_started)}"
+                if self._stack_started
+                else "already running"
+            )
+            + f" (Kafka {self.settings.kafka_bootstrap}, ClickHouse "
+            f"{self.settings.clickhouse_host}:{self.settings.clickhouse_port})"
+        )
+        ensure_model(self.repository, self.workdir)
+
+    @contextmanager
+    def model_servers(self, count: int) -> Iterator[list[str]]:
+        """``riskstream serve --replicas count`` from the first port; their URLs once all are ready."""
+        urls = self.server_urls[:count]
+        servers = spawn(
+            f"{count} model server(s)",
+            riskstream_argv(
+                "serve",
+                "--replicas",
+                str(count),
+                "--port",
+                str(self.settings.model_server_port),
+                "--served-name",
+                self.settings.model_name,
+                "--repository",
+                str(self.repository),
+            ),
+            {},
+            self.workdir / f"model-servers-{count}.log",
+        )
+        self._children.append(servers)
+        try:
+            for url in urls:
+                wait_http_ok(f"{url}/v2/health/ready", servers, START_TIMEOUT_S)
+            yield urls
+        finally:
+            servers.stop(timeout_s=30)
+            self._children.remove(servers)
+
+    def close(self) -> None:
+        for child in reversed(self._children):
+            child.stop(timeout_s=30)
+        self._children.clear()
+        for database in self._databases:
+            try:
+                self.clickhouse(f"DROP DATABASE IF EXISTS {database}")
+            except (urllib.error.URLError, OSError) as exc:
+                logger.warning("cannot drop %s: %s", database, exc)
+        try:
+            asyncio.run(self._delete_topics())
+        except (KafkaError, OSError) as exc:  # best effort: the figures are taken
+            logger.warning("cannot delete the bench topics: %s", exc)
+        self._databases.clear()
+        if self._stack_started:
+            asyncio.run(control.down(self.settings, self._stack_started))
+            self._stack_started = []
+
+    async def _delete_topics(self) -> None:
+        """Delete every topic of this run (its name holds the run id: features, dead letters, Faust's)."""
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            **kafka_client_options(self.settings),
+        )
+        await admin.start()
+        try:
+            mine = [t for t in await admin.list_topics() if self.run_id in t]
+            if mine:
+                await admin.delete_topics(mine)
+        finally:
+            await admin.close()
+
+    # --- names -----------------------------------------------------------------------
+    def topic(self, purpose: str) -> str:
+        return f"bench-{self.run_id}-{purpose}"
+
+    def database(self, purpose: str) -> str:
+        name = f"bench_{self.run_id}_{purpose}".replace("-", "_")
+        self._databases.append(name)
+        return name
+
+    # --- ClickHouse --------------------------------------------------------------------
+    def clickhouse(self, query: str) -> str:
+        """Run ``query`` as the stack's admin (the bench databases are its own)."""
+        url = f"http://{self.settings.clickhouse_host}:{self.settings.clickhouse_http_port}/"
+        request = urllib.request.Request(
+            url, data=query.encode(), headers={"X-ClickHouse-User": ADMIN_USER}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            text: str = response.read().decode()
+            return text
+
+    def clickhouse_row(self, query: str) -> dict[str, Any]:
+        """One row as a dict (64-bit integers come as strings: convert them)."""
+        text = self.clickhouse(query + " FORMAT JSONEachRow").strip()
+        row: dict[str, Any] = orjson.loads(text) if text else {}
+        return row
+
+    def count(self, database: str) -> int:
+        try:
+            return int(self.clickhouse(f"SELECT count() FROM {database}.predictions"))
+        except urllib.error.HTTPError:
+            return 0  # the table does not exist yet
+
+    def clickhouse_version(self) -> str:
+        return self.clickhouse("SELECT version()").strip()
+
+    # --- processes ---------------------------------------------------------------------
+    def env(
+        self, app_id: str, topic: str, database: str, servers: Sequence[str]
+    ) -> dict[str, str]:
+        """A worker's (or the reference job's) configuration for one run."""
+        return {
+            "RISKSTREAM_APP_ID": app_id,
+            "RISKSTREAM_FEATURE_TOPIC": topic,
+            "RISKSTREAM_DLQ_TOPIC": f"{topic}-dlq",
+            "RISKSTREAM_TOPIC_PARTITIONS": str(PARTITIONS),
+            "RISKSTREAM_CLICKHOUSE_DATABASE": database,
+            "RISKSTREAM_CLICKHOUSE_USER": ADMIN_USER,
+            "RISKSTREAM_CLICKHOUSE_PASSWORD": "",
+            "RISKSTREAM_MODEL_SERVERS": ",".join(servers),
+            "RISKSTREAM_MODEL_REPOSITORY": str(self.repository),
+            "RISKSTREAM_DATA_DIR": str(self.workdir / "data"),
+            # Faust's per-record Prometheus sensor off: riskstream's metrics only.
+            "RISKSTREAM_FAUST_METRICS": "false",
+            # Workers waiting for their model servers notice them quickly.
+            "RISKSTREAM_PROBE_INTERVAL_S": "0.2",
+        }
+
+    def generate(self, topic: str, *args: str) -> Child:
+        """``riskstream datagen ARGS`` into ``topic`` (schema from the repository's model)."""
+        child = spawn(
+            "generator",
+            riskstream_argv("datagen", "--schema-from", "repository", *args),
+            {
+                "RISKSTREAM_FEATURE_TOPIC": topic,
+                "RISKSTREAM_TOPIC_PARTITIONS": str(PARTITIONS),
+                "RISKSTREAM_MODEL_REPOSITORY": str(self.repository),
+            },
+            self.workdir / f"generator-{topic}.log",
+        )
+        self._children.append(child)
+        return child
+
+    def adopt(self, child: Child) -> None:
+        """Stop ``child`` with the rig if it is still running then."""
+        self._children.append(child)
+
+    def finish(self, child: Child, timeout_s: float) -> None:
+        """Wait for a child that ends by itself; fail with its log's end if it fails."""
+        code = child.process.wait(timeout_s)
+        self._children.remove(child)
+        if code != 0:
+            raise SystemExit(
+                f"{child.name} failed (exit code {code}):\n{child.log_tail()}"
+            )
+
+    def preload(self, topic: str, records: int) -> None:
+        progress = Progress()
+        started = time.monotonic()
+        generator = self.generate(topic, "--count", str(records))
+        while generator.alive():
+            progress.update(
+                f"  preloading {records:,} records: {time.monotonic() - started:.0f} s"
+            )
+            time.sleep(POLL_S)
+        progress.done()
+        self.finish(generator, 10)
+        say(
+            f"  topic {topic}: {records:,} records preloaded in {time.monotonic() - started:.1f} s"
+        )
+
+    def declare(self, topic: str) -> None:
+        asyncio.run(
+            declare_topic(
+                self.settings.kafka_bootstrap,
+                topic,
+                PARTITIONS,
+                kafka_client_options(self.settings),
+            )
+        )
+
+    @contextmanager
+    def workers(
+        self, count: int, env: dict[str, str], name: str, ready: bool = True
+    ) -> Iterator[list[Child]]:
+        """``count`` worker processes, yielded once they own every partition between them; stopped after.
+
+        With ``ready`` their pipelines must be ready too (their model servers
+        answer); without, they may still be waiting for the model servers,
+        which keeps them from taking any record.
+        """
+        started: list[Child] = []
+        try:
+            for index in range(count):
+                port = self.settings.web_port + index
+                child = spawn(
+                    f"worker {index + 1}",
+                    faust_worker_argv("-l", "warn"),
+                    {**env, "RISKSTREAM_WEB_PORT": str(port)},
+                    self.workdir / f"{name}-worker-{index + 1}.log",
+                )
+                started.append(child)
+                self._children.append(child)
+            urls = [
+                f"http://127.0.0.1:{self.settings.web_port + i}" for i in range(count)
+            ]
+            for child, url in zip(started, urls, strict=True):
+                wait_http_ok(f"{url}/stats/local", child, START_TIMEOUT_S)
+            self.wait(
+                lambda: _partitions_split(urls, ready),
+                START_TIMEOUT_S,
+                "the workers to own every partition between them",
+                started,
+            )
+            yield started
+        finally:
+            for child in started:
+                child.stop(timeout_s=30)
+                if child in self._children:
+                    self._children.remove(child)
+
+    def wait(
+        self,
+        check: Callable[[], Any],
+        timeout_s: float,
+        what: str,
+        children: Sequence[Child] = (),
+        describe: Callable[[], str] | None = None,
+    ) -> Any:
+        progress = Progress()
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                for child in children:
+                    if not child.alive():
+                        raise SystemExit(
+                            f"{child.name} exited while waiting for {what}:\n{child.log_tail()}"
+                        )
+                result = check()
+                if result:
+                    return result
+                if describe is not None:
+                    progress.update(describe())
+                time.sleep(POLL_S)
+        finally:
+            progress.done()
+        raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def _partitions_split(urls: Sequence[str], ready: bool) -> bool:
+    """Every worker owning partitions (and ``ready``, if asked), none shared, all covered."""
+    owned: list[int] = []
+    for url in urls:
+        try:
+            local = _get_json(f"{url}/stats/local")
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        if not local["partitions"] or (ready and not local["pipeline"]["ready"]):
+            return False
+        owned.extend(local["partitions"])
+    return sorted(owned) == list(range(PARTITIONS))
+
+
+def _drain_timeout_s(records: int) -> float:
+    return 120.0 + records / 2000.0
+
+
+def measure_throughput(
+    rig: Rig, topic: str, records: int, workers: int, servers: int
+) -> dict[str, Any]:
+    """Drain the preloaded ``topic`` with ``workers`` workers and ``servers`` model servers.
+
+    The workers start first and split the partitions while their model
+    servers are not up yet: a worker takes no record before it has read
+    the model's schema, so all of them start draining within a probe
+    interval of the servers coming up, and none gets a head start.
+    """
+    label = f"w{workers}s{servers}"
+    database = rig.database(f"throughput_{label}")
+    env = rig.env(
+        f"bench-{rig.run_id}-{label}", topic, database, rig.server_urls[:servers]
+    )
+    with rig.workers(workers, env, f"throughput-{label}", ready=False) as children:
+        cpu_before = sum(_cpu_seconds(child.pid) for child in children)
+        with rig.model_servers(servers):
+            started = time.monotonic()
+
+            def progress() -> str:
+                stored = rig.count(database)
+                elapsed = time.monotonic() - started
+                return f"  stored {stored:,} of {records:,} records, {elapsed:.0f} s"
+
+            rig.wait(
+                lambda: rig.count(database) >= records,
+                _drain_timeout_s(records),
+                f"{records:,} stored predictions",
+                children,
+                progress,
+            )
+            drain_s = time.monotonic() - started
+            cpu_s = sum(_cpu_seconds(child.pid) for child in children) - cpu_before
+    figures = _insert_rate(rig, database)
+    return {
+        "workers": workers,
+        "model_servers": servers,
+        **figures,
+        "drain_s": round(drain_s, 3),
+        "worker_cpu_us_per_record": round(cpu_s / max(figures["records"], 1) * 1e6, 1),
+        "load_average": load_average(),
+    }
+
+
+def _insert_rate(rig: Rig, database: str) -> dict[str, Any]:
+    """Rows/s from the first insert to the last, by stored-at stamps (the first insert's rows excluded)."""
+    table = f"{database}.predictions"
+    row = rig.clickhouse_row(
+        f"SELECT uniqExact(source_partition, source_offset) AS records, count() AS rows, "
+        f"min(stored_at_ms) AS first_ms, max(stored_at_ms) AS last_ms, "
+        f"countIf(stored_at_ms = (SELECT min(stored_at_ms) FROM {table})) AS first_insert "
+        f"FROM {table}"
+    )
+    span_s = max((int(row["last_ms"]) - int(row["first_ms"])) / 1000.0, 1e-3)
+    measured = int(row["rows"]) - int(row["first_insert"])
+    return {
+        "records": int(row["records"]),
+        "rows_measured": measured,
+        "measured_s": round(span_s, 3),
+        "records_per_s": round(measured / span_s, 1),
+    }
+
+
+def measure_latency(
+    rig: Rig, rates: Sequence[float], seconds: float
+) -> list[dict[str, Any]]:
+    """One worker and all model servers; the generator at each fixed rate in turn."""
+    topic = rig.topic("latency")
+    database = rig.database("latency")
+    rig.declare(topic)
+    results: list[dict[str, Any]] = []
+    with rig.model_servers(MODEL_SERVERS) as servers:
+        env = rig.env(f"bench-{rig.run_id}-latency", topic, database, servers)
+        with rig.workers(1, env, "latency") as children:
+            for rate in rates:
+                results.append(
+                    _latency_phase(rig, topic, database, children, rate, seconds)
+                )
+    return results
+
+
+def _latency_phase(
+    rig: Rig,
+    topic: str,
+    database: str,
+    children: Sequence[Child],
+    rate: float,
+    seconds: float,
+) -> dict[str, Any]:
+    count = int(rate * seconds)
+    stored_before = rig.count(database)
+    say(f"  {rate:,.0f} records/s for {seconds:.0f} s ({count:,} records) ...")
+    phase_start_ms = int(time.time() * 1000)
+    generator = rig.generate(topic, "--rate", f"{rate:g}", "--count", str(count))
+    rig.wait(
+        lambda: not generator.alive(),
+        seconds + START_TIMEOUT_S,
+        "the generator",
+        children,
+        lambda: (
+            f"  generating at {rate:,.0f} records/s: "
+            f"stored {rig.count(database) - stored_before:,} of {count:,}"
+        ),
+    )
+    rig.finish(generator, 10)
+    rig.wait(
+        lambda: rig.count(database) >= stored_before + count,
+        _drain_timeout_s(count),
+        f"{count:,} stored predictions",
+        children,
+    )
+    row = rig.clickhouse_row(
+        f"SELECT count() AS records, "
+        f"quantilesExact(0.5, 0.95, 0.99)(stored_at_ms - event_time_ms) AS q, "
+        f"max(stored_at_ms - event_time_ms) AS max_ms, "
+        f"min(event_time_ms) AS first_ms, max(event_time_ms) AS last_ms "
+        f"FROM {database}.predictions WHERE event_time_ms >= {phase_start_ms}"
+    )
+    offered_s = max((int(row["last_ms"]) - int(row["first_ms"])) / 1000.0, 1e-3)
+    p50, p95, p99 = (float(v) for v in row["q"])
+    return {
+        "offered_records_per_s": rate,
+        "achieved_records_per_s": round(int(row["records"]) / offered_s, 1),
+        "records": int(row["records"]),
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "max_ms": float(row["max_ms"]),
+        "load_average": load_average(),
+    }
+
+
+def measure_reference(rig: Rig, topic: str, seconds: float) -> dict[str, Any]:
+    """The reference's job on the preloaded topic, with one model server, for ``seconds``."""
+    database = rig.database("reference")
+    with rig.model_servers(1) as servers:
+        env = rig.env(f"bench-{rig.run_id}-reference", topic, database, servers)
+        job = spawn(
+            "reference job",
+            [sys.executable, "-m", "bench.reference_job", "--seconds", f"{seconds:g}"],
+            env,
+            rig.workdir / "reference-job.log",
+        )
+        rig.adopt(job)
+        started = time.monotonic()
+        rig.wait(
+            lambda: not job.alive(),
+            seconds + START_TIMEOUT_S,
+            "the reference job",
+            describe=lambda: (
+                f"  reference job: {time.monotonic() - started:.0f} s, "
+                f"stored {rig.count(database):,}"
+            ),
+        )
+        rig.finish(job, 10)
+    return {
+        "model_servers": 1,
+        **_insert_rate(rig, database),
+        "load_average": load_average(),
+    }
