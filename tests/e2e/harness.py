@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import secrets
 import socket
 import threading
@@ -94,6 +95,26 @@ def wait_until(
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
+
+
+def produced_by(generator: Child, timeout_s: float = 300.0) -> int:
+    """Wait for ``riskstream datagen`` to finish; the records Kafka acknowledged, from its last line."""
+    assert generator.process.wait(timeout_s) == 0, (
+        f"generator failed:\n{generator.log_tail()}"
+    )
+    match = re.search(r"produced ([\d,]+) records to", generator.log_path.read_text())
+    assert match, f"generator did not report its count:\n{generator.log_tail()}"
+    return int(match.group(1).replace(",", ""))
+
+
+def generator_run_id(generator: Child) -> str:
+    """The run id in the generator's record ids (``<run id>-<sequence>``), from its start line."""
+    found = wait_until(
+        lambda: re.search(r"generator (\w+) started", generator.log_path.read_text()),
+        60,
+        "the generator's start line",
+    )
+    return str(found.group(1))
 
 
 @dataclass

@@ -17,9 +17,14 @@ from typing import Any
 
 import pytest
 
-from stack.launch import Child
 from tests.e2e.fault_proxy import FaultProxy
-from tests.e2e.harness import Pipeline, Worker, wait_until
+from tests.e2e.harness import (
+    Pipeline,
+    Worker,
+    generator_run_id,
+    produced_by,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -30,26 +35,6 @@ DRAIN_TIMEOUT_S = 180.0
 OUTAGE_S = 30.0
 
 GOOD_LINE = b"5,1,1,1,2,1,3,1,1"
-
-
-def produced_by(generator: Child, timeout_s: float = 300.0) -> int:
-    """Wait for ``riskstream datagen`` to finish; the records Kafka acknowledged, from its last line."""
-    assert generator.process.wait(timeout_s) == 0, (
-        f"generator failed:\n{generator.log_tail()}"
-    )
-    match = re.search(r"produced ([\d,]+) records to", generator.log_path.read_text())
-    assert match, f"generator did not report its count:\n{generator.log_tail()}"
-    return int(match.group(1).replace(",", ""))
-
-
-def generator_run_id(generator: Child) -> str:
-    """The run id in the generator's record ids (``<run id>-<sequence>``), from its start line."""
-    found = wait_until(
-        lambda: re.search(r"generator (\w+) started", generator.log_path.read_text()),
-        60,
-        "the generator's start line",
-    )
-    return str(found.group(1))
 
 
 def server_view(worker: Worker, url: str) -> dict[str, Any]:

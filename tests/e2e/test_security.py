@@ -10,7 +10,6 @@ secret may appear in any log or in anything the worker serves.
 
 from __future__ import annotations
 
-import re
 import secrets
 import ssl
 import urllib.request
@@ -20,7 +19,13 @@ import pytest
 
 from stack.launch import Child, riskstream_argv, spawn
 from tests.certificates import make_certificates
-from tests.e2e.harness import Pipeline, get_json, restartable_port, wait_until
+from tests.e2e.harness import (
+    Pipeline,
+    get_json,
+    produced_by,
+    restartable_port,
+    wait_until,
+)
 from tests.private_clickhouse import private_clickhouse
 
 pytestmark = pytest.mark.slow
@@ -97,12 +102,10 @@ def test_tls_token_and_password_from_files_work_end_to_end_and_leak_nowhere(
             pipeline.workdir / "generator.log",
         )  # fmt: skip
         pipeline.children.append(generator)
-        assert generator.process.wait(120) == 0, generator.log_tail()
-        log = generator.log_path.read_text()
-        assert f"from model server {url}" in log, "the schema did not come over TLS"
-        counted = re.search(r"produced ([\d,]+) records", log)
-        assert counted, log
-        produced = int(counted.group(1).replace(",", ""))
+        produced = produced_by(generator, timeout_s=120)
+        assert f"from model server {url}" in generator.log_path.read_text(), (
+            "the schema did not come over TLS"
+        )
         wait_until(
             lambda: pipeline.count() >= produced, DRAIN_TIMEOUT_S, "every record stored"
         )

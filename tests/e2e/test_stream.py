@@ -16,8 +16,14 @@ import pytest
 
 from models.dataset import load_dataset
 from models.repository import ModelRepository
-from stack.launch import Child, riskstream_argv, spawn
-from tests.e2e.harness import CommitWatch, Pipeline, free_port, wait_until
+from stack.launch import riskstream_argv, spawn
+from tests.e2e.harness import (
+    CommitWatch,
+    Pipeline,
+    free_port,
+    produced_by,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -32,16 +38,6 @@ def consecutive_free_ports() -> int | None:
     port = free_port()
     with socket.socket() as probe:
         return port if probe.connect_ex(("127.0.0.1", port + 1)) != 0 else None
-
-
-def produced_by(generator: Child, timeout_s: float = 300.0) -> int:
-    """Wait for ``riskstream datagen`` to finish; the records Kafka acknowledged, from its last line."""
-    assert generator.process.wait(timeout_s) == 0, (
-        f"generator failed:\n{generator.log_tail()}"
-    )
-    match = re.search(r"produced ([\d,]+) records to", generator.log_path.read_text())
-    assert match, f"generator did not report its count:\n{generator.log_tail()}"
-    return int(match.group(1).replace(",", ""))
 
 
 def test_replaying_the_data_set_stores_the_offline_models_prediction_for_every_row(
