@@ -467,6 +467,10 @@ class Pipeline(Service):
             self._slots.release()
             self.batches_done += 1
 
+    def processing(self) -> int:
+        """Batches taken and not processed yet (each may still hand rows to the store)."""
+        return sum(1 for batch in self._in_flight if not batch.task.done())
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "batches_in_flight": len(self._in_flight),

@@ -75,6 +75,8 @@ async def _prepare() -> BatchProcessor:
 
 
 pipeline = Pipeline(prepare=_prepare, batches_in_flight=settings.batches_in_flight)
+# Once every batch in flight waits for the insert, no more rows can join it.
+writer.expect_callers(pipeline.processing)
 
 metrics = StreamMetrics(servers=pool.snapshot, pipeline=pipeline.snapshot)
 metrics.register()

@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     store_max_rows: int = 20000
     """Most prediction rows in one ClickHouse insert."""
 
-    store_max_wait_s: float = 0.02
+    store_max_wait_s: float = 0.1
     """Seconds rows wait for more rows before they are inserted."""
 
     retry_max_backoff_s: float = 5.0

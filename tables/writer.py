@@ -4,8 +4,11 @@ Callers hand over the rows of one batch and wait: :meth:`PredictionWriter.store`
 returns only once ClickHouse has acknowledged the insert holding those rows,
 which is the moment the worker may ack (and later commit) their Kafka
 offsets. Rows of several concurrent batches are merged into one insert,
-bounded by rows (``store_max_rows``) and by time (``store_max_wait_s``):
-ClickHouse prefers few large inserts, the stream wants low latency.
+bounded by rows (``store_max_rows``) and by time (``store_max_wait_s``),
+and sent at once when every batch in flight waits for it
+(:meth:`PredictionWriter.expect_callers`): ClickHouse prefers few large
+inserts (its merges cost more CPU than the inserts), the stream wants low
+latency.
 
 A failed insert is never reported to the caller: ClickHouse being down is
 transient, so the writer reconnects and retries the same rows with capped
@@ -20,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asynch
@@ -80,6 +83,9 @@ class PredictionWriter(Service):
         self._first_pending_at = 0.0
         self._has_pending = Event()
         self._full = Event()
+        # callers whose rows are in the insert under way, and how many may call at all
+        self._inserting_callers = 0
+        self._callers: Callable[[], int] | None = None
         self.rows_inserted = 0
         self.inserts = 0
         self.failed_inserts = 0
@@ -98,9 +104,25 @@ class PredictionWriter(Service):
         self._pending.append((rows, future))
         self._pending_rows += len(rows)
         self._has_pending.set()
-        if self._pending_rows >= self._max_rows:
+        if self._pending_rows >= self._max_rows or self._all_callers_wait():
             self._full.set()
         return await future
+
+    def expect_callers(self, callers: Callable[[], int]) -> None:
+        """Insert without waiting for more rows once ``callers()`` callers wait for inserts.
+
+        ``max_wait_s`` lets rows of concurrent batches share an insert
+        (ClickHouse merges fewer, larger parts); but once every batch that
+        could add rows is already waiting, no row can come: waiting longer
+        would only add latency and stall the pipeline. The pipeline passes
+        how many of its batches are being processed.
+        """
+        self._callers = callers
+
+    def _all_callers_wait(self) -> bool:
+        if self._callers is None:
+            return False
+        return len(self._pending) + self._inserting_callers >= self._callers()
 
     async def on_start(self) -> None:
         logger.info(
@@ -143,7 +165,11 @@ class PredictionWriter(Service):
             self._has_pending.clear()
             self._full.clear()
             if batch:
-                await self._insert(batch)
+                self._inserting_callers = len(batch)
+                try:
+                    await self._insert(batch)
+                finally:
+                    self._inserting_callers = 0
 
     async def _insert(
         self, batch: list[tuple[Sequence[tuple[Any, ...]], asyncio.Future[int]]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -102,3 +103,50 @@ def test_concurrent_batches_share_inserts_and_replays_are_counted_once(
         f"FROM {database}.predictions FINAL WHERE source_offset = 7 FORMAT TSV",
     ).split()
     assert stored[:2] == ["1", "1"] and int(stored[2]) >= 2026
+
+
+def test_rows_go_in_at_once_when_every_batch_in_flight_waits_for_the_insert(
+    stack: Settings, database: str
+) -> None:
+    """No waiting for rows that cannot come: the pipeline's batches are all at the writer."""
+    in_flight = 3
+
+    async def run() -> tuple[PredictionWriter, float, set[int]]:
+        writer = PredictionWriter(
+            host="127.0.0.1",
+            port=stack.clickhouse_port,
+            user=ADMIN_USER,
+            password="",
+            database=database,
+            max_rows=100_000,
+            max_wait_s=60.0,  # would hold the rows for a minute without the trigger
+            max_backoff_s=1.0,
+        )
+        writer.expect_callers(lambda: in_flight)
+        await writer.start()
+        try:
+            await writer.ensure_schema()
+            started = time.monotonic()
+            stamps = await asyncio.wait_for(
+                asyncio.gather(
+                    *(
+                        writer.store([row(b * 100 + i) for i in range(100)])
+                        for b in range(in_flight)
+                    )
+                ),
+                timeout=30,
+            )
+            took_s = time.monotonic() - started
+        finally:
+            await writer.stop()
+        return writer, took_s, set(stamps)
+
+    writer, took_s, stamps = asyncio.run(run())
+    assert (
+        writer.inserts == 1 and len(stamps) == 1
+    )  # the three batches share one insert
+    assert took_s < 30
+    assert (
+        clickhouse(stack, f"SELECT count() FROM {database}.predictions").strip()
+        == "300"
+    )
