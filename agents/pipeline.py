@@ -277,7 +277,9 @@ class BatchProcessor:
         if label is None:
             return f"model answer has no label: {dict(prediction)!r}"[:500]
         try:
-            probabilities = [float(prediction[k]) for k in layout.probability_keys]
+            probabilities = list(
+                map(float, map(prediction.__getitem__, layout.probability_keys))
+            )
         except (TypeError, ValueError):
             return f"model answer has a non-numeric probability: {dict(prediction)!r}"[
                 :500

@@ -252,8 +252,14 @@ class Rig:
         return row
 
     def count(self, database: str) -> int:
+        """Distinct records stored (a replay stores a record twice)."""
         try:
-            return int(self.clickhouse(f"SELECT count() FROM {database}.predictions"))
+            return int(
+                self.clickhouse(
+                    "SELECT uniqExact(source_partition, source_offset) "
+                    f"FROM {database}.predictions"
+                )
+            )
         except urllib.error.HTTPError:
             return 0  # the table does not exist yet
 

@@ -323,8 +323,8 @@ def test_workers_joining_and_leaving_mid_stream_never_commit_an_unstored_record_
     raw = pipeline.count(final=False)
     print(
         f"\n[{pipeline.run_id}] {commits.samples} commit samples, none ahead of the "
-        f"store; {raw - rows} records stored twice by the rebalances (replays), "
-        f"{rows} once each in the dedup query"
+        f"store; {raw} rows before deduplication (replays after the rebalances, "
+        f"unless merges removed them already), {rows} in the dedup query"
     )
     pipeline.account(produced)
 
