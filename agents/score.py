@@ -45,7 +45,7 @@ pool = ModelServerPool.from_settings(settings)
 
 writer = PredictionWriter(
     host=settings.clickhouse_host,
-    port=settings.clickhouse_http_port,
+    port=settings.clickhouse_port,
     user=settings.clickhouse_user,
     password=settings.clickhouse_password.get_secret_value(),
     database=settings.clickhouse_database,

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     """Native-protocol port of ClickHouse (the local stack's, or a remote one)."""
 
     clickhouse_http_port: int = 8123
-    """HTTP port of ClickHouse (the local stack's, or a remote one): the workers insert through it."""
+    """HTTP port of the local ClickHouse server."""
 
     stack_timeout_s: float = 120.0
     """Seconds a local service may take to answer after start, or to exit after SIGTERM before SIGKILL."""

@@ -124,12 +124,9 @@ def missing_statements(database: str, existing: Collection[str]) -> list[str]:
     ]
 
 
-def insert_statement(database: str, data_format: str = "Native") -> str:
-    """The INSERT of every column, its data following in ``data_format`` (the writer sends Native)."""
-    return (
-        f"INSERT INTO {quote_identifier(database)}.{TABLE} "
-        f"({', '.join(INSERT_COLUMNS)}) FORMAT {data_format}"
-    )
+def insert_statement(database: str) -> str:
+    """The INSERT the writer sends with its row tuples (native protocol, no VALUES text)."""
+    return f"INSERT INTO {quote_identifier(database)}.{TABLE} ({', '.join(INSERT_COLUMNS)}) VALUES"
 
 
 def dedup_count_query(database: str) -> str:

@@ -1,4 +1,4 @@
-"""The prediction writer: batched, retried inserts into ClickHouse over HTTP, in its Native format.
+"""The prediction writer: batched, retried inserts into ClickHouse with asynch.
 
 Callers hand over the rows of one batch and wait: :meth:`PredictionWriter.store`
 returns only once ClickHouse has acknowledged the insert holding those rows,
@@ -10,18 +10,12 @@ and sent at once when every batch in flight waits for it
 inserts (its merges cost more CPU than the inserts), the stream wants low
 latency.
 
-An insert is one HTTP request (``INSERT ... FORMAT Native`` on
-ClickHouse's HTTP port, one keep-alive aiohttp session) carrying one block
-encoded by :class:`~tables.native.NativeEncoder`: a third of the CPU a
-row-by-row native-protocol client spends per row, the writer being the
-worker's largest cost after Faust's.
-
 A failed insert is never reported to the caller: ClickHouse being down is
-transient, so the writer retries the same rows with capped exponential
-backoff (checking the schema again first) until it succeeds or the worker
-stops, in which case the callers' waits are cancelled and their offsets
-stay uncommitted. Repeating an insert is safe because the table
-deduplicates by Kafka coordinates (see :mod:`tables.predictions`).
+transient, so the writer reconnects and retries the same rows with capped
+exponential backoff until it succeeds or the worker stops, in which case the
+callers' waits are cancelled and their offsets stay uncommitted. Repeating
+an insert is safe because the table deduplicates by Kafka coordinates
+(see :mod:`tables.predictions`).
 """
 
 from __future__ import annotations
@@ -32,45 +26,34 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import aiohttp
+import asynch
+import asynch.errors
 from mode import Service
 from mode.utils.locks import Event
 
-from tables.native import NativeEncoder
 from tables.predictions import (
-    COLUMNS,
     existing_objects_query,
     insert_statement,
     missing_statements,
 )
 
-__all__ = ["ClickHouseError", "PredictionWriter"]
+__all__ = ["PredictionWriter"]
 
 logger = logging.getLogger(__name__)
 
-#: Seconds one insert (or schema check + DDL) may take before it is abandoned and retried.
+#: Seconds one insert (or connect + DDL) may take before it is abandoned and retried.
 INSERT_TIMEOUT_S = 60.0
-
-
-class ClickHouseError(Exception):
-    """ClickHouse answered a statement with an error (HTTP status and its message)."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
 
 #: Failures worth a retry: the server, the network, a timeout. Anything else is
 #: a bug in the rows or the code and stops the worker (nothing is acked).
-RETRIED_ERRORS = (ClickHouseError, aiohttp.ClientError, OSError, TimeoutError)
+RETRIED_ERRORS = (asynch.errors.Error, OSError, EOFError, TimeoutError)
 
 #: First pause after a failed insert; it doubles up to the configured maximum.
 FIRST_BACKOFF_S = 0.1
 
 
 class PredictionWriter(Service):
-    """Owns the HTTP session to ClickHouse (``port`` is its HTTP port); merges, inserts and retries rows."""
+    """Owns the ClickHouse connection; merges, inserts and retries prediction rows."""
 
     def __init__(
         self,
@@ -89,14 +72,11 @@ class PredictionWriter(Service):
         self._host, self._port, self._user, self._password = host, port, user, password
         self.database = database
         self.address = f"{host}:{port}"
-        self._url = f"http://{host}:{port}/"
-        self._insert_sql = insert_statement(database, "Native")
-        self._encoder = NativeEncoder(COLUMNS, unique=frozenset({"record_id"}))
+        self._insert_sql = insert_statement(database)
         self._max_rows = max_rows
         self._max_wait_s = max_wait_s
         self._max_backoff_s = max_backoff_s
-        self._session: aiohttp.ClientSession | None = None
-        self._schema_checked = False
+        self._connection: asynch.Connection | None = None
         # (rows, future resolved with the stored-at stamp) waiting for the next insert
         self._pending: list[tuple[Sequence[tuple[Any, ...]], asyncio.Future[int]]] = []
         self._pending_rows = 0
@@ -155,9 +135,7 @@ class PredictionWriter(Service):
         for _, future in self._pending:
             future.cancel()
         self._pending.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._disconnect()
         logger.info(
             "prediction writer stopped: %d rows in %d inserts to %s",
             self.rows_inserted,
@@ -171,7 +149,7 @@ class PredictionWriter(Service):
         Only missing objects are created, so a user without DDL rights works
         against a prepared schema (the local stack's app user).
         """
-        await self._retrying("create the predictions table", self._check_schema)
+        await self._retrying("create the predictions table", self._connected)
 
     @Service.task
     async def _flush_loop(self) -> None:
@@ -197,14 +175,13 @@ class PredictionWriter(Service):
         self, batch: list[tuple[Sequence[tuple[Any, ...]], asyncio.Future[int]]]
     ) -> None:
         stored_at_ms = int(time.time() * 1000)
-        rows = [row for rows, _ in batch for row in rows]
-        body = self._encoder.encode(
-            rows, constants=(stored_at_ms // 1000, stored_at_ms)
-        )
+        stamp = (stored_at_ms // 1000, stored_at_ms)
+        rows = [row + stamp for rows, _ in batch for row in rows]
 
         async def insert() -> None:
-            await self._check_schema()
-            await self._post(body, query=self._insert_sql)
+            connection = await self._connected()
+            async with connection.cursor() as cursor:
+                await cursor.execute(self._insert_sql, rows)
 
         await self._retrying(f"insert {len(rows)} rows", insert)
         self.rows_inserted += len(rows)
@@ -223,7 +200,7 @@ class PredictionWriter(Service):
                 await asyncio.wait_for(action(), timeout=INSERT_TIMEOUT_S)
             except RETRIED_ERRORS as exc:
                 self.failed_inserts += 1
-                self._schema_checked = False  # ClickHouse may have come back empty
+                await self._disconnect()
                 logger.warning(
                     "ClickHouse %s: cannot %s (attempt %d): %s: %s; retrying in %.1f s",
                     self.address,
@@ -245,36 +222,35 @@ class PredictionWriter(Service):
                 )
             return
 
-    async def _check_schema(self) -> None:
-        """Create what is missing of the database, table and view (once, and again after a failure)."""
-        if self._schema_checked:
-            return
-        answer = await self._post(
-            f"{existing_objects_query(self.database)} FORMAT TabSeparated".encode()
+    async def _connected(self) -> asynch.Connection:
+        if self._connection is not None and self._connection.opened:
+            return self._connection
+        connection = asynch.connect(
+            host=self._host,
+            port=self._port,
+            user=self._user,
+            password=self._password,
+            # No database: every statement names its own, and the app's user
+            # may be confined to it (naming `default` would be refused).
+            database="",
         )
-        existing = set(answer.decode().split())
-        for statement in missing_statements(self.database, existing):
-            await self._post(statement.encode())
-        self._schema_checked = True
+        await connection.connect()
+        try:
+            async with connection.cursor() as cursor:
+                await cursor.execute(existing_objects_query(self.database))
+                existing = {row[0] for row in await cursor.fetchall()}
+                for statement in missing_statements(self.database, existing):
+                    await cursor.execute(statement)
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection = connection
+        return connection
 
-    async def _post(self, body: bytes, query: str | None = None) -> bytes:
-        """POST a statement (in ``body``, or ``query`` with its data in ``body``); the answer's bytes.
-
-        No database is named: every statement names its own, and the app's
-        user may be confined to it.
-        """
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                auth=aiohttp.BasicAuth(self._user, self._password),
-                timeout=aiohttp.ClientTimeout(total=INSERT_TIMEOUT_S),
-            )
-        params = {"query": query} if query is not None else None
-        async with self._session.post(self._url, params=params, data=body) as response:
-            answer = await response.read()
-            if response.status != 200:
-                raise ClickHouseError(
-                    f"HTTP {response.status}: "
-                    f"{answer[:500].decode('utf-8', 'replace').strip()}",
-                    response.status,
-                )
-            return answer
+    async def _disconnect(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await connection.close()
+            except RETRIED_ERRORS as exc:  # closing a broken socket may fail too
+                logger.debug("closing ClickHouse connection failed: %s", exc)

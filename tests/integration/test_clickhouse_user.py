@@ -85,7 +85,7 @@ def test_the_worker_stores_and_reads_back_without_any_ddl(clickhouse: Settings) 
     async def store() -> None:
         writer = PredictionWriter(
             host="127.0.0.1",
-            port=clickhouse.clickhouse_http_port,
+            port=clickhouse.clickhouse_port,
             user=clickhouse.clickhouse_user,
             password=clickhouse.clickhouse_password.get_secret_value(),
             database=clickhouse.clickhouse_database,

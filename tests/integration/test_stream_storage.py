@@ -60,7 +60,7 @@ def test_concurrent_batches_share_inserts_and_replays_are_counted_once(
     async def run() -> PredictionWriter:
         writer = PredictionWriter(
             host="127.0.0.1",
-            port=stack.clickhouse_http_port,
+            port=stack.clickhouse_port,
             user=ADMIN_USER,  # a per-test database: the stack's admin creates it
             password="",
             database=database,
@@ -114,7 +114,7 @@ def test_rows_go_in_at_once_when_every_batch_in_flight_waits_for_the_insert(
     async def run() -> tuple[PredictionWriter, float, set[int]]:
         writer = PredictionWriter(
             host="127.0.0.1",
-            port=stack.clickhouse_http_port,
+            port=stack.clickhouse_port,
             user=ADMIN_USER,
             password="",
             database=database,

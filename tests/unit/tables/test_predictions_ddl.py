@@ -55,7 +55,7 @@ def test_ddl_is_idempotent_and_the_dedup_query_counts_each_record_once(
     for _ in range(2):
         for statement in create_statements("rs_unit"):
             clickhouse.query(statement)
-    insert = insert_statement("rs_unit", "Values")
+    insert = insert_statement("rs_unit")
     clickhouse.query(f"{insert} {_values('t', 0, 1, '1')}, {_values('t', 0, 2, '0')}")
     # the same Kafka record stored again (a replay after a crash)
     clickhouse.query(f"{insert} {_values('t', 0, 1, '1')}")

@@ -32,7 +32,8 @@ def test_a_key_goes_to_the_changelog_partition_of_its_source_partition() -> None
     assert table.partition_for_key("0|label:1") == 0
 
 
-def test_batches_add_up_per_partition_and_window() -> None:
+async def test_batches_add_up_per_partition_and_window() -> None:
+    # A table write reaches for the running event loop (its changelog).
     stats.stats.table.data.clear()
     stats.record_outcome(_outcome(2, received=10, stored=9, labels={"0": 4, "1": 5}))
     stats.record_outcome(_outcome(2, received=5, stored=5, labels={"1": 5}))
