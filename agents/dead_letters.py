@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import faust
 from aiokafka.errors import KafkaError
 
+from app.backoff import Backoff, retry_until_done
 from models.records import DeadLetter
 
 __all__ = ["DeadLetterPublisher"]
@@ -39,31 +40,23 @@ class DeadLetterPublisher:
         """Return once Kafka has acknowledged every letter (retrying while it cannot)."""
         if not letters:
             return
-        backoff = FIRST_BACKOFF_S
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                pending = [
-                    await self._topic.send(key=_key(letter), value=letter)
-                    for letter in letters
-                ]
-                await asyncio.gather(*pending)
-            except (KafkaError, OSError, TimeoutError) as exc:
-                logger.warning(
-                    "cannot publish %d dead letters to %s (attempt %d): %s: %s; retrying in %.1f s",
-                    len(letters),
-                    self._topic.get_topic_name(),
-                    attempt,
-                    type(exc).__name__,
-                    exc,
-                    backoff,
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff_s)
-                continue
-            self.published += len(letters)
-            return
+
+        async def send_all() -> None:
+            pending = [
+                await self._topic.send(key=_key(letter), value=letter)
+                for letter in letters
+            ]
+            await asyncio.gather(*pending)
+
+        await retry_until_done(
+            send_all,
+            where=f"Kafka topic {self._topic.get_topic_name()}",
+            what=f"publish {len(letters)} dead letters",
+            retried=(KafkaError, OSError, TimeoutError),
+            backoff=Backoff(FIRST_BACKOFF_S, self._max_backoff_s),
+            log=logger,
+        )
+        self.published += len(letters)
 
 
 def _key(letter: DeadLetter) -> bytes:

@@ -38,6 +38,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
+from app.backoff import Backoff
 from models.records import FeatureSchema, encode_csv, encode_json
 
 __all__ = [
@@ -323,7 +324,7 @@ class Delivery:
 
     async def confirm(self, records: list[SentRecord]) -> None:
         """Return once Kafka acknowledged every record, sending the unacknowledged again."""
-        backoff = FIRST_BACKOFF_S
+        backoff = Backoff(FIRST_BACKOFF_S, self._max_backoff_s)
         while records:
             futures = [record.future for record in records if record.future is not None]
             await asyncio.gather(*futures, return_exceptions=True)
@@ -349,10 +350,9 @@ class Delivery:
                 len(failed),
                 type(failed[0].error).__name__,
                 failed[0].error,
-                backoff,
+                backoff.pause_s,
             )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self._max_backoff_s)
+            await backoff.wait()
             self.resent += len(failed)
             records = [await self.send(record.key, record.value) for record in failed]
 

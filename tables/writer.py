@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asynch
@@ -31,6 +31,7 @@ import asynch.errors
 from mode import Service
 from mode.utils.locks import Event
 
+from app.backoff import Backoff, retry_until_done
 from tables.predictions import (
     existing_objects_query,
     insert_statement,
@@ -190,37 +191,27 @@ class PredictionWriter(Service):
             if not future.done():
                 future.set_result(stored_at_ms)
 
-    async def _retrying(self, what: str, action: Any) -> None:
-        """Run ``action`` until it succeeds; between failures back off, reconnecting."""
-        backoff = FIRST_BACKOFF_S
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await asyncio.wait_for(action(), timeout=INSERT_TIMEOUT_S)
-            except RETRIED_ERRORS as exc:
-                self.failed_inserts += 1
-                await self._disconnect()
-                logger.warning(
-                    "ClickHouse %s: cannot %s (attempt %d): %s: %s; retrying in %.1f s",
-                    self.address,
-                    what,
-                    attempt,
-                    type(exc).__name__,
-                    exc,
-                    backoff,
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff_s)
-                continue
-            if attempt > 1:
-                logger.info(
-                    "ClickHouse %s: %s succeeded after %d attempts",
-                    self.address,
-                    what,
-                    attempt,
-                )
-            return
+    async def _retrying(
+        self, what: str, action: Callable[[], Awaitable[object]]
+    ) -> None:
+        """Run ``action`` until it succeeds; after each failure drop the connection and back off."""
+
+        async def attempt() -> None:
+            await asyncio.wait_for(action(), timeout=INSERT_TIMEOUT_S)
+
+        async def failed() -> None:
+            self.failed_inserts += 1
+            await self._disconnect()
+
+        await retry_until_done(
+            attempt,
+            where=f"ClickHouse {self.address}",
+            what=what,
+            retried=RETRIED_ERRORS,
+            backoff=Backoff(FIRST_BACKOFF_S, self._max_backoff_s),
+            log=logger,
+            on_failure=failed,
+        )
 
     async def _connected(self) -> asynch.Connection:
         if self._connection is not None and self._connection.opened:
