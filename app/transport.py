@@ -20,7 +20,11 @@ for unacked records before a rebalance or a stop) and removes that toll:
    generation or taken while the flow is suspended (the partition is
    sought back to its committed offset after every rebalance, so they are
    read again), and mark the others as pending ack (``track_message``), so
-   a rebalance or a stop waits for them (``stream_wait_empty``).
+   a rebalance waits for them (``stream_wait_empty``).
+   Where stock Faust can commit past records that were never processed
+   (a seek racing records already fetched, events emptied from the queue
+   after the seek), the consumer and the reader here drop only what is
+   read again (see :class:`BatchGuardConsumer` and :func:`take_batches`).
 3. :func:`ack_events` acks like ``Stream.ack``: ``Message.ack`` ->
    ``Consumer.ack``; an offset is committed once it and every offset before
    it in its partition are acked. Callers must ack a partition's events in
@@ -45,8 +49,14 @@ end-to-end tests prove the guarantees on the real Kafka. The internals:
   ``Consumer.getmany``, ``callback``, ``_read_offset``, ``_add_gap``,
   ``_commit_every``, ``_n_acked``, ``commit``, ``suspend_flow``,
   ``flow_active``, ``wait_first``, ``diag``, ``consumer_stopped_errors``;
-- ``Channel.queue`` (a ``ThrowableQueue``: ``get``, ``get_nowait``,
-  ``empty``; ``Stream.stop`` throws ``StopAsyncIteration`` into it);
+- ``AIOKafkaConsumerThread.seek_to_committed`` (replaced: one-step
+  seek, counted) and ``_fetch_records`` (wrapped to tag fetches),
+  ``Consumer._new_consumer_thread``, ``Consumer._read_offset``,
+  aiokafka's ``committed``, ``seek`` and ``assignment``;
+- ``Channel.queue`` (a ``ThrowableQueue``: ``get``, ``get_nowait``;
+  ``Stream.stop`` throws ``StopAsyncIteration`` into it), a
+  ``FlowControlQueue`` made with ``clear_on_resume`` and so registered in
+  ``App.flow_control._queues``, which :func:`take_batches` leaves;
 - ``Message.generation_id``, ``Message.tracked``, ``App.consumer_generation_id``,
   ``App.flow_control.is_active``, ``Consumer.track_message``,
   ``TopicConductor.acking_topics``, ``Message.ack``, ``Consumer.ack``,
@@ -66,7 +76,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -83,6 +93,7 @@ __all__ = [
     "CachedSizeProducerBuffer",
     "RawSchema",
     "RiskstreamApp",
+    "SeekCountingConsumerThread",
     "ack_events",
     "take_batches",
 ]
@@ -101,6 +112,45 @@ YIELD_EVERY = 100
 GC_GENERATION0_THRESHOLD = 50_000
 
 
+class SeekCountingConsumerThread(kafka_driver.AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread, counting its seeks and tagging each fetch with the count.
+
+    Records handed out before a seek takes effect are stale once it has:
+    the seek moves the partition back (to its committed offset, at the
+    end of every rebalance), so they come again. Telling stale from fresh
+    needs the order in which the thread ran the two, so it is recorded
+    here, in the thread: the seek to the committed offsets is applied to
+    every partition in one synchronous step (aiokafka's own awaits between
+    partitions, so a fetch could interleave), and each fetch is tagged
+    with the number of seeks before it returned.
+    """
+
+    seeks = 0
+    #: ``seeks`` when the last fetch returned its records
+    fetch_tag = 0
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed: dict[TP, int] = await self.call_thread(self._seek_all_to_committed)
+        return committed
+
+    async def _seek_all_to_committed(self) -> dict[TP, int]:
+        consumer = self._ensure_consumer()
+        committed: dict[TP, int] = {}
+        for tp in consumer.assignment():
+            committed[tp] = await consumer.committed(tp)
+        # One step: no fetch can take records between two of these seeks.
+        for tp, offset in committed.items():
+            if offset and offset > 0 and tp in consumer.assignment():
+                consumer.seek(tp, offset)
+        self.seeks += 1
+        return committed
+
+    async def _fetch_records(self, *args: Any, **kwargs: Any) -> Any:
+        records = await super()._fetch_records(*args, **kwargs)
+        self.fetch_tag = self.seeks
+        return records
+
+
 class BatchGuardConsumer(kafka_driver.Consumer):
     """Faust's aiokafka consumer with one flow guard per slice of records instead of per record.
 
@@ -112,7 +162,29 @@ class BatchGuardConsumer(kafka_driver.Consumer):
     callback, and the rest of the fetched records is dropped (the
     partitions are sought back to their committed offsets after the
     rebalance, so nothing is skipped).
+
+    Two more things keep a commit from passing a record nobody stored,
+    which stock Faust allows when its seek at the end of a rebalance races
+    records already fetched:
+
+    - a record of a partition that acks (the feature topic) fetched before
+      a seek of the thread (:class:`SeekCountingConsumerThread`) is not
+      delivered after it: it comes again from the sought position;
+    - a gap (offsets that do not exist, which Faust counts as acked) is
+      inferred only between two records this consumer delivered with no
+      seek in between, not from the read offset, which the seek resets
+      while fresh records are on their way.
     """
+
+    _thread: SeekCountingConsumerThread
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: partition -> (last offset delivered, the thread's seek count then)
+        self._last_delivered: dict[TP, tuple[int, int]] = {}
+
+    def _new_consumer_thread(self) -> SeekCountingConsumerThread:
+        return SeekCountingConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         acks_enabled_for = self.app.topics.acks_enabled_for
@@ -127,13 +199,14 @@ class BatchGuardConsumer(kafka_driver.Consumer):
                     continue
                 # getmany's iterator never awaits between records: list it at once.
                 records = [item async for item in fetched]
+                fetch_tag = self._thread.fetch_tag  # no await since the fetch
                 start = 0
                 while start < len(records) and not self.should_stop:
                     if self._commit_due():
                         self._n_acked = 0
                         await self.commit()
                     slice_task = asyncio.ensure_future(
-                        self._deliver(records, start, acks_enabled_for)
+                        self._deliver(records, start, fetch_tag, acks_enabled_for)
                     )
                     # Cancels the slice if the flow is suspended (a rebalance) or we stop.
                     await self.wait_first(slice_task, self.suspend_flow.wait())
@@ -156,32 +229,50 @@ class BatchGuardConsumer(kafka_driver.Consumer):
         return self._commit_every is not None and self._n_acked >= self._commit_every
 
     async def _deliver(
-        self, records: Sequence[tuple[Any, Any]], start: int, acks_enabled_for: Any
+        self,
+        records: Sequence[tuple[Any, Any]],
+        start: int,
+        fetch_tag: int,
+        acks_enabled_for: Any,
     ) -> int:
         """Hand ``records[start:]`` to the Conductor; return where it stopped.
 
         Stops early when a commit is due (the caller commits outside the
         guard, as stock Faust does between records) or when the flow was
         suspended at a yield point (the rest would be dropped anyway).
+        ``fetch_tag`` is the thread's seek count when ``records`` came.
         """
         read_offset = self._read_offset
+        last_delivered = self._last_delivered
         callback = self.callback
+        thread = self._thread
         for index in range(start, len(records)):
             if index != start and not (index - start) % YIELD_EVERY:
                 await asyncio.sleep(0)
                 if not self.flow_active:
                     return len(records)
             tp, message = records[index]
+            acks = acks_enabled_for(message.topic)
+            if acks and thread.seeks != fetch_tag:
+                continue  # fetched before a seek: it comes again from the sought position
             offset = message.offset
             last_read = read_offset.get(tp)
             if last_read is not None and offset < last_read:
                 continue  # already delivered (a re-fetch after a seek)
-            if last_read and offset - last_read > 1 and acks_enabled_for(message.topic):
-                await self._add_gap(tp, last_read + 1, offset)
+            previous = last_delivered.get(tp)
+            if (
+                acks
+                and previous is not None
+                and previous[1] == fetch_tag
+                and offset - previous[0] > 1
+            ):
+                await self._add_gap(tp, previous[0] + 1, offset)
             if self._commit_due():
                 return index
             await callback(message)
-            read_offset[tp] = offset
+            if thread.seeks == fetch_tag:
+                read_offset[tp] = offset
+                last_delivered[tp] = (offset, fetch_tag)
         return len(records)
 
 
@@ -318,6 +409,12 @@ async def take_batches(
     """
     app = stream.app
     queue = stream.channel.queue  # type: ignore[attr-defined]
+    # Faust empties agent queues when the flow resumes at the end of a
+    # rebalance, which comes after its seek to the committed offsets: an
+    # event delivered in between would vanish with its offset already
+    # read, never to be read again. This queue is left alone; its stale
+    # events are dropped one by one below instead (older generation).
+    app.flow_control._queues.discard(queue)
     consumer = app.consumer
     track = consumer.track_message
     acking_topics = app.topics.acking_topics

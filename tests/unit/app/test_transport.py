@@ -34,7 +34,7 @@ from app.transport import (
 
 #: Source fingerprints of what app/transport.py replaces, copies or relies on
 #: (sha256 of ``inspect.getsource``, first 16 hex digits), for
-#: faust-streaming 0.15.3 and mode-streaming 0.7.1. A mismatch means the
+#: faust-streaming 0.15.3, mode-streaming 0.7.1 and aiokafka 0.14.0. A mismatch means the
 #: upgrade changed that code: re-read it against app/transport.py (and its
 #: module docstring's list), fix what needs fixing, then update the value.
 FINGERPRINTS = {
@@ -46,6 +46,7 @@ FINGERPRINTS = {
     "faust.transport.consumer:Consumer._add_gap": "4df2573ded7c1c2c",
     "faust.transport.consumer:Consumer.wait_empty": "e4662fe24f094819",
     "faust.transport.consumer:Consumer.perform_seek": "0e8c130ff4b0afd8",
+    "faust.transport.consumer:Consumer.seek": "b86a9fe05f956b30",
     "faust.transport.consumer:Consumer.on_stop": "45b1d2210ce2b526",
     "faust.transport.conductor:ConductorCompiler.build": "837cf521368c1ee4",
     "faust.types.tuples:Message.ack": "4751b72c4ed84153",
@@ -73,6 +74,14 @@ FINGERPRINTS = {
     "mode.utils.queues:ThrowableQueue.get_nowait": "d42b1be9219a0e6e",
     "mode.utils.queues:FlowControlQueue.get_nowait": "57cb9b5c12e7ebd9",
     "mode.services:Service.wait_first": "feade6a31f8a6789",
+    "mode.utils.queues:FlowControlEvent.clear": "dda5e40d80288a8f",
+    "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread.seek_to_committed": "775ab0adc4b052ab",
+    "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._fetch_records": "39a2c6c79fc1455a",
+    "faust.transport.drivers.aiokafka:Consumer._new_consumer_thread": "0870ec53dea75083",
+    "aiokafka.consumer.consumer:AIOKafkaConsumer.seek_to_committed": "f6cd85c8b70a4ccf",
+    "faust.channels:Channel.queue": "549dd774f3e314a7",
+    "mode.utils.queues:FlowControlEvent.resume": "4dcdc1253fd0dcb4",
+    "mode.utils.queues:FlowControlQueue.__init__": "965b0ca0d6c29c88",
 }
 
 
@@ -90,6 +99,7 @@ def fingerprint(qualified_name: str) -> str:
 def test_the_pinned_faust_and_mode_releases_are_installed() -> None:
     assert version("faust-streaming") == FAUST_VERSION
     assert version("mode-streaming") == "0.7.1"
+    assert version("aiokafka") == "0.14.0"
 
 
 def test_the_faust_internals_the_fast_path_relies_on_are_unchanged() -> None:
@@ -163,6 +173,7 @@ class Event:
 @dataclass
 class FlowControl:
     active: bool = True
+    _queues: set[Any] = field(default_factory=set)  # what a resume empties
 
     def is_active(self) -> bool:
         return self.active
@@ -311,3 +322,122 @@ def test_acks_go_through_message_ack_in_the_order_given_once_each() -> None:
     ack_events(app, events)  # type: ignore[arg-type]
     assert app.consumer.acked == [7, 8, 9]
     assert app.sensors.out == [7, 8, 9]
+
+
+# --- the consumer's delivery around seeks -------------------------------------------
+
+
+@dataclass
+class Thread:
+    """The seek count of :class:`SeekCountingConsumerThread`, moved by the tests."""
+
+    seeks: int = 0
+
+
+class SeekingConsumer(BatchGuardConsumer):
+    """BatchGuardConsumer's delivery alone: no Kafka, the Conductor replaced by a list.
+
+    At offset ``seek_during`` the callback plays what happens meanwhile at
+    the end of a rebalance: the thread seeks (``thread_seeks``) and/or
+    Faust resets the read offsets to the committed ones (``reset``).
+    """
+
+    def __init__(
+        self,
+        seek_during: int | None = None,
+        thread_seeks: bool = True,
+        reset: bool = True,
+    ) -> None:
+        self._read_offset: dict[TP, int | None] = {}
+        self._last_delivered: dict[TP, tuple[int, int]] = {}
+        self._thread = Thread()  # type: ignore[assignment]
+        self._commit_every = None
+        self._n_acked = 0
+        self.flow_active = True
+        self.delivered: list[tuple[int, int]] = []
+        self.gaps: list[tuple[int, int, int]] = []
+        self.seek_during = seek_during
+        self._thread_seeks = thread_seeks
+        self._reset = reset
+        self.committed = 100
+
+    async def callback(self, message: Any) -> None:  # type: ignore[override]
+        self.delivered.append((message.partition, message.offset))
+        if message.offset == self.seek_during:
+            if self._thread_seeks:
+                self._thread.seeks += 1
+            if self._reset:
+                for tp in list(self._read_offset):
+                    self._read_offset[tp] = self.committed
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        self.gaps.append((tp.partition, offset_from, offset_to))
+
+    async def deliver(self, records: list[tuple[TP, Any]]) -> int:
+        return await self._deliver(records, 0, self._thread.seeks, lambda topic: True)
+
+
+def fetched(partition: int, offsets: range) -> list[tuple[TP, Any]]:
+    return [
+        (TP("features", partition), make_message(o, partition=partition))
+        for o in offsets
+    ]
+
+
+async def test_records_fetched_before_a_seek_are_not_delivered_after_it_and_leave_no_gap() -> (
+    None
+):
+    consumer = SeekingConsumer(seek_during=110)
+    tp = TP("features", 0)
+    consumer._read_offset[tp] = 99
+    records = fetched(0, range(100, 150))
+    assert await consumer.deliver(records) == len(records)
+    # Delivered up to the seek; the rest comes again from offset 100.
+    assert consumer.delivered == [(0, o) for o in range(100, 111)]
+    assert consumer._read_offset[tp] == 100  # the seek's, not the stale 110
+    consumer.seek_during = None
+    await consumer.deliver(fetched(0, range(100, 150)))  # fetched after the seek
+    assert consumer.gaps == []  # no offset counted as done without its record
+    assert consumer.delivered[-40:] == [(0, o) for o in range(110, 150)]
+
+
+async def test_records_fetched_after_the_seek_are_all_delivered_while_faust_resets_the_read_offsets() -> (
+    None
+):
+    # The thread sought before this fetch; Faust resets the read offsets meanwhile.
+    consumer = SeekingConsumer(seek_during=105, thread_seeks=False)
+    consumer._read_offset[TP("features", 0)] = None
+    await consumer.deliver(fetched(0, range(100, 130)))
+    assert consumer.delivered == [(0, o) for o in range(100, 130)]
+    assert consumer.gaps == []  # the reset to 100 is no gap from 105 to 106
+
+
+async def test_a_real_gap_in_the_partition_is_still_reported_to_faust() -> None:
+    consumer = SeekingConsumer()
+    consumer._read_offset[TP("features", 0)] = 99
+    await consumer.deliver(fetched(0, range(100, 103)) + fetched(0, range(110, 112)))
+    assert consumer.gaps == [
+        (0, 103, 110)
+    ]  # offsets 103..109 do not exist (compaction)
+
+
+async def test_the_agent_queue_is_not_emptied_when_the_flow_resumes_but_other_queues_are() -> (
+    None
+):
+    flow_control = FlowControlEvent(initially_suspended=False)
+    agent_queue: ThrowableQueue[Any] = ThrowableQueue(
+        10, flow_control=flow_control, clear_on_resume=True
+    )
+    changelog_queue: ThrowableQueue[Any] = ThrowableQueue(
+        10, flow_control=flow_control, clear_on_resume=True
+    )
+    stream = Stream(App(flow_control=flow_control), Channel(agent_queue))  # type: ignore[arg-type]
+    batches = take_batches(stream, 10, 0.01)  # type: ignore[arg-type]
+    agent_queue.put_nowait(Event(make_message(1)))
+    assert len(await asyncio.wait_for(anext(batches), 5)) == 1  # the reader runs
+    agent_queue.put_nowait(Event(make_message(2)))
+    changelog_queue.put_nowait("changelog event")
+    flow_control.suspend()
+    flow_control.resume()  # the end of a rebalance
+    assert agent_queue.qsize() == 1  # left for the reader to judge
+    assert changelog_queue.qsize() == 0  # Faust's own behaviour for its queues
