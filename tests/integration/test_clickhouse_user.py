@@ -15,6 +15,7 @@ import asyncio
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 from asynch import errors as asynch_errors
@@ -147,4 +148,7 @@ def test_what_18_16_still_lets_it_read_is_the_system_tables(
             clickhouse, "SELECT name FROM system.tables WHERE database = 'riskstream'"
         )
     )
-    assert sorted(name for (name,) in tables) == ["predictions", "predictions_unique"]
+    assert sorted(cast(str, name) for (name,) in tables) == [
+        "predictions",
+        "predictions_unique",
+    ]

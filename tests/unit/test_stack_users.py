@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from app.settings import Settings
 from stack.errors import StackError
@@ -18,7 +20,7 @@ def test_the_app_user_gets_a_password_hash_its_database_and_the_no_ddl_profile()
 ):
     settings = Settings(
         clickhouse_user="riskstream",
-        clickhouse_password="pa55-word",
+        clickhouse_password=SecretStr("pa55-word"),
         clickhouse_database="rs",
     )
     xml = app_user_xml(settings)
@@ -54,4 +56,5 @@ def test_names_that_could_break_the_users_file_are_refused(
     field: str, value: str
 ) -> None:
     with pytest.raises(StackError, match=f"RISKSTREAM_{field.upper()}"):
-        app_user_xml(Settings(**{field: value}))
+        overrides: dict[str, Any] = {field: value}
+        app_user_xml(Settings(**overrides))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import faust
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from app.security import kafka_client_options, kafka_credentials, model_client_ssl
 from app.settings import Settings
@@ -93,7 +93,7 @@ def test_a_settings_error_does_not_echo_the_secrets_it_was_given(
 
 
 def test_clients_send_the_first_of_several_tokens() -> None:
-    settings = Settings(model_token=" new-token , old-token")
+    settings = Settings(model_token=SecretStr(" new-token , old-token"))
     assert settings.model_client_token == "new-token"
 
 
@@ -141,7 +141,7 @@ def test_sasl_plaintext_has_no_tls_and_ssl_has_no_sasl(
         Settings(
             kafka_security_protocol="SASL_PLAINTEXT",
             kafka_sasl_username="u",
-            kafka_sasl_password="p",
+            kafka_sasl_password=SecretStr("p"),
         )
     )
     assert sasl["security_protocol"] == "SASL_PLAINTEXT"

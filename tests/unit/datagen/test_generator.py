@@ -65,9 +65,12 @@ def test_random_rows_stay_in_range_integers_where_bounds_are_integral() -> None:
     thickness = {row[0] for row in block}
     assert thickness == set(range(1, 11))  # every integer 1-10 drawn, nothing else
     assert {row[1] for row in block} == {0, 1, 2, 3}
-    assert all(143.5 <= row[2] <= 2501.0 for row in block)
+    assert all(row[2] is not None and 143.5 <= row[2] <= 2501.0 for row in block)
     line = encode_csv(block[0])
-    assert decode_features(line, SCHEMA).values == [float(v) for v in block[0]]
+    assert None not in block[0]
+    assert decode_features(line, SCHEMA).values == [
+        float(v) for v in block[0] if v is not None
+    ]
 
 
 def test_same_seed_same_rows() -> None:

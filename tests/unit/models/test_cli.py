@@ -40,7 +40,10 @@ def test_train_diagnostic_data_gives_a_30_input_model(repo: Path) -> None:
     assert schema.input_names[:2] == ["mean_radius", "mean_texture"]
     assert {f.invalid_value_treatment for f in schema.inputs} == {"asIs"}
     assert all(
-        f.valid_min is not None and f.valid_min < f.valid_max for f in schema.inputs
+        f.valid_min is not None
+        and f.valid_max is not None
+        and f.valid_min < f.valid_max
+        for f in schema.inputs
     )
 
 

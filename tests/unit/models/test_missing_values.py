@@ -39,7 +39,9 @@ def test_any_missing_input_is_replaced_by_the_training_median_inside_the_pmml(
     with_median[feature] = median
 
     declared = {field.name: field for field in read_schema(pmml).inputs}[feature]
-    assert float(declared.missing_value_replacement) == median
+    replacement = declared.missing_value_replacement
+    assert replacement is not None
+    assert float(replacement) == median
 
     pmml_gap = score_pmml(pmml, with_gap)[
         ["probability(0)", "probability(1)"]

@@ -112,7 +112,9 @@ async def test_a_missing_field_scores_as_its_replacement(
     fields = read_schema(pmml_paths["breast-cancer"]).inputs
     without = dict(REFERENCE_INSTANCE)
     del without["_c5"]
-    filled = {**without, "_c5": float(fields[5].missing_value_replacement)}
+    replacement = fields[5].missing_value_replacement
+    assert replacement is not None
+    filled = {**without, "_c5": float(replacement)}
     _, answer = await predict(client, "m", {"instances": [without, filled]}, **auth)
     assert answer["predictions"][0] == answer["predictions"][1]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ async def served_file(serve: Serve, path: Path) -> tuple[ServedModel, TestClient
 
 
 async def predict(
-    client: TestClient, instances: list[dict[str, object]]
+    client: TestClient, instances: Sequence[Mapping[str, object]]
 ) -> list[dict[str, str]]:
     response = await client.post(
         "/v1/models/m:predict", data=orjson.dumps({"instances": instances})

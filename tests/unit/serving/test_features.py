@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.pmml_schema import read_schema
+from models.pmml_schema import InputField, read_schema
 from serving.features import FeatureEncoder
 
 from .conftest import MODEL_NAMES, REFERENCE_INSTANCE
@@ -33,11 +33,17 @@ def test_named_and_positional_rows_give_the_same_matrix(
     )
 
 
+def replacement_of(field: InputField) -> float:
+    """The field's missingValueReplacement as a number (the PMML declares one)."""
+    assert field.missing_value_replacement is not None
+    return float(field.missing_value_replacement)
+
+
 def test_a_missing_field_takes_the_pmml_replacement(
     tree_encoder: FeatureEncoder,
 ) -> None:
     batch = tree_encoder.encode([{}, {"_c0": None, "_c5": ""}])
-    replacements = [float(f.missing_value_replacement) for f in tree_encoder.fields]
+    replacements = [replacement_of(f) for f in tree_encoder.fields]
     assert not batch.errors
     assert batch.values[0].tolist() == replacements
     assert (
@@ -99,6 +105,7 @@ def test_as_is_inputs_keep_values_outside_their_range(
 ) -> None:
     encoder = FeatureEncoder(read_schema(pmml_paths["breast-cancer-diagnostic"]))
     high = encoder.fields[0].valid_max
+    assert high is not None
     batch = encoder.encode([{"_c0": high * 10}])
     assert not batch.errors
     assert math.isclose(batch.values[0, 0], high * 10)

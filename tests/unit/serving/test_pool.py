@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from .conftest import REFERENCE_INSTANCE, TOKEN, Served
 
 
 async def predict(
-    port: int, instances: list[dict[str, object]]
+    port: int, instances: Sequence[Mapping[str, object]]
 ) -> tuple[int, dict[str, Any]]:
     async with (
         aiohttp.ClientSession() as session,
@@ -33,7 +33,7 @@ async def predict(
 
 
 async def test_a_pool_of_two_serves_on_consecutive_ports_and_stops_on_sigterm(
-    start_serving,
+    start_serving: Callable[..., Served],
 ) -> None:
     pool = start_serving(
         "--replicas",
