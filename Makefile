@@ -49,6 +49,7 @@ browser:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy app agents models tables serving stack datagen bench tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info
