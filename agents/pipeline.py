@@ -226,16 +226,13 @@ class BatchProcessor:
         huge record (base64 is a third larger) could exceed what Kafka
         accepts for the dead-letter topic and block the partition.
         """
-        size = len(message.value or b"")
-        return DeadLetter.of(
-            reason=f"record of {size} bytes exceeds the limit of {limit} bytes "
+        value = message.value or b""
+        return _dead_letter(
+            message,
+            f"record of {len(value)} bytes exceeds the limit of {limit} bytes "
             f"(RISKSTREAM_MAX_RECORD_BYTES); the letter keeps its first {limit} bytes",
-            stage="decode",
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            value=(message.value or b"")[:limit],
+            "decode",
+            value=value[:limit],
         )
 
     async def _score(self, instances: list[dict[str, float]]) -> list[ScoredRequest]:
@@ -352,7 +349,10 @@ def _kafka_event_time_ms(message: MessageLike) -> int:
     return int(seconds * 1000)
 
 
-def _dead_letter(message: MessageLike, reason: str, stage: str) -> DeadLetter:
+def _dead_letter(
+    message: MessageLike, reason: str, stage: str, value: bytes | None = None
+) -> DeadLetter:
+    """The dead letter of ``message``, carrying ``value`` (default: the record's own bytes)."""
     return DeadLetter.of(
         reason=reason,
         stage=stage,
@@ -360,7 +360,7 @@ def _dead_letter(message: MessageLike, reason: str, stage: str) -> DeadLetter:
         partition=message.partition,
         offset=message.offset,
         key=message.key,
-        value=message.value,
+        value=message.value if value is None else value,
     )
 
 
