@@ -80,20 +80,31 @@ def quote_identifier(name: str) -> str:
     return f"`{name}`"
 
 
-def create_statements(database: str) -> list[str]:
-    """Idempotent DDL: the database, the table and the dedup view."""
+def _named_statements(database: str) -> list[tuple[str, str]]:
+    """Idempotent DDL of each object, with the name it has in ``system.databases``/``system.tables``."""
     db = quote_identifier(database)
     columns = ",\n    ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
     return [
-        f"CREATE DATABASE IF NOT EXISTS {db}",
+        (database, f"CREATE DATABASE IF NOT EXISTS {db}"),
         (
-            f"CREATE TABLE IF NOT EXISTS {db}.{TABLE} (\n    {columns}\n)\n"
-            "ENGINE = ReplacingMergeTree()\n"
-            "PARTITION BY toYYYYMM(event_time)\n"
-            "ORDER BY (source_topic, source_partition, source_offset)"
+            TABLE,
+            (
+                f"CREATE TABLE IF NOT EXISTS {db}.{TABLE} (\n    {columns}\n)\n"
+                "ENGINE = ReplacingMergeTree()\n"
+                "PARTITION BY toYYYYMM(event_time)\n"
+                "ORDER BY (source_topic, source_partition, source_offset)"
+            ),
         ),
-        f"CREATE VIEW IF NOT EXISTS {db}.{UNIQUE_VIEW} AS SELECT * FROM {db}.{TABLE} FINAL",
+        (
+            UNIQUE_VIEW,
+            f"CREATE VIEW IF NOT EXISTS {db}.{UNIQUE_VIEW} AS SELECT * FROM {db}.{TABLE} FINAL",
+        ),
     ]
+
+
+def create_statements(database: str) -> list[str]:
+    """Idempotent DDL: the database, the table and the dedup view."""
+    return [statement for _, statement in _named_statements(database)]
 
 
 def existing_objects_query(database: str) -> str:
@@ -111,16 +122,10 @@ def missing_statements(database: str, existing: Collection[str]) -> list[str]:
     A writer whose user may not run DDL (the local stack's app user) then
     runs none against the schema the stack prepared.
     """
-    statements = create_statements(database)
-    wanted = [
-        database not in existing,
-        TABLE not in existing,
-        UNIQUE_VIEW not in existing,
-    ]
     return [
         statement
-        for statement, missing in zip(statements, wanted, strict=True)
-        if missing
+        for name, statement in _named_statements(database)
+        if name not in existing
     ]
 
 
