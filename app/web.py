@@ -130,6 +130,10 @@ async def group_stats(self: web.View, request: web.Request) -> web.Response:
     return self.json(body)
 
 
+#: A model server's counts that /stats sums over the workers.
+SERVER_COUNTERS = ("requests", "rows", "failures", "ejections", "slow_ejections")
+
+
 def _servers_overview(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per model server: in rotation for how many workers, and their summed counts."""
     overview: dict[str, dict[str, Any]] = {}
@@ -142,11 +146,7 @@ def _servers_overview(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "in_rotation": True,
                     "workers_in_rotation": 0,
                     "workers_out_of_rotation": 0,
-                    "requests": 0,
-                    "rows": 0,
-                    "failures": 0,
-                    "ejections": 0,
-                    "slow_ejections": 0,
+                    **dict.fromkeys(SERVER_COUNTERS, 0),
                     "last_error": "",
                 },
             )
@@ -157,13 +157,7 @@ def _servers_overview(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
             entry[key] += 1
             entry["in_rotation"] = entry["in_rotation"] and server["in_rotation"]
-            for counter in (
-                "requests",
-                "rows",
-                "failures",
-                "ejections",
-                "slow_ejections",
-            ):
+            for counter in SERVER_COUNTERS:
                 entry[counter] += server.get(counter, 0)
             entry["last_error"] = server["last_error"] or entry["last_error"]
     return list(overview.values())
