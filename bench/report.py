@@ -222,11 +222,7 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
         axis.set_ylabel("records/s, Kafka -> ClickHouse")
         axis.set_title(f"Sustained throughput\n{subtitle}", fontsize=10)
         axis.legend()
-        figure.tight_layout()
-        path = folder / "throughput.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        written.append(_save(figure, folder / "throughput.png"))
     latency = results.get("latency") or []
     if latency:
         figure, axis = plt.subplots(figsize=(8, 4.5))
@@ -244,9 +240,15 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
         axis.set_ylabel("event time -> stored, ms")
         axis.set_title(f"Latency (1 worker, 3 model servers)\n{subtitle}", fontsize=10)
         axis.legend()
-        figure.tight_layout()
-        path = folder / "latency.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        written.append(_save(figure, folder / "latency.png"))
     return written
+
+
+def _save(figure: Any, path: Path) -> Path:
+    """Write ``figure`` as a PNG at ``path`` and free it."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
