@@ -10,13 +10,22 @@ MiningSchema, in MiningSchema order), the target and the output fields.
 from __future__ import annotations
 
 import logging
+import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from models.errors import ExportError
 
-__all__ = ["MODEL_ELEMENTS", "InputField", "OutputField", "PmmlSchema", "read_schema"]
+__all__ = [
+    "MODEL_ELEMENTS",
+    "NUMERIC_TYPES",
+    "InputField",
+    "OutputField",
+    "PmmlSchema",
+    "read_schema",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +44,23 @@ MODEL_ELEMENTS = (
 )
 
 
+#: PMML dataTypes whose values are numbers (a categorical one may still be numeric).
+NUMERIC_TYPES = frozenset({"double", "float", "integer"})
+
+
 @dataclass(frozen=True)
 class InputField:
-    """One active input of the model."""
+    """One active input of the model.
+
+    A non-numeric input (dataType string or boolean) travels through the
+    model server as a number: its index in :attr:`categories`, or
+    ``len(categories)`` for a value the document never mentions (every such
+    value means the same to the model: no predicate, encoder or table names
+    it). ``categories`` therefore starts with the declared valid
+    :attr:`values` and goes on with every other constant the document
+    compares the field with, so an ``asIs`` value outside the declared ones
+    that a predicate does test keeps its own code.
+    """
 
     name: str
     data_type: str  #: PMML dataType: "double", "float", "integer", "string", ...
@@ -49,6 +72,17 @@ class InputField:
     invalid_value_treatment: (
         str  #: "returnInvalid" (PMML's default), "asIs", "asMissing", ...
     )
+    #: the DataField's declared valid ``Value``s, in document order (empty: any value)
+    values: tuple[str, ...] = ()
+    #: values the DataField declares as meaning "missing" (``property="missing"``)
+    missing_values: tuple[str, ...] = ()
+    #: :attr:`values`, then every other constant the document compares the field with
+    categories: tuple[str, ...] = ()
+
+    @property
+    def numeric(self) -> bool:
+        """Whether the input's values are numbers (continuous, or a numeric category)."""
+        return self.data_type in NUMERIC_TYPES
 
     def accepts(self, value: float) -> bool:
         """Whether ``value`` lies in the declared valid interval (closed at both ends)."""
@@ -111,6 +145,77 @@ def _float_or_none(text: str | None) -> float | None:
     return None if text is None else float(text)
 
 
+def _declared_values(
+    data_field: ET.Element, q: Callable[[str], str]
+) -> dict[str, list[str]]:
+    """The DataField's ``Value`` elements by property (valid, invalid, missing)."""
+    declared: dict[str, list[str]] = {}
+    for item in data_field.findall(q("Value")):
+        declared.setdefault(item.get("property", "valid"), []).append(
+            item.get("value", "")
+        )
+    return declared
+
+
+def _array_items(array: ET.Element) -> list[str]:
+    """The items of a PMML ``Array`` (space-separated, double quotes around items with spaces)."""
+    text = array.text or ""
+    return [
+        quoted.replace('\\"', '"') if quoted else bare
+        for quoted, bare in re.findall(r'"((?:[^"\\]|\\.)*)"|(\S+)', text)
+    ]
+
+
+def _compared_constants(
+    root: ET.Element, q: Callable[[str], str]
+) -> dict[str, list[str]]:
+    """Field name -> the constants the document compares it with, first seen first.
+
+    Read from every place PMML tests a field against a value: predicates
+    (``SimplePredicate``, ``SimpleSetPredicate``), ``CategoricalPredictor``,
+    ``NormDiscrete`` and ``MapValues`` tables, anywhere in the document
+    (models, ``LocalTransformations``, ``TransformationDictionary``).
+    """
+    root_constants: dict[str, list[str]] = {}
+
+    def note(field: str | None, value: str | None) -> None:
+        if field and value is not None:
+            seen = root_constants.setdefault(field, [])
+            if value not in seen:
+                seen.append(value)
+
+    for element in root.iter():
+        tag = element.tag.rpartition("}")[2]
+        if tag in ("SimplePredicate", "NormDiscrete"):
+            note(element.get("field"), element.get("value"))
+        elif tag == "CategoricalPredictor":
+            note(element.get("name"), element.get("value"))
+        elif tag == "SimpleSetPredicate":
+            array = element.find(q("Array"))
+            for item in [] if array is None else _array_items(array):
+                note(element.get("field"), item)
+        elif tag == "MapValues":
+            table = element.find(q("InlineTable"))
+            for pair in element.findall(q("FieldColumnPair")):
+                column = q(pair.get("column", ""))
+                for row in [] if table is None else table.findall(q("row")):
+                    cell = row.find(column)
+                    note(pair.get("field"), None if cell is None else cell.text)
+    return root_constants
+
+
+def _categories(
+    valid: tuple[str, ...], compared: Sequence[str], data_type: str | None
+) -> tuple[str, ...]:
+    """A non-numeric input's codes: declared values, then the other compared constants."""
+    if (data_type or "double") in NUMERIC_TYPES:
+        return ()
+    if data_type == "boolean" and not valid:
+        valid = ("false", "true")
+    extra = [value for value in compared if value not in valid]
+    return (*valid, *extra)
+
+
 def read_schema(source: Path | bytes | str) -> PmmlSchema:
     """Read the schema of the PMML at ``source`` (a path, or the document's bytes/text)."""
     try:
@@ -137,6 +242,7 @@ def read_schema(source: Path | bytes | str) -> PmmlSchema:
     if mining_schema is None:
         raise ExportError("the PMML model has no MiningSchema")
 
+    compared = _compared_constants(root, q)
     inputs: list[InputField] = []
     target: str | None = None
     for mining_field in mining_schema.findall(q("MiningField")):
@@ -151,6 +257,8 @@ def read_schema(source: Path | bytes | str) -> PmmlSchema:
         if data_field is None:
             raise ExportError(f"MiningField {name!r} has no DataField")
         interval = data_field.find(q("Interval"))
+        declared = _declared_values(data_field, q)
+        valid = tuple(declared.get("valid", ()))
         inputs.append(
             InputField(
                 name=name,
@@ -166,6 +274,11 @@ def read_schema(source: Path | bytes | str) -> PmmlSchema:
                 missing_value_replacement=mining_field.get("missingValueReplacement"),
                 invalid_value_treatment=mining_field.get(
                     "invalidValueTreatment", "returnInvalid"
+                ),
+                values=valid,
+                missing_values=tuple(declared.get("missing", ())),
+                categories=_categories(
+                    valid, compared.get(name, ()), data_field.get("dataType")
                 ),
             )
         )
