@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import faust
 import orjson
 
+from models.pmml_schema import NUMERIC_TYPES
+
 if TYPE_CHECKING:
     from models.pmml_schema import PmmlSchema
 
@@ -69,11 +71,23 @@ _PLAIN_NUMBERS = b"0123456789.,-+eE "
 
 @dataclass(frozen=True)
 class FeatureField:
-    """One model input and the interval the model declares valid for it (None = open)."""
+    """One model input: its name, PMML types and what the model declares valid.
+
+    ``valid_min``/``valid_max`` bound a numeric input (None = open);
+    ``values`` lists a categorical input's declared values (empty = any).
+    """
 
     name: str
     valid_min: float | None = None
     valid_max: float | None = None
+    data_type: str = "double"  #: PMML dataType: double, float, integer, string, boolean
+    optype: str = "continuous"  #: PMML optype: continuous, categorical, ordinal
+    values: tuple[str, ...] = ()
+
+    @property
+    def numeric(self) -> bool:
+        """Whether the input's values are numbers (a categorical one may be numeric too)."""
+        return self.data_type in NUMERIC_TYPES
 
 
 @dataclass(frozen=True)
@@ -102,7 +116,14 @@ class FeatureSchema:
             model_name=model_name,
             model_version=model_version,
             fields=tuple(
-                FeatureField(field.name, field.valid_min, field.valid_max)
+                FeatureField(
+                    field.name,
+                    field.valid_min,
+                    field.valid_max,
+                    field.data_type,
+                    field.optype,
+                    field.values,
+                )
                 for field in schema.inputs
             ),
         )
