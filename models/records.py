@@ -36,7 +36,10 @@ from typing import TYPE_CHECKING, Any, Optional
 import faust
 import orjson
 
+from pydantic import ValidationError
+
 from models.pmml_schema import NUMERIC_TYPES
+from models.protocol import ModelStatus
 
 if TYPE_CHECKING:
     from models.pmml_schema import PmmlSchema
@@ -97,6 +100,8 @@ class FeatureSchema:
     model_name: str
     model_version: str
     fields: tuple[FeatureField, ...]
+    #: PMML functionName: "classification" (a label and probabilities) or "regression"
+    function_name: str = "classification"
 
     @cached_property
     def names(self) -> tuple[str, ...]:
@@ -126,37 +131,42 @@ class FeatureSchema:
                 )
                 for field in schema.inputs
             ),
+            function_name=schema.function_name,
         )
 
     @classmethod
     def from_model_status(cls, payload: Any, served_name: str) -> FeatureSchema:
         """The layout a model server announces in ``GET /v1/models/{name}``.
 
-        That answer is TF Serving's status plus the PMML's input schema in
-        Openscoring's shape (``schema.inputFields`` in PMML order, each with
-        its valid range) and the real model name and version behind the
-        served name. Raises ValueError when the answer lacks them.
+        Raises ValueError when the answer is not a :class:`~models.protocol.ModelStatus`
+        with at least one input.
         """
-        schema = payload.get("schema") if isinstance(payload, dict) else None
-        inputs = schema.get("inputFields") if isinstance(schema, dict) else None
-        if not isinstance(inputs, list) or not inputs:
+        try:
+            status = ModelStatus.model_validate(payload)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the document"
+            raise ValueError(
+                f"model status is not the documented shape: {where}: {first['msg']}"
+            ) from None
+        inputs = status.schema_.inputFields
+        if not inputs:
             raise ValueError("model status has no input schema (schema.inputFields)")
-        fields: list[FeatureField] = []
-        for item in inputs:
-            name = item.get("name", item.get("id")) if isinstance(item, dict) else None
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"model schema has an input without a name: {item!r}")
-            fields.append(
-                FeatureField(
-                    name,
-                    _number_or_none(item.get("valid_min")),
-                    _number_or_none(item.get("valid_max")),
-                )
-            )
         return cls(
-            model_name=str(payload.get("model") or served_name),
-            model_version=str(payload.get("version") or ""),
-            fields=tuple(fields),
+            model_name=status.model or served_name,
+            model_version=status.version,
+            fields=tuple(
+                FeatureField(
+                    item.name,
+                    item.valid_min,
+                    item.valid_max,
+                    item.dataType,
+                    item.opType,
+                    () if item.opType == "continuous" else tuple(item.values),
+                )
+                for item in inputs
+            ),
+            function_name=status.schema_.functionName,
         )
 
 
@@ -397,12 +407,6 @@ def _event_time_ms(raw: object) -> int:
             f"event_time {raw!r} is outside 1970-2100 (epoch seconds expected)"
         )
     return round(seconds * 1000.0)
-
-
-def _number_or_none(value: object) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 def _missing(value: float | None) -> bool:

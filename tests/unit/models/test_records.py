@@ -162,24 +162,49 @@ def test_schema_from_a_model_servers_status() -> None:
                 {
                     "id": "clump_thickness",
                     "name": "clump_thickness",
+                    "position": 0,
+                    "positionalName": "_c0",
+                    "values": ["[1.0, 10.0]"],
                     "valid_min": 1.0,
                     "valid_max": 10.0,
                 },
-                {"id": "size", "name": "size", "valid_min": None, "valid_max": None},
+                {
+                    "id": "size",
+                    "name": "size",
+                    "position": 1,
+                    "positionalName": "_c1",
+                    "valid_min": None,
+                    "valid_max": None,
+                },
+                {
+                    "id": "smoker",
+                    "name": "smoker",
+                    "position": 2,
+                    "positionalName": "_c2",
+                    "dataType": "string",
+                    "opType": "categorical",
+                    "values": ["no", "yes"],
+                },
             ]
         },
     }
     schema = FeatureSchema.from_model_status(status, "m")
     assert schema.model_name == "breast-cancer" and schema.model_version == "4"
+    assert schema.function_name == "classification"
     assert schema.fields == (
         FeatureField("clump_thickness", 1.0, 10.0),
         FeatureField("size"),
+        FeatureField("smoker", None, None, "string", "categorical", ("no", "yes")),
     )
+    assert [field.numeric for field in schema.fields] == [True, True, False]
 
 
 def test_status_without_inputs_is_refused() -> None:
-    with pytest.raises(ValueError, match="no input schema"):
+    with pytest.raises(ValueError, match="not the documented shape: name"):
         FeatureSchema.from_model_status({"model_version_status": []}, "m")
+    empty = {"name": "m", "model": "x", "version": "1", "schema": {"inputFields": []}}
+    with pytest.raises(ValueError, match="no input schema"):
+        FeatureSchema.from_model_status(empty, "m")
 
 
 def test_schema_from_a_trained_pmml_follows_its_mining_schema(pmml: bytes) -> None:

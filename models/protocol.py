@@ -1,0 +1,253 @@
+"""The model server's wire protocol: the one module the server, the workers and the generator import.
+
+Everything one side writes and the other reads lives here, typed, so that
+neither parses the other's JSON by hand:
+
+* the routes (:func:`status_path`, :func:`predict_path`, ...) and the token
+  header;
+* the status document ``GET /v1/models/{name}`` (:class:`ModelStatus`): TF
+  Serving's ``model_version_status`` plus the PMML's schema in Openscoring's
+  shape (:class:`ModelSchema`), from which a worker learns the inputs' names,
+  order and types;
+* the keys of a prediction in the reference's answer
+  (``{"predictions": [{"pmml(prediction)": ..., "probability(1)": ...}]}``);
+* the Open Inference Protocol (KServe V2) request, response and metadata
+  (:class:`InferenceRequest`, :class:`InferenceResponse`,
+  :class:`MetadataModelResponse`), in MLServer's shape.
+
+The predict request and answer themselves stay plain JSON written and read
+with orjson: they are the hot path (hundreds of thousands of rows a second),
+where a validating model per row would cost more than the scoring.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ERROR_KEY",
+    "LABEL_KEY",
+    "PREDICTION_KEY",
+    "PREDICTION_TEXT_KEY",
+    "READY_PATH",
+    "TOKEN_HEADER",
+    "VERSION_KEY",
+    "EvaluatorInfo",
+    "InferenceRequest",
+    "InferenceResponse",
+    "InputFieldDoc",
+    "MetadataModelResponse",
+    "MetadataTensor",
+    "ModelSchema",
+    "ModelStatus",
+    "OutputFieldDoc",
+    "RequestInput",
+    "RequestOutput",
+    "ResponseOutput",
+    "TargetFieldDoc",
+    "VersionStatus",
+    "infer_path",
+    "metadata_path",
+    "predict_path",
+    "probability_key",
+    "status_path",
+]
+
+#: The reference's authentication header; health and metrics routes need none.
+TOKEN_HEADER = "X-Auth-Token"
+
+#: Readiness probe of a server (Open Inference Protocol); the pool client polls it.
+READY_PATH = "/v2/health/ready"
+
+
+def status_path(served_name: str) -> str:
+    """``GET``: the :class:`ModelStatus` of a served model."""
+    return f"/v1/models/{served_name}"
+
+
+def predict_path(served_name: str) -> str:
+    """``POST`` ``{"instances": [...]}``: the reference's predict call."""
+    return f"/v1/models/{served_name}:predict"
+
+
+def metadata_path(served_name: str) -> str:
+    """``GET``: the :class:`MetadataModelResponse` of a served model."""
+    return f"/v2/models/{served_name}"
+
+
+def infer_path(served_name: str) -> str:
+    """``POST`` an :class:`InferenceRequest`."""
+    return f"/v2/models/{served_name}/infer"
+
+
+# --- the reference's answer ------------------------------------------------------
+#: The predicted value as PMML writes it: the label of a classifier, the number of a regression.
+PREDICTION_TEXT_KEY = "pmml(prediction)"
+#: The predicted value as a number (a classifier's label as a double, as the reference does).
+PREDICTION_KEY = "prediction"
+#: A classifier's predicted label (absent for a regression).
+LABEL_KEY = "label"
+#: Which model version answered the row.
+VERSION_KEY = "model_version"
+#: In place of a prediction: why the row was not scored.
+ERROR_KEY = "error"
+
+
+def probability_key(category: str) -> str:
+    """The answer key holding the probability of ``category``, e.g. ``probability(1)``."""
+    return f"probability({category})"
+
+
+# --- the status document -------------------------------------------------------------
+class _Document(BaseModel):
+    """Readers keep what they know and ignore the rest (newer servers may add fields)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class InputFieldDoc(_Document):
+    """One model input, in Openscoring's shape plus the bounds as numbers.
+
+    ``values`` is Openscoring's too: the declared values of a categorical
+    input, or the valid interval of a continuous one as text (``"[1.0, 10.0]"``).
+    """
+
+    id: str
+    name: str
+    position: int
+    positionalName: str
+    dataType: str = "double"
+    opType: str = "continuous"
+    values: list[str] = Field(default_factory=list)
+    valid_min: float | None = None
+    valid_max: float | None = None
+    invalidValueTreatment: str = "returnInvalid"
+    missingValueTreatment: str = "asIs"
+    missingValueReplacement: float | str | None = None
+
+
+class TargetFieldDoc(_Document):
+    """The model's target: categorical with its classes, or continuous for a regression."""
+
+    id: str | None
+    opType: str
+    values: list[str] = Field(default_factory=list)
+
+
+class OutputFieldDoc(_Document):
+    """One key of a prediction in the reference's answer."""
+
+    id: str
+    dataType: str
+
+
+class ModelSchema(_Document):
+    """What a model takes and answers: inputs in PMML order, target, answer keys."""
+
+    functionName: Literal["classification", "regression"] = "classification"
+    inputFields: list[InputFieldDoc]
+    targetFields: list[TargetFieldDoc] = Field(default_factory=list)
+    outputFields: list[OutputFieldDoc] = Field(default_factory=list)
+
+
+class VersionStatus(_Document):
+    """TF Serving's entry for one version: AVAILABLE, LOADING or END (a failed load)."""
+
+    version: str
+    state: str
+    status: dict[str, str]
+
+
+class EvaluatorInfo(_Document):
+    """Which engine scores the model: ``fast`` or ``pypmml``, and what it runs."""
+
+    kind: str
+    description: str = ""
+
+
+class ModelStatus(_Document):
+    """``GET /v1/models/{name}``: TF Serving's status plus which model answers and its schema."""
+
+    model_version_status: list[VersionStatus] = Field(default_factory=list)
+    name: str
+    model: str
+    version: str
+    source: str = ""
+    pmml: str = ""
+    evaluator: EvaluatorInfo | None = None
+    schema_: ModelSchema = Field(alias="schema")
+
+    def document(self) -> dict[str, Any]:
+        """The JSON object the server sends (with the schema under ``schema``)."""
+        return self.model_dump(by_alias=True)
+
+
+# --- the Open Inference Protocol (KServe V2) ---------------------------------------------
+#: Tensor datatypes riskstream reads and writes.
+Datatype = Literal["BOOL", "INT32", "INT64", "FP32", "FP64", "BYTES"]
+
+
+class MetadataTensor(_Document):
+    """One input or output tensor of a model's metadata."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class MetadataModelResponse(_Document):
+    """``GET /v2/models/{name}``."""
+
+    name: str
+    versions: list[str] = Field(default_factory=list)
+    platform: str = "pmml"
+    inputs: list[MetadataTensor] = Field(default_factory=list)
+    outputs: list[MetadataTensor] = Field(default_factory=list)
+
+
+class RequestInput(_Document):
+    """One input tensor of an inference request: row-major ``data`` of ``shape``."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+
+class RequestOutput(_Document):
+    """An output the client asks for (all of them when the request names none)."""
+
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequest(_Document):
+    """``POST /v2/models/{name}/infer``."""
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[RequestInput] = Field(min_length=1)
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(_Document):
+    """One output tensor of an inference response."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceResponse(_Document):
+    """The answer to an :class:`InferenceRequest`."""
+
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[ResponseOutput]
