@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import faust
 import orjson
-
 from pydantic import ValidationError
 
 from models.pmml_schema import NUMERIC_TYPES
