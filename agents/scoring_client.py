@@ -10,7 +10,7 @@ pulling from Kafka: backpressure instead of unbounded queues.
 
 A server that fails a request (connection refused, timeout, HTTP 5xx, an
 answer that is not the documented JSON) leaves the rotation at once and is
-probed on ``/v2/health/ready`` every ``probe_interval_s`` until it answers;
+probed on its readiness route every ``probe_interval_s`` until it answers;
 the failed request is retried on another server. A server that answers,
 but slowly, leaves too: each server's latency is averaged (an exponentially
 weighted mean over its requests), and one whose mean exceeds ``slow_factor``
@@ -29,9 +29,10 @@ misconfiguration), and a poison request, one that servers failed on
 (HTTP 5xx, hang-up, timeout) ``SUSPECT_FAILURES`` times while they kept
 answering other requests.
 
-The wire contract is the reference's predict API
-(``POST /v1/models/{name}:predict`` with ``{"instances": [...]}``,
-``X-Auth-Token``); per-row errors come back in place as ``{"error": ...}``.
+The wire contract is the reference's predict API, written down in
+:mod:`models.protocol` (``{"instances": [...]}`` in, ``{"predictions":
+[...]}`` out, the token header); per-row errors come back in place as
+``{"error": ...}``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ from mode import Service
 
 from app.security import model_client_ssl
 from app.settings import Settings
+from models.protocol import (
+    READY_PATH,
+    TOKEN_HEADER,
+    RepositoryIndex,
+    predict_path,
+    repository_index_path,
+    status_path,
+)
 from models.records import FeatureSchema
 
 __all__ = [
@@ -74,6 +83,14 @@ LATENCY_WEIGHT = 0.2
 
 #: Requests a server must have answered before its mean latency is judged or compared.
 LATENCY_SAMPLES = 5
+
+
+class _NoSchema(Exception):
+    """Why one server gave no schema; ``misconfigured`` when it answers without the model."""
+
+    def __init__(self, message: str, *, misconfigured: bool = False) -> None:
+        super().__init__(message)
+        self.misconfigured = misconfigured
 
 
 class PoolError(Exception):
@@ -222,7 +239,7 @@ class ModelServerPool(Service):
     async def on_start(self) -> None:
         headers = {"Content-Type": "application/json"}
         if self._token:
-            headers["X-Auth-Token"] = self._token
+            headers[TOKEN_HEADER] = self._token
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
                 limit=len(self.servers) * self._per_server + len(self.servers),
@@ -316,45 +333,71 @@ class ModelServerPool(Service):
         """The served model's input schema, from the first server that gives it.
 
         Waits (probing every ``probe_interval_s``) while no server answers, so
-        a worker started before its model servers simply waits for them.
+        a worker started before its model servers simply waits for them. A
+        server that answers but serves no model of that name is a
+        configuration error: it is logged as one, with the names it does
+        serve, and the wait goes on (a server may be about to load it).
         """
-        assert self._session is not None, "pool not started"
         attempt = 0
         while True:
             for server in self.servers:
-                url = f"{server.url}/v1/models/{self.model_name}"
                 try:
-                    async with self._session.get(url) as response:
-                        payload = await response.read()
-                        if response.status == 200:
-                            schema = FeatureSchema.from_model_status(
-                                orjson.loads(payload), self.model_name
-                            )
-                            logger.info(
-                                "model %s version %s from %s: %d inputs (%s)",
-                                schema.model_name,
-                                schema.model_version,
-                                server.url,
-                                len(schema.fields),
-                                ", ".join(schema.names),
-                            )
-                            return schema
-                        reason = f"HTTP {response.status}: {payload[:200]!r}"
-                except (
-                    aiohttp.ClientError,
-                    TimeoutError,
-                    ValueError,
-                    PoolError,
-                ) as exc:
-                    reason = f"{type(exc).__name__}: {exc}"
-                if attempt % 10 == 0:
-                    logger.warning(
-                        "cannot read the model schema from %s: %s", url, reason
-                    )
+                    return await self._schema_from(server)
+                except _NoSchema as missing:
+                    if attempt % 10 == 0:
+                        log = logger.error if missing.misconfigured else logger.warning
+                        log("%s", missing)
             attempt += 1
             await self.sleep(self._probe_interval_s)
             if self.should_stop:
                 raise asyncio.CancelledError()
+
+    async def _schema_from(self, server: ServerState) -> FeatureSchema:
+        assert self._session is not None, "pool not started"
+        url = f"{server.url}{status_path(self.model_name)}"
+        try:
+            async with self._session.get(url) as response:
+                payload = await response.read()
+                status = response.status
+            if status == 200:
+                schema = FeatureSchema.from_model_status(
+                    orjson.loads(payload), self.model_name
+                )
+                logger.info(
+                    "model %s version %s from %s: %d inputs (%s)",
+                    schema.model_name,
+                    schema.model_version,
+                    server.url,
+                    len(schema.fields),
+                    ", ".join(schema.names),
+                )
+                return schema
+            if status == 404:
+                served = await self._served_names(server)
+                raise _NoSchema(
+                    f"model server {server.url} serves no model named "
+                    f"{self.model_name!r} (RISKSTREAM_MODEL_NAME); it serves: "
+                    f"{', '.join(served) or 'nothing'}. Set RISKSTREAM_MODEL_NAME to "
+                    "one of them, or start the servers with --served-name "
+                    f"{self.model_name}",
+                    misconfigured=True,
+                )
+            reason = f"HTTP {status}: {_error_text(payload)}"
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        raise _NoSchema(f"cannot read the model schema from {url}: {reason}")
+
+    async def _served_names(self, server: ServerState) -> list[str]:
+        """The names ``server`` serves (its repository index), or none if it will not say."""
+        assert self._session is not None, "pool not started"
+        try:
+            async with self._session.post(
+                f"{server.url}{repository_index_path()}"
+            ) as response:
+                entries = RepositoryIndex.validate_json(await response.read())
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return []
+        return [entry.name for entry in entries]
 
     async def _acquire(self) -> ServerState:
         assert self._slot_freed is not None, "pool not started"
@@ -377,7 +420,7 @@ class ModelServerPool(Service):
 
     async def _post(self, server: ServerState, body: bytes, rows: int) -> ScoredRequest:
         assert self._session is not None
-        url = f"{server.url}/v1/models/{self.model_name}:predict"
+        url = f"{server.url}{predict_path(self.model_name)}"
         started = time.perf_counter()
         try:
             async with self._session.post(url, data=body) as response:
@@ -466,7 +509,7 @@ class ModelServerPool(Service):
     async def _probe(self, server: ServerState) -> None:
         """Ask ``server`` for readiness until it answers (fast enough, if it left for slowness)."""
         assert self._session is not None
-        url = f"{server.url}/v2/health/ready"
+        url = f"{server.url}{READY_PATH}"
         while not self.should_stop:
             await self.sleep(self._probe_interval_s)
             started = time.perf_counter()

@@ -18,6 +18,7 @@ import orjson
 
 from models.dataset import DATASETS, Dataset
 from models.pmml_schema import read_schema
+from models.protocol import TOKEN_HEADER, status_path
 from models.records import FeatureSchema
 from models.repository import ModelRepository
 
@@ -36,7 +37,7 @@ async def schema_from_servers(
     ssl_context: ssl.SSLContext | bool = True,
 ) -> FeatureSchema | None:
     """The served model's schema from the first server that answers, or None."""
-    headers = {"X-Auth-Token": token} if token else {}
+    headers = {TOKEN_HEADER: token} if token else {}
     timeout = aiohttp.ClientTimeout(total=SCHEMA_TIMEOUT_S)
     async with aiohttp.ClientSession(
         timeout=timeout,
@@ -45,7 +46,7 @@ async def schema_from_servers(
     ) as session:
         for url in urls:
             try:
-                async with session.get(f"{url}/v1/models/{served_name}") as response:
+                async with session.get(f"{url}{status_path(served_name)}") as response:
                     payload = await response.read()
                     if response.status == 200:
                         schema = FeatureSchema.from_model_status(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
     "ERROR_KEY",
@@ -43,6 +43,8 @@ __all__ = [
     "ModelSchema",
     "ModelStatus",
     "OutputFieldDoc",
+    "RepositoryEntry",
+    "RepositoryIndex",
     "RequestInput",
     "RequestOutput",
     "ResponseOutput",
@@ -52,6 +54,7 @@ __all__ = [
     "metadata_path",
     "predict_path",
     "probability_key",
+    "repository_index_path",
     "status_path",
 ]
 
@@ -60,6 +63,11 @@ TOKEN_HEADER = "X-Auth-Token"
 
 #: Readiness probe of a server (Open Inference Protocol); the pool client polls it.
 READY_PATH = "/v2/health/ready"
+
+
+def repository_index_path() -> str:
+    """``POST``: the :data:`RepositoryIndex` of what a server serves."""
+    return "/v2/repository/index"
 
 
 def status_path(served_name: str) -> str:
@@ -187,6 +195,19 @@ class ModelStatus(_Document):
 # --- the Open Inference Protocol (KServe V2) ---------------------------------------------
 #: Tensor datatypes riskstream reads and writes.
 Datatype = Literal["BOOL", "INT32", "INT64", "FP32", "FP64", "BYTES"]
+
+
+class RepositoryEntry(_Document):
+    """One served model in the repository index: its served name and state."""
+
+    name: str
+    version: str | None = None
+    state: str
+    reason: str = ""
+
+
+#: ``POST /v2/repository/index``: every model the server serves.
+RepositoryIndex = TypeAdapter(list[RepositoryEntry])
 
 
 class MetadataTensor(_Document):

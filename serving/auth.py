@@ -16,13 +16,12 @@ import logging
 
 from pydantic import SecretStr
 
+from models.protocol import TOKEN_HEADER
 from serving.errors import Unauthorized
 
 __all__ = ["TOKEN_HEADER", "TokenCheck"]
 
 logger = logging.getLogger(__name__)
-
-TOKEN_HEADER = "X-Auth-Token"
 
 
 class TokenCheck:

@@ -46,8 +46,8 @@ logger = logging.getLogger(__name__)
 @click.option(
     "--served-name",
     default=None,
-    help="Name clients use in /v1/models/<name>:predict [default: the model's name; "
-    "the reference's clients use m].",
+    help="Name clients use in /v1/models/<name>:predict [default: RISKSTREAM_MODEL_NAME, "
+    "m as the reference's clients use, which is also the name the workers ask for].",
 )
 @click.option(
     "--replicas",
@@ -107,7 +107,7 @@ def serve(
     config = ServerConfig(
         host=host if host is not None else settings.model_server_host,
         port=port,
-        served_name=served_name or model_name,
+        served_name=served_name or settings.model_name,
         repository=root,
         model_name=model_name,
         pinned_version=pinned,

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from agents.scoring_client import ModelServerPool, RequestRejected
+from models.protocol import InputFieldDoc, ModelSchema, ModelStatus
 
 ROW = {"clump_thickness": 5.0, "mitoses": 1.0}
 
@@ -26,6 +27,7 @@ class FakeModelServer:
         self.most_in_flight = 0
         self.tokens: list[str | None] = []
         self.url = ""
+        self.served_name = "m"
         self._runner: web.AppRunner | None = None
 
     async def predict(self, request: web.Request) -> web.Response:
@@ -60,22 +62,34 @@ class FakeModelServer:
         return web.json_response({}, status=200 if self.ready else 503)
 
     async def status(self, request: web.Request) -> web.Response:
+        if request.match_info["name"] != self.served_name:
+            return web.json_response({"error": "no such model"}, status=404)
+        field = InputFieldDoc(
+            id="clump_thickness",
+            name="clump_thickness",
+            position=0,
+            positionalName="_c0",
+            valid_min=1,
+            valid_max=10,
+        )
+        status = ModelStatus(
+            name=self.served_name,
+            model="breast-cancer",
+            version="7",
+            schema=ModelSchema(inputFields=[field]),
+        )
+        return web.json_response(status.document())
+
+    async def index(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {
-                "model": "breast-cancer",
-                "version": "7",
-                "schema": {
-                    "inputFields": [
-                        {"name": "clump_thickness", "valid_min": 1, "valid_max": 10}
-                    ]
-                },
-            }
+            [{"name": self.served_name, "version": "7", "state": "READY"}]
         )
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/models/{name}:predict", self.predict)
         app.router.add_get("/v1/models/{name}", self.status)
+        app.router.add_post("/v2/repository/index", self.index)
         app.router.add_get("/v2/health/ready", self.health)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -226,6 +240,22 @@ async def test_the_schema_comes_from_the_served_model(
         await pool.stop()
     assert schema.model_name == "breast-cancer" and schema.model_version == "7"
     assert schema.names == ("clump_thickness",)
+
+
+async def test_a_server_serving_another_name_is_an_error_naming_what_it_serves(
+    servers: list[FakeModelServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    servers[0].served_name = "breast-cancer"
+    pool = await started_pool([servers[0].url])
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(pool.fetch_schema(), 0.5)
+    finally:
+        await pool.stop()
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors, "no error logged"
+    assert "serves no model named 'm'" in errors[0]
+    assert "it serves: breast-cancer" in errors[0]
 
 
 async def test_a_request_failing_everywhere_while_others_succeed_is_reported_as_poison(
