@@ -31,20 +31,32 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from mode import Service
 from mode.utils.locks import Event
 
 from agents.scoring_client import RequestRejected, ScoredRequest
+from models.protocol import (
+    ERROR_KEY,
+    LABEL_KEY,
+    PREDICTION_KEY,
+    PREDICTION_TEXT_KEY,
+    VERSION_KEY,
+    probability_key,
+)
 from models.records import (
+    DEFAULT_KEYS,
     MAX_EVENT_TIME_S,
     DeadLetter,
+    DecodedRecord,
     DecodeError,
     FeatureSchema,
+    RecordKeys,
     decode_features,
 )
 from tables.histogram import LATENCY_BUCKETS_MS, bucket_counts
+from tables.predictions import PredictionRow
 
 __all__ = [
     "BatchOutcome",
@@ -56,8 +68,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The prediction keys that are not probabilities or labels (TF-Serving/PMML answer).
-PROBABILITY_PREFIX = "probability("
+#: What every class-probability key of an answer starts with: ``probability(<class>)``.
+PROBABILITY_PREFIX = probability_key("")[:-1]
 
 #: Distinct answer key sets remembered (a model has one or two: answer and error).
 MAX_ANSWER_LAYOUTS = 64
@@ -81,7 +93,7 @@ class Scorer(Protocol):
 
 
 class RowStore(Protocol):
-    async def store(self, rows: Sequence[tuple[Any, ...]]) -> int: ...
+    async def store(self, rows: Sequence[PredictionRow]) -> int: ...
 
 
 class DeadLetterSink(Protocol):
@@ -126,14 +138,25 @@ class BatchProcessor:
         dead_letters: DeadLetterSink,
         request_rows: int,
         max_record_bytes: int | None = None,
+        keys: RecordKeys = DEFAULT_KEYS,
     ) -> None:
+        keys.check(schema)
         self.schema = schema
+        self._keys = keys
         self._scorer = scorer
         self._store = store
         self._dead_letters = dead_letters
         self._request_rows = max(1, request_rows)
         self._max_record_bytes = max_record_bytes
-        self._feature_names = list(schema.names)
+        self._regression = schema.function_name == "regression"
+        numeric = [i for i, field in enumerate(schema.fields) if field.numeric]
+        text = [i for i, field in enumerate(schema.fields) if not field.numeric]
+        #: None when every input is numeric: a record's values are stored as they are
+        self._split: tuple[list[int], list[int]] | None = (
+            None if not text else (numeric, text)
+        )
+        self._feature_names = [schema.names[i] for i in numeric]
+        self._text_feature_names = [schema.names[i] for i in text]
         self._layouts: dict[tuple[str, ...], _AnswerLayout] = {}
 
     async def process(self, messages: Sequence[MessageLike]) -> BatchOutcome:
@@ -152,7 +175,7 @@ class BatchProcessor:
                 dead.append(self._oversized(message, limit))
                 continue
             try:
-                record = decode_features(message.value, schema)
+                record = decode_features(message.value, schema, self._keys)
                 if record.event_time_ms is None:
                     record.event_time_ms = _kafka_event_time_ms(message)
             except DecodeError as error:
@@ -160,15 +183,7 @@ class BatchProcessor:
                 continue
             good.append((message, record))
 
-        names = schema.names
-        instances: list[dict[str, float]] = []
-        for _, record in good:
-            values = record.values
-            total = sum(values)
-            if total == total:  # noqa: PLR0124  (no NaN: the common, cheap case)
-                instances.append(dict(zip(names, values)))
-            else:  # a missing input (NaN, unequal to itself) is left out of the request
-                instances.append({n: v for n, v in zip(names, values) if v == v})  # noqa: PLR0124
+        instances = self._instances(good)
         step = self._request_rows
         answers = await asyncio.gather(
             *(
@@ -177,7 +192,7 @@ class BatchProcessor:
             )
         )
 
-        rows: list[tuple[Any, ...]] = []
+        rows: list[PredictionRow] = []
         row_partitions: list[int] = []
         row_event_ms: list[int] = []
         row_labels: list[str] = []
@@ -193,8 +208,8 @@ class BatchProcessor:
                         continue
                     rows.append(row)
                     row_partitions.append(message.partition)
-                    row_event_ms.append(row[5])
-                    row_labels.append(row[9])
+                    row_event_ms.append(row.event_time_ms)
+                    row_labels.append(row.predicted_label)
 
         stored_at_ms, _ = await asyncio.gather(
             self._store.store(rows), self._dead_letters.publish(dead)
@@ -235,7 +250,33 @@ class BatchProcessor:
             value=value[:limit],
         )
 
-    async def _score(self, instances: list[dict[str, float]]) -> list[ScoredRequest]:
+    def _instances(
+        self, good: list[tuple[MessageLike, DecodedRecord]]
+    ) -> list[dict[str, Any]]:
+        """The request rows: each record's inputs by name, a missing one left out."""
+        names = self.schema.names
+        instances: list[dict[str, Any]] = []
+        append = instances.append
+        if self._split is None:
+            for _, record in good:
+                values = record.values
+                total = sum(cast(list[float], values))
+                if total == total:  # noqa: PLR0124  (no NaN: the common, cheap case)
+                    append(dict(zip(names, values)))
+                else:  # a missing input (NaN, unequal to itself) is left out
+                    append({n: v for n, v in zip(names, values) if v == v})  # noqa: PLR0124
+            return instances
+        for _, record in good:
+            append(
+                {
+                    n: v
+                    for n, v in zip(names, record.values)
+                    if v is not None and v == v  # noqa: PLR0124
+                }
+            )
+        return instances
+
+    async def _score(self, instances: list[dict[str, Any]]) -> list[ScoredRequest]:
         """Score one request's rows; a request refused as a whole is split until the bad rows are alone.
 
         The answers hold one prediction per row, in the rows' order.
@@ -244,7 +285,7 @@ class BatchProcessor:
             return [await self._scorer.score(instances)]
         except RequestRejected as rejection:
             if len(instances) == 1:
-                refused = {"error": rejection.message}
+                refused = {ERROR_KEY: rejection.message}
                 return [ScoredRequest([refused], "", 0.0, int(time.time() * 1000))]
             middle = len(instances) // 2
             first, second = await asyncio.gather(
@@ -255,11 +296,11 @@ class BatchProcessor:
     def _row(
         self,
         message: MessageLike,
-        record: Any,
+        record: DecodedRecord,
         answer: ScoredRequest,
         prediction: Mapping[str, Any],
-    ) -> tuple[Any, ...] | str:
-        """The ClickHouse row (``INSERT_COLUMNS`` order, less stored-at), or why the model refused it."""
+    ) -> PredictionRow | str:
+        """The stored row of one scored record, or why the model refused it."""
         keys = tuple(prediction)
         layout = self._layouts.get(keys)
         if layout is None:
@@ -267,21 +308,15 @@ class BatchProcessor:
                 self._layouts.clear()
             layout = self._layouts[keys] = _AnswerLayout.of(keys)
         if layout.has_error:
-            error = prediction["error"]
+            error = prediction[ERROR_KEY]
             if error is not None:
                 return f"model refused the record: {error}"
-        label = None if layout.label_key is None else prediction[layout.label_key]
-        if label is None:
-            return f"model answer has no label: {dict(prediction)!r}"[:500]
-        try:
-            probabilities = list(
-                map(float, map(prediction.__getitem__, layout.probability_keys))
-            )
-        except (TypeError, ValueError):
-            return f"model answer has a non-numeric probability: {dict(prediction)!r}"[
-                :500
-            ]
+        read = self._read_answer(prediction, layout)
+        if isinstance(read, str):
+            return f"{read}: {dict(prediction)!r}"[:500]
+        label, probabilities, predicted_value = read
         event_ms = record.event_time_ms
+        assert event_ms is not None  # filled in from Kafka at decode
         record_id = record.record_id
         if record_id is None:
             record_id = (
@@ -289,25 +324,72 @@ class BatchProcessor:
                 if message.key
                 else f"{message.topic}:{message.partition}:{message.offset}"
             )
-        return (
-            message.topic,
-            message.partition,
-            message.offset,
-            record_id,
-            event_ms // 1000,
-            event_ms,
-            answer.scored_at_ms,
-            self._feature_names,
-            record.values,
-            str(label),
-            layout.probability_labels,
-            probabilities,
-            record.label,
-            self.schema.model_name,
-            str(prediction.get("model_version", self.schema.model_version)),
-            answer.server,
-            answer.latency_s * 1000.0,
+        # decode_features typed each value by the schema: numbers for the
+        # numeric inputs, text or None for the others
+        values = record.values
+        if self._split is None:
+            numbers, texts = cast(list[float], values), _NO_TEXT
+        else:
+            numeric, text = self._split
+            numbers = cast(list[float], [values[i] for i in numeric])
+            texts = cast(list[str], [values[i] or "" for i in text])
+        return PredictionRow(
+            source_topic=message.topic,
+            source_partition=message.partition,
+            source_offset=message.offset,
+            record_id=record_id,
+            event_time=event_ms // 1000,
+            event_time_ms=event_ms,
+            scored_at_ms=answer.scored_at_ms,
+            feature_names=self._feature_names,
+            feature_values=numbers,
+            predicted_label=label,
+            probability_labels=layout.probability_labels,
+            probabilities=probabilities,
+            true_label=record.label,
+            model_name=self.schema.model_name,
+            model_version=str(prediction.get(VERSION_KEY, self.schema.model_version)),
+            model_server=answer.server,
+            scoring_latency_ms=answer.latency_s * 1000.0,
+            text_feature_names=self._text_feature_names,
+            text_feature_values=texts,
+            predicted_value=predicted_value,
         )
+
+    def _read_answer(
+        self, prediction: Mapping[str, Any], layout: _AnswerLayout
+    ) -> tuple[str, list[float], float] | str:
+        """(label, class probabilities, predicted value) of an answer, or what it lacks."""
+        if self._regression:
+            value = _number(prediction.get(PREDICTION_KEY))
+            if value is None:
+                return "model answer has no numeric prediction"
+            return "", [], value
+        label = None if layout.label_key is None else prediction[layout.label_key]
+        if label is None:
+            return "model answer has no label"
+        try:
+            probabilities = list(
+                map(float, map(prediction.__getitem__, layout.probability_keys))
+            )
+        except (TypeError, ValueError):
+            return "model answer has a non-numeric probability"
+        return str(label), probabilities, NAN
+
+
+#: The text inputs of a model that has none (shared: the writer only reads it).
+_NO_TEXT: list[str] = []
+
+NAN = float("nan")
+
+
+def _number(value: Any) -> float | None:
+    """A regression's predicted value from the answer (Java double text or a number)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number else None  # noqa: PLR0124  (NaN)
 
 
 @dataclass(frozen=True)
@@ -328,10 +410,10 @@ class _AnswerLayout:
     def of(cls, keys: tuple[str, ...]) -> _AnswerLayout:
         probability_keys = tuple(k for k in keys if k.startswith(PROBABILITY_PREFIX))
         return cls(
-            has_error="error" in keys,
-            label_key="label"
-            if "label" in keys
-            else ("pmml(prediction)" if "pmml(prediction)" in keys else None),
+            has_error=ERROR_KEY in keys,
+            label_key=LABEL_KEY
+            if LABEL_KEY in keys
+            else (PREDICTION_TEXT_KEY if PREDICTION_TEXT_KEY in keys else None),
             probability_keys=probability_keys,
             probability_labels=[
                 k[len(PROBABILITY_PREFIX) : -1] for k in probability_keys

@@ -32,6 +32,7 @@ from agents.topics import dead_letter_topic, feature_topic
 from app.application import app
 from app.settings import get_settings
 from app.transport import ack_events, take_batches
+from models.records import RecordKeys
 from tables import stats
 from tables.writer import PredictionWriter
 
@@ -71,6 +72,9 @@ async def _prepare() -> BatchProcessor:
         ),
         request_rows=settings.score_request_rows,
         max_record_bytes=settings.max_record_bytes,
+        keys=RecordKeys(
+            record_id=settings.record_id_field, event_time=settings.event_time_field
+        ),
     )
 
 

@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     """Model servers the workers call, comma-separated base URLs (round-robin)."""
 
     model_name: str = "m"
-    """Name the model is served under (riskstream serve --served-name)."""
+    """Name the workers ask the model servers for, and that riskstream serve serves under unless --served-name says otherwise."""
 
     batch_max_records: int = 2000
     """Most records a worker takes from Kafka into one batch."""
@@ -174,6 +174,12 @@ class Settings(BaseSettings):
 
     max_record_bytes: int = 65536
     """Largest Kafka record value (bytes) a worker decodes; a larger one is dead-lettered with the reason."""
+
+    record_id_field: str = "record_id"
+    """Key of a JSON feature record holding its id; a record without one is known by its Kafka key, else its coordinates."""
+
+    event_time_field: str = "event_time"
+    """Key of a JSON feature record holding its event time (epoch seconds or ISO 8601); without one, its Kafka timestamp."""
 
     model_max_instances: int = 10000
     """Most instances (rows) one request to a model server may hold; more get HTTP 413."""

@@ -1,14 +1,20 @@
 """The messages on riskstream's topics and their wire formats.
 
-Two formats reach the feature topic, both keyed by the record id:
+Two formats reach the feature topic:
 
 * **CSV**, the reference's: the model's inputs in PMML order, one line,
-  e.g. ``5,1,1,1,2,1,3,1,1``; an empty field is a missing value. The key is
-  the record id and the Kafka timestamp is the event time.
-* **JSON**: ``{"record_id", "event_time" (epoch seconds), <inputs>...,
-  "label" (optional ground truth)}``, the :class:`FeatureRecord` of the
-  served model's schema. ``include_metadata`` is off: systems other than
-  Faust read and write this topic, so no ``__faust`` key is added.
+  e.g. ``5,1,1,1,2,1,3,1,1`` or ``30,white,yes,...`` for a model with
+  string inputs; an empty field is a missing value.
+* **JSON**: ``{"record_id", "event_time" (epoch seconds or ISO 8601),
+  <inputs>..., "label" (optional ground truth)}``, the :class:`FeatureRecord`
+  of the served model's schema; the id and event-time keys are settings
+  (:class:`RecordKeys`), and both may be absent. ``include_metadata`` is
+  off: systems other than Faust read and write this topic, so no
+  ``__faust`` key is added.
+
+Either way a record's id is its id field, else its Kafka key, else its
+Kafka coordinates, and its event time is its event-time field, else its
+Kafka timestamp (the pipeline fills in what the record lacks).
 
 The inputs are not constants: :class:`FeatureSchema` is read from the served
 model (its PMML), and :func:`feature_record_type` builds the matching
@@ -44,6 +50,7 @@ if TYPE_CHECKING:
     from models.pmml_schema import PmmlSchema
 
 __all__ = [
+    "DEFAULT_KEYS",
     "MAX_EVENT_TIME_S",
     "DeadLetter",
     "DecodeError",
@@ -51,6 +58,8 @@ __all__ = [
     "FeatureField",
     "FeatureRecord",
     "FeatureSchema",
+    "RecordKeys",
+    "Value",
     "decode_features",
     "encode_csv",
     "encode_json",
@@ -59,8 +68,33 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Keys of a JSON record that are not model inputs.
-RECORD_ID, EVENT_TIME, LABEL = "record_id", "event_time", "label"
+
+@dataclass(frozen=True)
+class RecordKeys:
+    """The keys of a JSON feature record that are not model inputs.
+
+    Other systems name their id and event time their own way; the worker
+    takes the names from ``RISKSTREAM_RECORD_ID_FIELD`` and
+    ``RISKSTREAM_EVENT_TIME_FIELD``.
+    """
+
+    record_id: str = "record_id"
+    event_time: str = "event_time"
+    label: str = "label"
+
+    def check(self, schema: FeatureSchema) -> None:
+        """Refuse keys that are also model inputs: a record could not say which it means."""
+        clash = {self.record_id, self.event_time, self.label} & set(schema.names)
+        if clash:
+            raise ValueError(
+                f"model input(s) {', '.join(sorted(clash))} clash with the record's id, "
+                "event-time or label key (RISKSTREAM_RECORD_ID_FIELD, "
+                "RISKSTREAM_EVENT_TIME_FIELD)"
+            )
+
+
+#: The keys riskstream's own generator writes.
+DEFAULT_KEYS = RecordKeys()
 
 #: ClickHouse's DateTime ends in 2106; refuse event times it cannot store.
 MAX_EVENT_TIME_S = 4_102_444_800.0  # 2100-01-01T00:00:00Z
@@ -107,9 +141,9 @@ class FeatureSchema:
         return tuple(field.name for field in self.fields)
 
     @cached_property
-    def json_keys(self) -> frozenset[str]:
-        """Every key a JSON feature record may hold."""
-        return frozenset((*self.names, RECORD_ID, EVENT_TIME, LABEL))
+    def all_numeric(self) -> bool:
+        """Whether every input is a number (the pipeline's cheap path)."""
+        return all(field.numeric for field in self.fields)
 
     @classmethod
     def from_pmml(
@@ -178,22 +212,29 @@ class FeatureRecord(
 ):
     """A JSON feature record without its inputs; :func:`feature_record_type` adds them."""
 
-    record_id: str
-    event_time: float
-    label: Optional[str] = None  # noqa: UP045  (faust reads the annotation at runtime)
+    record_id: Optional[str] = None  # noqa: UP045  (faust reads the annotation at runtime)
+    event_time: Optional[float] = None  # noqa: UP045
+    label: Optional[str] = None  # noqa: UP045
 
 
-def feature_record_type(schema: FeatureSchema) -> type[FeatureRecord]:
-    """The JSON feature record of ``schema``: one optional float per model input.
+def feature_record_type(
+    schema: FeatureSchema, keys: RecordKeys = DEFAULT_KEYS
+) -> type[FeatureRecord]:
+    """The JSON feature record of ``schema``: one optional value per model input.
 
-    Built at run time because the inputs come from the served model's PMML;
-    an absent or null input is a missing value, which the model's own
-    missing-value treatment handles.
+    Built at run time because the inputs come from the served model's PMML
+    (a number for a numeric input, a string otherwise); an absent or null
+    input is a missing value, which the model's own missing-value treatment
+    handles.
     """
+    keys.check(schema)
     for name in schema.names:
-        if not name.isidentifier() or name in (RECORD_ID, EVENT_TIME, LABEL):
+        if not name.isidentifier():
             raise ValueError(f"model input {name!r} cannot be a JSON record field")
-    annotations = {name: Optional[float] for name in schema.names}  # noqa: UP045
+    annotations = {
+        field.name: Optional[float] if field.numeric else Optional[str]  # noqa: UP045
+        for field in schema.fields
+    }
     namespace: dict[str, Any] = {"__annotations__": annotations}
     namespace.update(dict.fromkeys(schema.names))
     namespace["__module__"] = __name__
@@ -253,70 +294,85 @@ class DecodeError(ValueError):
     """A feature record that is malformed; the message is the dead letter's reason."""
 
 
+#: One input's value on its way to the model: a number (NaN = missing), a string
+#: (a category, or "true"/"false" for a boolean) or None (a missing non-numeric input).
+Value = float | str | None
+
+
 @dataclass(slots=True)
 class DecodedRecord:
     """One well-formed feature record, ready to be scored.
 
-    ``values`` follow the schema's order with NaN for a missing input;
-    ``event_time_ms`` is None when the format carries none (CSV), in which
-    case the Kafka timestamp stands in; ``label`` is "" without ground truth.
+    ``values`` follow the schema's order: a float for a numeric input (NaN
+    when missing), a string or None (missing) for the others.
+    ``record_id`` and ``event_time_ms`` are None when the record carries
+    none (always for CSV): the Kafka key or coordinates and the Kafka
+    timestamp stand in. ``label`` is "" without ground truth.
     """
 
     record_id: str | None
     event_time_ms: int | None
-    values: list[float]
+    values: list[Value]
     label: str
 
 
-def encode_csv(values: Sequence[float | None]) -> bytes:
+def encode_csv(values: Sequence[float | str | None]) -> bytes:
     """The reference's CSV line: inputs in schema order, empty field = missing."""
     return ",".join(
-        "" if value is None or _missing(value) else _number_text(value)
-        for value in values
-    ).encode("ascii")
+        "" if value is None or _missing(value) else _text(value) for value in values
+    ).encode("utf-8")
 
 
 def encode_json(
     schema: FeatureSchema,
     record_id: str,
     event_time: float,
-    values: Sequence[float | None],
+    values: Sequence[float | str | bool | None],
     label: str | None = None,
 ) -> bytes:
     """A JSON feature record, byte for byte what ``feature_record_type(schema)`` parses."""
-    body: dict[str, Any] = {RECORD_ID: record_id, EVENT_TIME: event_time, LABEL: label}
+    keys = DEFAULT_KEYS
+    body: dict[str, Any] = {
+        keys.record_id: record_id,
+        keys.event_time: event_time,
+        keys.label: label,
+    }
     for name, value in zip(schema.names, values, strict=True):
         body[name] = None if _missing(value) else value
     return orjson.dumps(body)
 
 
-def decode_features(value: bytes | None, schema: FeatureSchema) -> DecodedRecord:
+def decode_features(
+    value: bytes | None, schema: FeatureSchema, keys: RecordKeys = DEFAULT_KEYS
+) -> DecodedRecord:
     """Parse one feature record (CSV or JSON, told apart by the first byte).
 
-    Checks only the record's shape (field count, numbers, JSON keys): the
-    values' valid ranges are the model's to judge, since its PMML decides
-    whether an out-of-range input is rejected or scored as it is.
+    Checks the record's shape and each value's type against the schema
+    (a number for a numeric input, text for a string, true/false for a
+    boolean): the values' validity (ranges, declared categories) is the
+    model's to judge, since its PMML decides whether an invalid input is
+    rejected or scored.
     """
     if not value:
         raise DecodeError("empty record")
     if value[:1] in (b"{", b"["):
-        return _decode_json(value, schema)
+        return _decode_json(value, schema, keys)
     return _decode_csv(value, schema)
 
 
 def _decode_csv(value: bytes, schema: FeatureSchema) -> DecodedRecord:
     line = value.rstrip(b"\r\n")
     names = schema.names
-    if not line.translate(None, _PLAIN_NUMBERS):
+    if schema.all_numeric and not line.translate(None, _PLAIN_NUMBERS):
         # The common case, parsed in C: only digits, signs, points and
         # exponents, so the line in brackets is a JSON array of numbers if
         # every field is a well-formed number (ints stay ints: same value).
         try:
-            numbers: list[float] = orjson.loads(b"[" + line + b"]")
+            numbers: list[Value] = orjson.loads(b"[" + line + b"]")
         except orjson.JSONDecodeError:
             pass  # an empty or malformed field: the field-by-field loop tells which
         else:
-            total = sum(numbers)
+            total = sum(numbers)  # type: ignore[arg-type]
             # every value finite (an inf anywhere makes the difference NaN)
             if len(numbers) == len(names) and total - total == 0.0:
                 return DecodedRecord(None, None, numbers, "")
@@ -326,59 +382,85 @@ def _decode_csv(value: bytes, schema: FeatureSchema) -> DecodedRecord:
             f"CSV record has {len(parts)} fields, the model {schema.model_name} "
             f"expects {len(names)} ({','.join(names)})"
         )
-    values: list[float] = []
+    values: list[Value] = []
     append = values.append
-    for index, part in enumerate(parts):
-        if not part or part.isspace():
-            append(NAN)
-            continue
-        try:
-            number = float(part)
-        except ValueError:
-            raise DecodeError(
-                f"CSV field {index + 1} ({names[index]}) is not a number: {_show(part)}"
-            ) from None
-        if not math.isfinite(number):
-            raise DecodeError(
-                f"CSV field {index + 1} ({names[index]}) is not a finite number: {_show(part)}"
-            )
-        append(number)
+    for index, (part, field) in enumerate(zip(parts, schema.fields, strict=True)):
+        where = f"CSV field {index + 1} ({field.name})"
+        if field.numeric:
+            append(_csv_number(part, where))
+        else:
+            try:
+                text = part.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise DecodeError(f"{where} is not UTF-8 text: {_show(part)}") from None
+            append(_category(text, field, where))
     return DecodedRecord(None, None, values, "")
 
 
-def _decode_json(value: bytes, schema: FeatureSchema) -> DecodedRecord:
+def _csv_number(part: bytes, where: str) -> float:
+    if not part or part.isspace():
+        return NAN
+    try:
+        number = float(part)
+    except ValueError:
+        raise DecodeError(f"{where} is not a number: {_show(part)}") from None
+    if not math.isfinite(number):
+        raise DecodeError(f"{where} is not a finite number: {_show(part)}")
+    return number
+
+
+def _decode_json(
+    value: bytes, schema: FeatureSchema, keys: RecordKeys
+) -> DecodedRecord:
     try:
         body = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"invalid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise DecodeError(f"JSON record must be an object, got {type(body).__name__}")
-    record_id = body.get(RECORD_ID)
+    record_id = body.get(keys.record_id)
     if isinstance(record_id, int) and not isinstance(record_id, bool):
         record_id = str(record_id)
-    if not isinstance(record_id, str) or not record_id:
-        raise DecodeError("JSON record has no record_id (a non-empty string)")
-    event_time_ms = _event_time_ms(body.get(EVENT_TIME))
-    label = body.get(LABEL)
+    if record_id is not None and (not isinstance(record_id, str) or not record_id):
+        raise DecodeError(
+            f"JSON {keys.record_id} must be a non-empty string or an integer, "
+            f"got {_show(record_id)}"
+        )
+    raw_time = body.get(keys.event_time)
+    event_time_ms = None if raw_time is None else _event_time_ms(raw_time, keys)
+    label = body.get(keys.label)
     if label is None:
         label = ""
     elif isinstance(label, (str, int)) and not isinstance(label, bool):
         label = str(label)
     else:
         raise DecodeError(
-            f"JSON label must be a string or an integer, got {_show(label)}"
+            f"JSON {keys.label} must be a string or an integer, got {_show(label)}"
         )
-    values: list[float] = []
+    values: list[Value] = []
     append = values.append
-    for name in schema.names:
-        item = body.get(name)
-        if item is None:
-            append(NAN)
-        elif type(item) is int or (type(item) is float and math.isfinite(item)):
-            append(float(item))
+    for field in schema.fields:
+        item = body.get(field.name)
+        if field.numeric:
+            if item is None:
+                append(NAN)
+            elif type(item) is int or (type(item) is float and math.isfinite(item)):
+                append(float(item))
+            else:
+                raise DecodeError(
+                    f"JSON field {field.name} is not a number: {_show(item)}"
+                )
         else:
-            raise DecodeError(f"JSON field {name} is not a number: {_show(item)}")
-    unknown = body.keys() - schema.json_keys
+            append(_json_category(item, field))
+    unknown = (
+        body.keys()
+        - set(schema.names)
+        - {
+            keys.record_id,
+            keys.event_time,
+            keys.label,
+        }
+    )
     if unknown:
         raise DecodeError(
             f"JSON record has fields the model {schema.model_name} does not take: "
@@ -387,33 +469,77 @@ def _decode_json(value: bytes, schema: FeatureSchema) -> DecodedRecord:
     return DecodedRecord(record_id, event_time_ms, values, label)
 
 
-def _event_time_ms(raw: object) -> int:
-    if isinstance(raw, bool) or raw is None:
-        raise DecodeError("JSON record has no event_time (epoch seconds or ISO 8601)")
+#: How a boolean input may be written (compared case-insensitively).
+_BOOLEAN_TEXT = {"true": "true", "false": "false", "1": "true", "0": "false"}
+
+
+def _json_category(item: object, field: FeatureField) -> str | None:
+    """A non-numeric input from JSON: text, an integer code, or true/false."""
+    where = f"JSON field {field.name}"
+    if item is None:
+        return None
+    if type(item) is bool:
+        if field.data_type == "boolean":
+            return "true" if item else "false"
+        raise DecodeError(f"{where} is {field.data_type}, not a boolean: {_show(item)}")
+    if type(item) is int:
+        return _category(str(item), field, where)
+    if type(item) is str:
+        return _category(item, field, where)
+    raise DecodeError(f"{where} must be text, got {_show(item)}")
+
+
+def _category(text: str, field: FeatureField, where: str) -> str | None:
+    """A non-numeric input as text ("" = missing); a boolean as "true" or "false"."""
+    if not text:
+        return None
+    if field.data_type != "boolean":
+        return text
+    canonical = _BOOLEAN_TEXT.get(text.lower())
+    if canonical is None:
+        raise DecodeError(f"{where} is a boolean (true or false), not {_show(text)}")
+    return canonical
+
+
+def _event_time_ms(raw: object, keys: RecordKeys) -> int:
+    if isinstance(raw, bool):
+        raise DecodeError(
+            f"JSON {keys.event_time} must be epoch seconds or ISO 8601, got {_show(raw)}"
+        )
     if isinstance(raw, (int, float)):
         seconds = float(raw)
     elif isinstance(raw, str):
         try:
             seconds = datetime.fromisoformat(raw).timestamp()
         except ValueError:
-            raise DecodeError(f"event_time is not ISO 8601: {_show(raw)}") from None
+            raise DecodeError(
+                f"{keys.event_time} is not ISO 8601: {_show(raw)}"
+            ) from None
     else:
         raise DecodeError(
-            f"event_time must be epoch seconds or ISO 8601, got {_show(raw)}"
+            f"{keys.event_time} must be epoch seconds or ISO 8601, got {_show(raw)}"
         )
     if not 0.0 < seconds < MAX_EVENT_TIME_S:
         raise DecodeError(
-            f"event_time {raw!r} is outside 1970-2100 (epoch seconds expected)"
+            f"{keys.event_time} {raw!r} is outside 1970-2100 (epoch seconds expected)"
         )
     return round(seconds * 1000.0)
 
 
-def _missing(value: float | None) -> bool:
+def _missing(value: float | str | bool | None) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _number_text(value: float) -> str:
-    """Integral values as integers, like the reference's ``5,1,1``."""
+def _text(value: float | str | bool) -> str:
+    """A CSV field: integral numbers as integers, like the reference's ``5,1,1``."""
+    if isinstance(value, str):
+        if "," in value or "\n" in value:
+            raise ValueError(
+                f"{value!r} cannot be a CSV field (no quoting in this format)"
+            )
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return repr(value)

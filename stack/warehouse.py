@@ -36,7 +36,7 @@ from stack.service import (
     port_answers,
     render_conf,
 )
-from tables.predictions import create_statements, quote_identifier
+from tables.predictions import prepare_schema, quote_identifier
 
 __all__ = ["ADMIN_USER", "ClickHouseService", "app_user_xml"]
 
@@ -140,8 +140,10 @@ class ClickHouseService(LocalService):
         try:
             await connection.connect()
             async with connection.cursor() as cursor:
-                for statement in create_statements(self.settings.clickhouse_database):
-                    await cursor.execute(statement)
+                for statement in await prepare_schema(
+                    cursor, self.settings.clickhouse_database
+                ):
+                    logger.info("clickhouse: %s", statement.splitlines()[0])
         except (asynch_errors.Error, OSError, EOFError) as error:
             raise StackError(
                 f"clickhouse answers but the app's schema could not be created "

@@ -12,9 +12,16 @@ so its copies always meet in one merge.
 Every statement must run on ClickHouse 18.16 (the local stack) and on the
 current release: no DateTime64, no LowCardinality, no Nullable arrays. Times
 are kept twice, a ``DateTime`` for people and partitioning and a ``UInt64``
-of epoch milliseconds for latency; a missing input is NaN in
-``feature_values``, which stays parallel to ``feature_names`` whichever
-model (9 or 30 inputs) wrote the row.
+of epoch milliseconds for latency. Inputs are kept whatever their type:
+numeric ones in ``feature_values`` (NaN = missing), parallel to
+``feature_names``, the others (categories, "true"/"false") as text in
+``text_feature_values`` ("" = missing), parallel to ``text_feature_names``.
+A classifier's answer is ``predicted_label`` with its ``probabilities``; a
+regression's is ``predicted_value`` (NaN for a classifier).
+
+A table made by an older riskstream lacks the newer columns; the same step
+that creates what is missing adds them (``ALTER TABLE ... ADD COLUMN``, old
+rows get the default) and re-creates the view over the new columns.
 """
 
 from __future__ import annotations
@@ -22,17 +29,22 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Collection
+from typing import Any, NamedTuple, Protocol
 
 __all__ = [
     "INSERT_COLUMNS",
     "TABLE",
     "UNIQUE_VIEW",
+    "PredictionRow",
     "create_statements",
     "dedup_count_query",
+    "existing_columns_query",
     "existing_objects_query",
     "insert_statement",
     "missing_statements",
+    "prepare_schema",
     "quote_identifier",
+    "upgrade_statements",
 ]
 
 logger = logging.getLogger(__name__)
@@ -40,7 +52,38 @@ logger = logging.getLogger(__name__)
 TABLE = "predictions"
 UNIQUE_VIEW = "predictions_unique"
 
-#: Column -> ClickHouse type, in insert order; the writer's row tuples follow it.
+
+class PredictionRow(NamedTuple):
+    """One stored prediction as the pipeline builds it: every column but the stored-at pair.
+
+    A tuple, so that the writer hands it to asynch as it is, with the two
+    stored-at values stamped on at the insert.
+    """
+
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    record_id: str
+    event_time: int  #: epoch seconds (the DateTime column)
+    event_time_ms: int
+    scored_at_ms: int
+    feature_names: list[str]
+    feature_values: list[float]
+    predicted_label: str
+    probability_labels: list[str]
+    probabilities: list[float]
+    true_label: str
+    model_name: str
+    model_version: str
+    model_server: str
+    scoring_latency_ms: float
+    text_feature_names: list[str]
+    text_feature_values: list[str]
+    predicted_value: float
+
+
+#: Column -> ClickHouse type, in table order: a column added in a later version
+#: comes last, where ``ALTER TABLE ... ADD COLUMN`` puts it in an older table.
 COLUMNS: dict[str, str] = {
     "source_topic": "String",
     "source_partition": "UInt32",
@@ -61,12 +104,16 @@ COLUMNS: dict[str, str] = {
     "scoring_latency_ms": "Float64",
     "stored_at": "DateTime",
     "stored_at_ms": "UInt64",
+    "text_feature_names": "Array(String)",
+    "text_feature_values": "Array(String)",
+    "predicted_value": "Float64 DEFAULT nan",
 }
-
-INSERT_COLUMNS: tuple[str, ...] = tuple(COLUMNS)
 
 #: The two columns the writer stamps on every row just before the insert.
 STORED_AT_COLUMNS = ("stored_at", "stored_at_ms")
+
+#: The insert's columns: a :class:`PredictionRow`, then the stored-at pair.
+INSERT_COLUMNS: tuple[str, ...] = (*PredictionRow._fields, *STORED_AT_COLUMNS)
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -78,6 +125,10 @@ def quote_identifier(name: str) -> str:
             f"{name!r} is not a valid ClickHouse identifier (letters, digits, _)"
         )
     return f"`{name}`"
+
+
+def _view_statement(db: str) -> str:
+    return f"CREATE VIEW IF NOT EXISTS {db}.{UNIQUE_VIEW} AS SELECT * FROM {db}.{TABLE} FINAL"
 
 
 def _named_statements(database: str) -> list[tuple[str, str]]:
@@ -95,10 +146,7 @@ def _named_statements(database: str) -> list[tuple[str, str]]:
                 "ORDER BY (source_topic, source_partition, source_offset)"
             ),
         ),
-        (
-            UNIQUE_VIEW,
-            f"CREATE VIEW IF NOT EXISTS {db}.{UNIQUE_VIEW} AS SELECT * FROM {db}.{TABLE} FINAL",
-        ),
+        (UNIQUE_VIEW, _view_statement(db)),
     ]
 
 
@@ -129,8 +177,60 @@ def missing_statements(database: str, existing: Collection[str]) -> list[str]:
     ]
 
 
+def existing_columns_query(database: str) -> str:
+    """The predictions table's column names, one per row (none if there is no table)."""
+    name = quote_identifier(database).strip("`")
+    return (
+        f"SELECT name FROM system.columns WHERE database = '{name}' "
+        f"AND table = '{TABLE}'"
+    )
+
+
+def upgrade_statements(database: str, existing_columns: Collection[str]) -> list[str]:
+    """What brings a table of an older version up to :data:`COLUMNS`, keeping its rows.
+
+    Nothing for a missing table (it is created whole) or a current one.
+    The view is re-created, since a view's columns are fixed when it is made.
+    """
+    missing = [name for name in COLUMNS if name not in existing_columns]
+    if not existing_columns or not missing:
+        return []
+    db = quote_identifier(database)
+    return [
+        *(
+            f"ALTER TABLE {db}.{TABLE} ADD COLUMN {name} {COLUMNS[name]}"
+            for name in missing
+        ),
+        f"DROP TABLE IF EXISTS {db}.{UNIQUE_VIEW}",
+        _view_statement(db),
+    ]
+
+
+class _Cursor(Protocol):
+    async def execute(self, query: str, args: Any = None) -> Any: ...
+    async def fetchall(self) -> Any: ...
+
+
+async def prepare_schema(cursor: _Cursor, database: str) -> list[str]:
+    """Create what is missing and upgrade an older table; returns the statements run.
+
+    A user without DDL rights (the local stack's app user) runs none
+    against a schema the stack already prepared and upgraded.
+    """
+    await cursor.execute(existing_objects_query(database))
+    existing = {row[0] for row in await cursor.fetchall()}
+    statements = missing_statements(database, existing)
+    if TABLE in existing:
+        await cursor.execute(existing_columns_query(database))
+        columns = {row[0] for row in await cursor.fetchall()}
+        statements += upgrade_statements(database, columns)
+    for statement in statements:
+        await cursor.execute(statement)
+    return statements
+
+
 def insert_statement(database: str) -> str:
-    """The INSERT the writer sends with its row tuples (native protocol, no VALUES text)."""
+    """The INSERT the writer sends with its rows (native protocol, no VALUES text)."""
     return f"INSERT INTO {quote_identifier(database)}.{TABLE} ({', '.join(INSERT_COLUMNS)}) VALUES"
 
 

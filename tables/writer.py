@@ -32,11 +32,7 @@ from mode import Service
 from mode.utils.locks import Event
 
 from app.backoff import Backoff, retry_until_done
-from tables.predictions import (
-    existing_objects_query,
-    insert_statement,
-    missing_statements,
-)
+from tables.predictions import PredictionRow, insert_statement, prepare_schema
 
 __all__ = ["PredictionWriter"]
 
@@ -79,7 +75,7 @@ class PredictionWriter(Service):
         self._max_backoff_s = max_backoff_s
         self._connection: asynch.Connection | None = None
         # (rows, future resolved with the stored-at stamp) waiting for the next insert
-        self._pending: list[tuple[Sequence[tuple[Any, ...]], asyncio.Future[int]]] = []
+        self._pending: list[tuple[Sequence[PredictionRow], asyncio.Future[int]]] = []
         self._pending_rows = 0
         self._first_pending_at = 0.0
         self._has_pending = Event()
@@ -91,8 +87,8 @@ class PredictionWriter(Service):
         self.inserts = 0
         self.failed_inserts = 0
 
-    async def store(self, rows: Sequence[tuple[Any, ...]]) -> int:
-        """Insert ``rows`` (``INSERT_COLUMNS`` order, without the stored-at pair).
+    async def store(self, rows: Sequence[PredictionRow]) -> int:
+        """Insert ``rows``, stamped with the stored-at pair.
 
         Returns the stored-at time (epoch ms) stamped on them, once ClickHouse
         has them. Never raises for ClickHouse failures: it waits them out.
@@ -173,7 +169,7 @@ class PredictionWriter(Service):
                     self._inserting_callers = 0
 
     async def _insert(
-        self, batch: list[tuple[Sequence[tuple[Any, ...]], asyncio.Future[int]]]
+        self, batch: list[tuple[Sequence[PredictionRow], asyncio.Future[int]]]
     ) -> None:
         stored_at_ms = int(time.time() * 1000)
         stamp = (stored_at_ms // 1000, stored_at_ms)
@@ -228,10 +224,8 @@ class PredictionWriter(Service):
         await connection.connect()
         try:
             async with connection.cursor() as cursor:
-                await cursor.execute(existing_objects_query(self.database))
-                existing = {row[0] for row in await cursor.fetchall()}
-                for statement in missing_statements(self.database, existing):
-                    await cursor.execute(statement)
+                for statement in await prepare_schema(cursor, self.database):
+                    logger.info("ClickHouse %s: %s", self.address, statement)
         except BaseException:
             await connection.close()
             raise

@@ -13,8 +13,14 @@ import pytest
 
 from agents.pipeline import BatchOutcome, BatchProcessor, Pipeline
 from agents.scoring_client import RequestRejected, ScoredRequest
-from models.records import DeadLetter, FeatureField, FeatureSchema, encode_json
-from tables.predictions import INSERT_COLUMNS, STORED_AT_COLUMNS
+from models.records import (
+    DeadLetter,
+    FeatureField,
+    FeatureSchema,
+    RecordKeys,
+    encode_json,
+)
+from tables.predictions import INSERT_COLUMNS, STORED_AT_COLUMNS, PredictionRow
 
 SCHEMA = FeatureSchema(
     "breast-cancer",
@@ -69,9 +75,9 @@ class RuleScorer:
 
 class Rows:
     def __init__(self) -> None:
-        self.rows: list[tuple[Any, ...]] = []
+        self.rows: list[PredictionRow] = []
 
-    async def store(self, rows: Sequence[tuple[Any, ...]]) -> int:
+    async def store(self, rows: Sequence[PredictionRow]) -> int:
         self.rows.extend(rows)
         return 1_767_323_046_100
 
@@ -315,3 +321,93 @@ async def test_stopping_abandons_the_in_flight_batches_without_acking(
     release.set()
     await asyncio.sleep(0.01)
     assert acked == []
+
+
+class EchoScorer:
+    """Answers as a server of ``schema`` would: a regression, or a label per row; keeps the requests."""
+
+    def __init__(self, regression: bool) -> None:
+        self.regression = regression
+        self.instances: list[Mapping[str, Any]] = []
+
+    async def score(self, instances: Sequence[Mapping[str, Any]]) -> ScoredRequest:
+        self.instances.extend(instances)
+        if self.regression:
+            predictions = [
+                {"pmml(prediction)": "2.5", "prediction": "2.5", "model_version": "1"}
+                for _ in instances
+            ]
+        else:
+            predictions = [
+                {"pmml(prediction)": "yes", "probability(yes)": "0.75", "label": "yes"}
+                for _ in instances
+            ]
+        return ScoredRequest(predictions, "http://server-a", 0.001, 1_767_323_046_000)
+
+
+def mixed_schema(function_name: str) -> FeatureSchema:
+    return FeatureSchema(
+        "audit",
+        "1",
+        (
+            FeatureField("age", 17.0, 90.0),
+            FeatureField("employment", None, None, "string", "categorical"),
+            FeatureField("married", None, None, "boolean", "categorical"),
+        ),
+        function_name,
+    )
+
+
+@pytest.mark.parametrize("function_name", ["classification", "regression"])
+async def test_text_inputs_travel_as_text_and_are_stored_beside_the_numbers(
+    function_name: str,
+) -> None:
+    schema = mixed_schema(function_name)
+    scorer, rows, letters = EchoScorer(function_name == "regression"), Rows(), Letters()
+    handler = BatchProcessor(
+        schema=schema, scorer=scorer, store=rows, dead_letters=letters, request_rows=10
+    )
+    await handler.process(
+        [
+            Message("features", 0, 1, b"k-1", b"38,Private,true"),
+            Message("features", 0, 2, None, b'{"age": 40, "married": false}'),
+            Message("features", 0, 3, None, b'{"age": 41, "married": "perhaps"}'),
+        ]
+    )
+    assert scorer.instances == [
+        {"age": 38.0, "employment": "Private", "married": "true"},
+        {"age": 40.0, "married": "false"},
+    ]
+    assert [letter.stage for letter in letters.letters] == ["decode"]
+    assert "married" in letters.letters[0].reason
+    first, second = rows.rows
+    assert first.record_id == "k-1" and second.record_id == "features:0:2"
+    assert first.feature_names == ["age"] and first.feature_values == [38.0]
+    assert first.text_feature_names == ["employment", "married"]
+    assert first.text_feature_values == ["Private", "true"]
+    assert second.text_feature_values == ["", "false"]
+    if function_name == "regression":
+        assert first.predicted_value == 2.5 and first.predicted_label == ""
+        assert first.probabilities == []
+    else:
+        assert first.predicted_label == "yes" and first.probabilities == [0.75]
+        assert first.predicted_value != first.predicted_value  # NaN
+
+
+async def test_the_record_keys_are_settings() -> None:
+    scorer, rows, letters = RuleScorer(), Rows(), Letters()
+    handler = BatchProcessor(
+        schema=SCHEMA,
+        scorer=scorer,
+        store=rows,
+        dead_letters=letters,
+        request_rows=3,
+        keys=RecordKeys(record_id="patient", event_time="seen_at"),
+    )
+    raw = (
+        b'{"patient": "p-9", "seen_at": 1767323040, "clump_thickness": 7, "mitoses": 1}'
+    )
+    await handler.process([Message("features", 1, 5, b"kafka-key", raw)])
+    (row,) = rows.rows
+    assert row.record_id == "p-9" and row.event_time_ms == 1_767_323_040_000
+    assert row.predicted_label == "1"

@@ -14,6 +14,7 @@ from models.records import (
     DecodeError,
     FeatureField,
     FeatureSchema,
+    RecordKeys,
     decode_features,
     encode_csv,
     encode_json,
@@ -54,8 +55,9 @@ def test_empty_csv_field_is_a_missing_value() -> None:
         (b"", "empty record"),
         (b"{not json", "invalid JSON"),
         (b"[1, 2, 3]", "JSON record must be an object"),
-        (b'{"event_time": 1.5}', "no record_id"),
-        (b'{"record_id": "a"}', "no event_time"),
+        (b'{"record_id": "", "event_time": 1.5}', "record_id must be a non-empty"),
+        (b'{"record_id": 1.5, "event_time": 1.5}', "record_id must be a non-empty"),
+        (b'{"record_id": "a", "event_time": true}', "event_time must be epoch"),
         (
             b'{"record_id": "a", "event_time": "yesterday"}',
             "event_time is not ISO 8601",
@@ -93,6 +95,90 @@ def test_json_record_carries_id_event_time_and_ground_truth() -> None:
         and math.isnan(record.values[1])
         and record.values[2] == 3.5
     )
+
+
+def test_a_json_record_without_id_or_event_time_leaves_them_to_kafka() -> None:
+    record = decode_features(b'{"mitoses": 2}', SCHEMA)
+    assert record.record_id is None and record.event_time_ms is None
+    assert record.values[2] == 2.0
+
+
+def test_the_id_and_event_time_keys_are_the_streams_own() -> None:
+    keys = RecordKeys(record_id="patient", event_time="ts")
+    raw = b'{"patient": 42, "ts": "2026-01-02T03:04:05+00:00", "mitoses": 1}'
+    record = decode_features(raw, SCHEMA, keys)
+    assert record.record_id == "42" and record.event_time_ms == 1_767_323_045_000
+    with pytest.raises(DecodeError, match="does not take: record_id"):
+        decode_features(b'{"record_id": "a", "mitoses": 1}', SCHEMA, keys)
+
+
+def test_keys_that_are_model_inputs_are_refused() -> None:
+    with pytest.raises(ValueError, match="mitoses clash"):
+        RecordKeys(record_id="mitoses").check(SCHEMA)
+
+
+MIXED = FeatureSchema(
+    "audit",
+    "1",
+    (
+        FeatureField("age", 17.0, 90.0),
+        FeatureField("employment", None, None, "string", "categorical", ("Private",)),
+        FeatureField("married", None, None, "boolean", "categorical"),
+    ),
+)
+
+
+def test_string_and_boolean_inputs_decode_as_text_from_csv_and_json() -> None:
+    assert decode_features(b"38,Private,true", MIXED).values == [
+        38.0,
+        "Private",
+        "true",
+    ]
+    assert decode_features(b"38, Consultant ,0", MIXED).values == [
+        38.0,
+        "Consultant",
+        "false",
+    ]
+    csv_missing = decode_features(b"38,,", MIXED).values
+    assert csv_missing[1:] == [None, None]
+    raw = b'{"age": 38, "employment": "Private", "married": false}'
+    assert decode_features(raw, MIXED).values == [38.0, "Private", "false"]
+    coded = decode_features(b'{"employment": 3, "married": "TRUE"}', MIXED).values
+    assert coded[1:] == ["3", "true"] and math.isnan(coded[0])
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (
+            b"38,Private,maybe",
+            "CSV field 3 (married) is a boolean (true or false), not 'maybe'",
+        ),
+        (b"x,Private,true", "CSV field 1 (age) is not a number: x"),
+        (b'{"employment": 2.5}', "JSON field employment must be text, got 2.5"),
+        (b'{"employment": true}', "JSON field employment is string, not a boolean"),
+        (
+            b'{"married": "yes"}',
+            "JSON field married is a boolean (true or false), not 'yes'",
+        ),
+        (b'{"age": "38"}', "JSON field age is not a number: '38'"),
+    ],
+)
+def test_a_value_the_schema_cannot_take_is_refused_naming_field_and_value(
+    raw: bytes, reason: str
+) -> None:
+    with pytest.raises(DecodeError) as refused:
+        decode_features(raw, MIXED)
+    assert reason in str(refused.value)
+
+
+def test_text_inputs_round_trip_through_both_encodings() -> None:
+    values = [38.0, "Self-emp", "true"]
+    assert decode_features(encode_csv(values), MIXED).values == values
+    raw = encode_json(MIXED, "a-1", 1.5e9, [38, "Self-emp", True], "0")
+    assert decode_features(raw, MIXED).values == values
+    with pytest.raises(ValueError, match="cannot be a CSV field"):
+        encode_csv([1.0, "a,b", None])
 
 
 def test_iso_event_time_is_accepted() -> None:

@@ -8,13 +8,27 @@ import pytest
 from chdb import session
 
 from tables.predictions import (
+    COLUMNS,
     INSERT_COLUMNS,
     UNIQUE_VIEW,
+    PredictionRow,
     create_statements,
     dedup_count_query,
     insert_statement,
     quote_identifier,
+    upgrade_statements,
 )
+
+#: The table as riskstream 0.1 created it (before text inputs and regressions).
+OLD_TABLE = """CREATE TABLE rs_old.predictions (
+    source_topic String, source_partition UInt32, source_offset UInt64,
+    record_id String, event_time DateTime, event_time_ms UInt64, scored_at_ms UInt64,
+    feature_names Array(String), feature_values Array(Float64), predicted_label String,
+    probability_labels Array(String), probabilities Array(Float64), true_label String,
+    model_name String, model_version String, model_server String,
+    scoring_latency_ms Float64, stored_at DateTime, stored_at_ms UInt64
+) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(event_time)
+ORDER BY (source_topic, source_partition, source_offset)"""
 
 
 @pytest.fixture
@@ -24,8 +38,8 @@ def clickhouse() -> Iterator[session.Session]:
     chs.close()
 
 
-def _values(topic: str, partition: int, offset: int, label: str) -> str:
-    row = {
+def _cells(topic: str, partition: int, offset: int, label: str) -> dict[str, str]:
+    return {
         "source_topic": f"'{topic}'",
         "source_partition": str(partition),
         "source_offset": str(offset),
@@ -45,7 +59,14 @@ def _values(topic: str, partition: int, offset: int, label: str) -> str:
         "scoring_latency_ms": "1.5",
         "stored_at": "toDateTime(1767323046)",
         "stored_at_ms": "1767323046000",
+        "text_feature_names": "['smoker']",
+        "text_feature_values": "['yes']",
+        "predicted_value": "nan",
     }
+
+
+def _values(topic: str, partition: int, offset: int, label: str) -> str:
+    row = _cells(topic, partition, offset, label)
     return "(" + ", ".join(row[column] for column in INSERT_COLUMNS) + ")"
 
 
@@ -77,6 +98,49 @@ def test_ddl_is_idempotent_and_the_dedup_query_counts_each_record_once(
         "CSV",
     )
     assert missing.bytes().strip() == b"1"
+
+
+def test_a_prediction_row_and_the_stored_at_pair_are_every_column() -> None:
+    assert set(INSERT_COLUMNS) == set(COLUMNS)
+    assert INSERT_COLUMNS[: len(PredictionRow._fields)] == PredictionRow._fields
+
+
+def _scalar(clickhouse: session.Session, query: str) -> bytes:
+    return bytes(clickhouse.query(query, "CSV").bytes().strip())
+
+
+def test_an_older_table_is_upgraded_in_place_keeping_its_rows(
+    clickhouse: session.Session,
+) -> None:
+    clickhouse.query("CREATE DATABASE rs_old")
+    clickhouse.query(OLD_TABLE)
+    clickhouse.query(
+        "CREATE VIEW rs_old.predictions_unique AS SELECT * FROM rs_old.predictions FINAL"
+    )
+    old_columns = [c for c in INSERT_COLUMNS if c not in PredictionRow._fields[-3:]]
+    old_row = _cells("t", 0, 1, "1")
+    clickhouse.query(
+        f"INSERT INTO rs_old.predictions ({', '.join(old_columns)}) VALUES "
+        f"({', '.join(old_row[c] for c in old_columns)})"
+    )
+    existing = _scalar(
+        clickhouse,
+        "SELECT groupArray(name) FROM system.columns "
+        "WHERE database = 'rs_old' AND table = 'predictions'",
+    )
+    names = [n.strip("'\"") for n in existing.decode().strip('"[]').split(",")]
+    statements = upgrade_statements("rs_old", names)
+    assert sum("ADD COLUMN" in s for s in statements) == 3
+    for statement in statements:
+        clickhouse.query(statement)
+    assert upgrade_statements("rs_old", list(COLUMNS)) == []
+    clickhouse.query(f"{insert_statement('rs_old')} {_values('t', 0, 2, '0')}")
+    rows = _scalar(
+        clickhouse,
+        "SELECT source_offset, text_feature_values, isNaN(predicted_value) "
+        f"FROM rs_old.{UNIQUE_VIEW} ORDER BY source_offset",
+    )
+    assert rows.decode().splitlines() == ['1,"[]",1', "2,\"['yes']\",1"]
 
 
 def test_database_names_are_checked_before_they_reach_sql() -> None:
