@@ -22,8 +22,8 @@ from asynch import errors as asynch_errors
 from asynch.connection import Connection
 
 from app.settings import Settings
-from tables.predictions import INSERT_COLUMNS, STORED_AT_COLUMNS
 from tables.writer import PredictionWriter
+from tests.integration.rows import prediction_row as row
 from tests.private_clickhouse import admin_query, private_clickhouse
 
 PASSWORD = "ch-" + secrets.token_hex(8)
@@ -58,19 +58,6 @@ def refused(settings: Settings, query: str, password: str = PASSWORD) -> str:
     with pytest.raises(asynch_errors.ServerException) as error:
         asyncio.run(run_as_app(settings, query, password))
     return str(error.value)
-
-
-def row(offset: int) -> tuple[object, ...]:
-    values = {
-        "source_topic": "features", "source_partition": 0, "source_offset": offset,
-        "record_id": f"r-{offset}", "event_time": 1_767_323_045,
-        "event_time_ms": 1_767_323_045_000, "scored_at_ms": 1_767_323_045_100,
-        "feature_names": ["a"], "feature_values": [1.0], "predicted_label": "1",
-        "probability_labels": ["0", "1"], "probabilities": [0.1, 0.9], "true_label": "",
-        "model_name": "m", "model_version": "1", "model_server": "s",
-        "scoring_latency_ms": 1.0,
-    }  # fmt: skip
-    return tuple(values[c] for c in INSERT_COLUMNS if c not in STORED_AT_COLUMNS)
 
 
 def test_the_password_from_the_file_is_the_only_way_in(clickhouse: Settings) -> None:

@@ -12,8 +12,9 @@ import pytest
 
 from app.settings import Settings
 from stack.warehouse import ADMIN_USER
-from tables.predictions import INSERT_COLUMNS, STORED_AT_COLUMNS, dedup_count_query
+from tables.predictions import dedup_count_query
 from tables.writer import PredictionWriter
+from tests.integration.rows import prediction_row as row
 
 
 def clickhouse(settings: Settings, query: str) -> str:
@@ -22,29 +23,6 @@ def clickhouse(settings: Settings, query: str) -> str:
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return str(response.read().decode())
-
-
-def row(offset: int) -> tuple[object, ...]:
-    values = {
-        "source_topic": "features",
-        "source_partition": offset % 4,
-        "source_offset": offset,
-        "record_id": f"r-{offset}",
-        "event_time": 1_767_323_045,
-        "event_time_ms": 1_767_323_045_500,
-        "scored_at_ms": 1_767_323_045_600,
-        "feature_names": ["clump_thickness", "bare_nuclei"],
-        "feature_values": [5.0, float("nan")],
-        "predicted_label": "1",
-        "probability_labels": ["0", "1"],
-        "probabilities": [0.25, 0.75],
-        "true_label": "",
-        "model_name": "breast-cancer",
-        "model_version": "1",
-        "model_server": "http://127.0.0.1:8501",
-        "scoring_latency_ms": 1.5,
-    }
-    return tuple(values[c] for c in INSERT_COLUMNS if c not in STORED_AT_COLUMNS)
 
 
 @pytest.fixture
@@ -150,3 +128,59 @@ def test_rows_go_in_at_once_when_every_batch_in_flight_waits_for_the_insert(
         clickhouse(stack, f"SELECT count() FROM {database}.predictions").strip()
         == "300"
     )
+
+
+#: The table as riskstream 0.1 created it, before text inputs and regressions.
+OLD_TABLE = """CREATE TABLE {db}.predictions (
+    source_topic String, source_partition UInt32, source_offset UInt64,
+    record_id String, event_time DateTime, event_time_ms UInt64, scored_at_ms UInt64,
+    feature_names Array(String), feature_values Array(Float64), predicted_label String,
+    probability_labels Array(String), probabilities Array(Float64), true_label String,
+    model_name String, model_version String, model_server String,
+    scoring_latency_ms Float64, stored_at DateTime, stored_at_ms UInt64
+) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(event_time)
+ORDER BY (source_topic, source_partition, source_offset)"""
+
+
+def test_an_older_table_is_upgraded_in_place_by_the_writer_keeping_its_rows(
+    stack: Settings, database: str
+) -> None:
+    clickhouse(stack, f"CREATE DATABASE {database}")
+    clickhouse(stack, OLD_TABLE.format(db=database))
+    clickhouse(
+        stack,
+        f"CREATE VIEW {database}.predictions_unique AS "
+        f"SELECT * FROM {database}.predictions FINAL",
+    )
+    clickhouse(
+        stack,
+        f"INSERT INTO {database}.predictions (source_topic, source_partition, "
+        "source_offset, record_id, event_time, predicted_label) "
+        "VALUES ('features', 0, 1, 'old-1', 1767323045, '0')",
+    )
+
+    async def run() -> None:
+        writer = PredictionWriter(
+            host="127.0.0.1",
+            port=stack.clickhouse_port,
+            user=ADMIN_USER,
+            password="",
+            database=database,
+            max_rows=100,
+            max_wait_s=0.05,
+            max_backoff_s=1.0,
+        )
+        await writer.start()
+        try:
+            await writer.ensure_schema()
+            await writer.store([row(2)])
+        finally:
+            await writer.stop()
+
+    asyncio.run(run())
+    stored = clickhouse(
+        stack,
+        "SELECT record_id, text_feature_values, isNaN(predicted_value) "
+        f"FROM {database}.predictions_unique ORDER BY source_offset FORMAT TSV",
+    )
+    assert stored.splitlines() == ["old-1\t[]\t1", "r-2\t['yes']\t1"]
