@@ -508,10 +508,12 @@ class ModelServerPool(Service):
 
     async def _probe(self, server: ServerState) -> None:
         """Ask ``server`` for readiness until it answers (fast enough, if it left for slowness)."""
-        assert self._session is not None
         url = f"{server.url}{READY_PATH}"
-        while not self.should_stop:
+        while True:
             await self.sleep(self._probe_interval_s)
+            # The pool may have stopped during the pause (and closed its session).
+            if self.should_stop or self._session is None:
+                return
             started = time.perf_counter()
             try:
                 async with self._session.get(url) as response:
@@ -528,8 +530,6 @@ class ModelServerPool(Service):
                 f"slow: readiness probe took {took_s * 1000:.0f} ms, over the bound of "
                 f"{bound * 1000:.0f} ms"
             )
-        else:
-            return
         assert server.out_since is not None
         now = time.monotonic()
         down_s = now - server.out_since

@@ -31,8 +31,11 @@ for unacked records before a rebalance or a stop) and removes that toll:
    offset order (the pipeline does): Faust's ``Consumer._new_offset``
    commits past a single unacked offset right after the committed one
    (faust-streaming #606).
-4. :class:`RiskstreamApp` bounds the wait for unacked records when the
-   worker stops (``RISKSTREAM_WORKER_SHUTDOWN_TIMEOUT_S``), builds events
+4. :class:`RiskstreamApp` bounds a stop (``RISKSTREAM_WORKER_SHUTDOWN_TIMEOUT_S``)
+   whatever is down: the wait for unacked records, the producer's flush
+   and the consumer's last commit each give up at the stop's deadline, and
+   the consumer thread survives aiokafka's fetcher re-raising a
+   cancellation when Kafka is unreachable. It also builds events
    with a cached event class, sizes the producer buffer without a settings
    lookup (:class:`CachedSizeProducerBuffer`), gives Faust's Monitor no per-
    record work (:class:`BatchMonitor`; its clock for the livelock detector
@@ -67,7 +70,11 @@ end-to-end tests prove the guarantees on the real Kafka. The internals:
   ``App.create_event``, ``conf.Event``, ``App._new_transport``,
   ``App._new_producer_transport``, ``App.worker_init``, the ``Monitor``
   setting and ``Monitor.on_message_in``/``on_message_out``;
-- ``ProducerBuffer.size`` (``pending``, ``queue``, ``producer_threaded``).
+- ``ProducerBuffer.size`` (``pending``, ``queue``, ``producer_threaded``);
+- for the bounded stop: ``App.on_stop``, ``App._producer_flush``,
+  ``Consumer.on_stop`` (its last commit), ``AIOKafkaConsumerThread.on_thread_stop``
+  and, under it, aiokafka's ``AIOKafkaConsumer.stop`` and ``Fetcher.close``
+  and the consumer's ``_client``.
 """
 
 from __future__ import annotations
@@ -105,6 +112,9 @@ FAUST_VERSION = "0.15.3"
 
 #: Records delivered between two returns to the event loop (Faust's own figure).
 YIELD_EVERY = 100
+
+#: Least time a stop gives each of its bounded waits, even past its deadline.
+MIN_STOP_WAIT_S = 0.5
 
 #: Allocations between two young-generation collections in a worker. Python's
 #: default (700) collects every few dozen records; each batch allocates about
@@ -150,6 +160,26 @@ class SeekCountingConsumerThread(kafka_driver.AIOKafkaConsumerThread):
         self.fetch_tag = self.seeks
         return records
 
+    async def on_thread_stop(self) -> None:
+        """Stop the consumer even when Kafka is unreachable.
+
+        aiokafka 0.14's ``Fetcher.close`` cancels its pending fetch requests
+        and awaits each: one caught in its retry pause (the broker is down)
+        re-raises the cancellation, ``AIOKafkaConsumer.stop`` ends there
+        without closing its client, and the thread dies without saying it
+        has stopped, so the worker waited out mode's 60 s stop timeout.
+        The cancellation is taken as what it is, the end of that request,
+        and the client is closed as ``stop`` would have.
+        """
+        try:
+            await super().on_thread_stop()
+        except asyncio.CancelledError:
+            logger.info(
+                "consumer stopped with a fetch request pending (Kafka unreachable?)"
+            )
+            if self._consumer is not None:
+                await self._consumer._client.close()
+
 
 class BatchGuardConsumer(kafka_driver.Consumer):
     """Faust's aiokafka consumer with one flow guard per slice of records instead of per record.
@@ -175,6 +205,27 @@ class BatchGuardConsumer(kafka_driver.Consumer):
       seek in between, not from the read offset, which the seek resets
       while fresh records are on their way.
     """
+
+    async def on_stop(self) -> None:
+        """Commit what is acked one last time; with Kafka unreachable, give up within the stop's budget.
+
+        aiokafka retries a commit until the group coordinator answers, so
+        a broker that is down would hold the stop forever. What stays
+        uncommitted was stored: the next owner of the partitions replays
+        it and the store absorbs the repeat.
+        """
+        app = self.app
+        budget_s = app.stop_budget_s() if isinstance(app, RiskstreamApp) else None
+        if budget_s is None:
+            await super().on_stop()
+            return
+        try:
+            await asyncio.wait_for(super().on_stop(), budget_s)
+        except TimeoutError:
+            self.log.warning(
+                "last offset commit not done within the shutdown timeout (Kafka "
+                "unreachable?): records stored since the last commit will be replayed"
+            )
 
     _thread: SeekCountingConsumerThread
 
@@ -331,9 +382,23 @@ class RiskstreamApp(faust.App):
         kwargs.setdefault("Monitor", BatchMonitor)
         super().__init__(*args, **kwargs)
         self.shutdown_timeout_s = shutdown_timeout_s
+        #: When a stop must be done with the waits it controls (monotonic clock).
+        self._stop_deadline: float | None = None
+
+    async def on_stop(self) -> None:
+        """Stop as Faust does, within ``shutdown_timeout_s`` for the waits a dead dependency stalls."""
+        if self.shutdown_timeout_s is not None:
+            self._stop_deadline = time.monotonic() + self.shutdown_timeout_s
+        await super().on_stop()
+
+    def stop_budget_s(self) -> float | None:
+        """Seconds left of a stop's budget (None: no bound, e.g. during a rebalance)."""
+        if not self.should_stop or self._stop_deadline is None:
+            return None
+        return max(self._stop_deadline - time.monotonic(), MIN_STOP_WAIT_S)
 
     async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
-        """Wait for every taken record to be acked; when stopping, for ``shutdown_timeout_s`` at most.
+        """Wait for every taken record to be acked; when stopping, within the stop's budget.
 
         A rebalance waits as long as it takes (part of the delivery
         guarantee). A stop would wait forever for records stuck in flight
@@ -342,22 +407,43 @@ class RiskstreamApp(faust.App):
         replays them), the pipeline abandons them when it stops, and the
         worker exits. Whatever was acked meanwhile is committed.
         """
-        timeout_s = self.shutdown_timeout_s
-        if not self.should_stop or timeout_s is None:
+        budget_s = self.stop_budget_s()
+        if budget_s is None:
             await super()._consumer_wait_empty(consumer, logger)
             return
         waiting = asyncio.ensure_future(super()._consumer_wait_empty(consumer, logger))
         try:
-            await asyncio.wait_for(asyncio.shield(waiting), timeout_s)
+            await asyncio.wait_for(asyncio.shield(waiting), budget_s)
         except TimeoutError:
             logger.warning(
                 "records still in flight after %.1f s of shutdown: leaving them unacked "
                 "(not committed; replayed by the next owner of their partitions)",
-                timeout_s,
+                self.shutdown_timeout_s,
             )
             # Faust's wait swallows cancellation (Consumer._wait_for_ack); it
             # ends by itself once the consumer stops, which it checks each second.
             waiting.add_done_callback(_forget)
+
+    async def _producer_flush(self, logger: Any) -> None:
+        """Flush the producer; when stopping, give up on an unreachable Kafka within the budget.
+
+        What can be left unsent then is no record of truth: the stats
+        table's changelog (rebuilt from later windows) and dead letters of
+        batches that were never acked (their records are replayed, and
+        dead-lettered again, by the next owner of their partitions).
+        """
+        budget_s = self.stop_budget_s()
+        if budget_s is None:
+            await super()._producer_flush(logger)
+            return
+        try:
+            await asyncio.wait_for(super()._producer_flush(logger), budget_s)
+        except TimeoutError:
+            logger.warning(
+                "producer buffer not flushed within the shutdown timeout (Kafka "
+                "unreachable?): unsent stats changelog and dead letters of unacked "
+                "batches are dropped; the batches are replayed"
+            )
 
     def worker_init(self) -> None:
         super().worker_init()

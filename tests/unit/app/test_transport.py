@@ -82,6 +82,12 @@ FINGERPRINTS = {
     "faust.channels:Channel.queue": "549dd774f3e314a7",
     "mode.utils.queues:FlowControlEvent.resume": "4dcdc1253fd0dcb4",
     "mode.utils.queues:FlowControlQueue.__init__": "965b0ca0d6c29c88",
+    # the bounded stop
+    "faust.app.base:App.on_stop": "bfe5a933defb2324",
+    "faust.app.base:App._producer_flush": "35c92baa028d57bd",
+    "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread.on_thread_stop": "8dfc004e258b6c25",
+    "aiokafka.consumer.consumer:AIOKafkaConsumer.stop": "bc5da9c98595299a",
+    "aiokafka.consumer.fetcher:Fetcher.close": "1cd24bc1c442149e",
 }
 
 
