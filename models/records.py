@@ -271,7 +271,7 @@ def encode_json(
     schema: FeatureSchema,
     record_id: str,
     event_time: float,
-    values: Sequence[float | None],
+    values: Sequence[float | str | bool | None],
     label: str | None = None,
 ) -> bytes:
     """A JSON feature record, byte for byte what ``feature_record_type(schema)`` parses."""
@@ -405,7 +405,7 @@ def _number_or_none(value: object) -> float | None:
     return None
 
 
-def _missing(value: float | None) -> bool:
+def _missing(value: float | str | bool | None) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
