@@ -265,7 +265,7 @@ async def _run(
     "--id-column",
     default=None,
     metavar="NAME",
-    help="--from-csv: the column holding the record id [default: <run id>-<row>].",
+    help="--from-csv: the column holding the record id [default: <run id>-<sequence>].",
 )
 @click.option(
     "--format",
