@@ -6,19 +6,26 @@ import asyncio
 import logging
 import re
 import signal
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import click
 
 from app.security import kafka_client_options, model_client_ssl
 from app.settings import get_settings
 from datagen.generator import (
-    FieldRange,
+    Block,
+    FieldOverride,
+    FieldValues,
     GeneratorConfig,
     GeneratorReport,
+    Row,
     as_row,
+    check_csv_values,
     field_ranges,
     generate,
     random_rows,
+    read_csv_records,
     replay_rows,
 )
 from datagen.schema import dataset_for, schema_from_repository, schema_from_servers
@@ -30,27 +37,56 @@ __all__ = ["datagen", "parse_field_options"]
 
 logger = logging.getLogger(__name__)
 
-_FIELD_OPTION = re.compile(r"^(?P<name>[^.=\s]+)\.(?P<bound>min|max)=(?P<value>\S+)$")
+_FIELD_OPTION = re.compile(
+    r"^(?P<name>[^.=\s]+)\.(?:(?P<bound>min|max)=(?P<number>\S+)|values=(?P<values>.+))$"
+)
 
 
-def parse_field_options(options: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """``("bare_nuclei.min=1", "mitoses.max=3")`` -> ``{"bare_nuclei": {"min": 1.0}, ...}``."""
-    bounds: dict[str, dict[str, float]] = {}
+def parse_field_options(options: tuple[str, ...]) -> dict[str, FieldOverride]:
+    """``("ptl.min=1", "ptl.max=3", "race.values=white|black")`` -> one override per input.
+
+    Only the option's shape is checked here; whether the values suit the
+    input's type is the schema's to say (``field_ranges``).
+    """
+    given: dict[str, dict[str, float | tuple[str, ...]]] = {}
     for option in options:
         match = _FIELD_OPTION.match(option)
         if match is None:
             raise click.BadParameter(
-                f"{option!r}: expected NAME.min=VALUE or NAME.max=VALUE",
+                f"{option!r}: expected NAME.min=VALUE, NAME.max=VALUE or NAME.values=A|B|C",
                 param_hint="--field",
             )
+        parts = given.setdefault(match["name"], {})
+        if match["values"] is not None:
+            values = tuple(match["values"].split("|"))
+            if "" in values:
+                raise click.BadParameter(
+                    f"{option!r}: an empty value between the '|'", param_hint="--field"
+                )
+            parts["values"] = values
+            continue
         try:
-            value = float(match["value"])
+            parts[match["bound"]] = float(match["number"])
         except ValueError:
             raise click.BadParameter(
-                f"{option!r}: {match['value']!r} is not a number", param_hint="--field"
+                f"{option!r}: {match['number']!r} is not a number", param_hint="--field"
             ) from None
-        bounds.setdefault(match["name"], {})[match["bound"]] = value
-    return bounds
+    return {
+        name: FieldOverride(
+            low=_float(parts.get("min")),
+            high=_float(parts.get("max")),
+            values=_texts(parts.get("values")),
+        )
+        for name, parts in given.items()
+    }
+
+
+def _float(value: float | tuple[str, ...] | None) -> float | None:
+    return value if isinstance(value, float) else None
+
+
+def _texts(value: float | tuple[str, ...] | None) -> tuple[str, ...] | None:
+    return value if isinstance(value, tuple) else None
 
 
 async def _schema(source: str, model: str | None) -> FeatureSchema:
@@ -75,17 +111,85 @@ async def _schema(source: str, model: str | None) -> FeatureSchema:
         raise click.ClickException(error.message) from None
 
 
+def _dataset_replay(schema: FeatureSchema, config: GeneratorConfig) -> Iterator[Block]:
+    """``--replay``: the rows of the data set whose inputs are the model's."""
+    try:
+        dataset = dataset_for(schema)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    rows = [as_row(values) for values in dataset.X.to_numpy().tolist()]
+    if config.format == "csv":
+        _check_csv(schema, rows)
+    if config.count is None:
+        config.count = len(rows)
+    click.echo(f"replaying {dataset.title}: {config.count} records", err=True)
+    return replay_rows(rows, [str(label) for label in dataset.y.tolist()])
+
+
+def _csv_replay(
+    path: Path,
+    label_column: str | None,
+    id_column: str | None,
+    schema: FeatureSchema,
+    config: GeneratorConfig,
+) -> Iterator[Block]:
+    """``--from-csv``: the file's rows, typed by the model's schema."""
+    try:
+        table = read_csv_records(path, schema, label_column, id_column)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    if config.format == "csv":
+        _check_csv(schema, table.rows)
+    if config.count is None:
+        config.count = len(table.rows)
+    click.echo(f"replaying {path}: {config.count} records", err=True)
+    return replay_rows(*table)
+
+
+def _random(
+    fields: tuple[str, ...], seed: int | None, schema: FeatureSchema, fmt: str
+) -> Iterator[Block]:
+    """Random rows within the model's ranges and values, or the --field overrides."""
+    try:
+        draws = field_ranges(schema, parse_field_options(fields))
+        if fmt == "csv":
+            for name, draw in zip(schema.names, draws, strict=True):
+                if isinstance(draw, FieldValues):
+                    check_csv_values(name, draw.values)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--field") from None
+    return random_rows(draws, seed)
+
+
+def _check_csv(schema: FeatureSchema, rows: Sequence[Row]) -> None:
+    """Refuse, before anything is sent, a replay whose strings a CSV line cannot carry."""
+    try:
+        for index, name in enumerate(schema.names):
+            check_csv_values(name, (row[index] for row in rows))
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+
+
 async def _run(
     *,
     count: int | None,
     rate: float | None,
     replay: bool,
-    fmt: str,
+    from_csv: Path | None,
+    label_column: str | None,
+    id_column: str | None,
+    fmt: str | None,
     fields: tuple[str, ...],
     seed: int | None,
     schema_from: str,
     model: str | None,
 ) -> GeneratorReport:
+    if replay and from_csv is not None:
+        raise click.UsageError("--replay and --from-csv are two replays: choose one")
+    if (label_column or id_column) and from_csv is None:
+        raise click.UsageError("--label-column and --id-column go with --from-csv")
+    if fields and (replay or from_csv is not None):
+        raise click.UsageError("--field applies to random rows, not to a replay")
     settings = get_settings()
     schema = await _schema(schema_from, model)
     config = GeneratorConfig(
@@ -95,41 +199,17 @@ async def _run(
         schema=schema,
         count=count,
         rate=rate,
-        format=fmt,
+        format=fmt or ("json" if from_csv is not None else "csv"),
         seed=seed,
         client_options=kafka_client_options(settings),
         max_backoff_s=settings.retry_max_backoff_s,
     )
-    if replay:
-        if fields:
-            raise click.UsageError("--field applies to random rows, not to --replay")
-        try:
-            dataset = dataset_for(schema)
-        except ValueError as error:
-            raise click.ClickException(str(error)) from None
-        rows = replay_rows(
-            [as_row(values) for values in dataset.X.to_numpy().tolist()],
-            [str(label) for label in dataset.y.tolist()],
-        )
-        if count is None:
-            config.count = len(dataset.X)
-        click.echo(f"replaying {dataset.title}: {config.count} records", err=True)
+    if from_csv is not None:
+        rows = _csv_replay(from_csv, label_column, id_column, schema, config)
+    elif replay:
+        rows = _dataset_replay(schema, config)
     else:
-        defaults = {spec.name: spec for spec in schema.fields}
-        overrides: dict[str, FieldRange] = {}
-        for name, bounds in parse_field_options(fields).items():
-            spec = defaults.get(name)
-            low = bounds.get(
-                "min", spec.valid_min if spec and spec.valid_min is not None else 0.0
-            )
-            high = bounds.get(
-                "max", spec.valid_max if spec and spec.valid_max is not None else 100.0
-            )
-            overrides[name] = FieldRange(low, high)
-        try:
-            rows = random_rows(field_ranges(schema, overrides), seed)
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="--field") from None
+        rows = _random(fields, seed, schema, config.format)
     progress = Progress()
 
     def show(produced: int, elapsed_s: float) -> None:
@@ -153,7 +233,7 @@ async def _run(
     "--count",
     type=click.IntRange(min=0),
     default=None,
-    help="Records to produce (default: forever; with --replay, the data set once).",
+    help="Records to produce (default: forever; in a replay, its rows once).",
 )
 @click.option(
     "--rate",
@@ -167,19 +247,42 @@ async def _run(
     help="Replay the data set's rows in order, with the true label (JSON).",
 )
 @click.option(
+    "--from-csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Replay the rows of a CSV file with a header row: the columns named as the "
+    "model's inputs, typed by its schema (other columns ignored; an empty cell is a "
+    "missing value).",
+)
+@click.option(
+    "--label-column",
+    default=None,
+    metavar="NAME",
+    help="--from-csv: the column holding the true label, sent with each record.",
+)
+@click.option(
+    "--id-column",
+    default=None,
+    metavar="NAME",
+    help="--from-csv: the column holding the record id [default: <run id>-<sequence>].",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["csv", "json"]),
-    default="csv",
-    show_default=True,
-    help="csv: the reference's feature line; json: record id, event time, named inputs.",
+    default=None,
+    help="csv: the reference's feature line; json: record id, event time, named inputs, "
+    "label [default: csv; json with --from-csv].",
 )
 @click.option(
     "--field",
     "fields",
     multiple=True,
-    metavar="NAME.min=V|NAME.max=V",
-    help="Bound of one input's random values (repeatable), like datagen's fields.X.min/max.",
+    metavar="NAME.min=V|NAME.max=V|NAME.values=A|B",
+    help="Bound of one numeric input's random values, or the values to draw one input's "
+    "from (repeatable), like datagen's fields.X.min/max; a categorical input's values "
+    "default to those the model declares.",
 )
 @click.option(
     "--seed",
@@ -204,7 +307,10 @@ def datagen(
     count: int | None,
     rate: float | None,
     replay: bool,
-    fmt: str,
+    from_csv: Path | None,
+    label_column: str | None,
+    id_column: str | None,
+    fmt: str | None,
     fields: tuple[str, ...],
     seed: int | None,
     schema_from: str,
@@ -212,15 +318,20 @@ def datagen(
 ) -> None:
     """Produce feature records to the feature topic (RISKSTREAM_FEATURE_TOPIC).
 
-    Random integers within each input's valid range (or --field bounds), or
-    a replay of the data set. Ctrl-C (or SIGTERM) stops a run cleanly: what
-    was sent is flushed and counted.
+    Random integers within each numeric input's valid range and random
+    declared values of each categorical one (or --field bounds and values),
+    a replay of the data set (--replay), or of a CSV file (--from-csv).
+    Ctrl-C (or SIGTERM) stops a run cleanly: what was sent is flushed and
+    counted.
     """
     report = asyncio.run(
         _run(
             count=count,
             rate=rate,
             replay=replay,
+            from_csv=from_csv,
+            label_column=label_column,
+            id_column=id_column,
             fmt=fmt,
             fields=fields,
             seed=seed,

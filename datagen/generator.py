@@ -1,11 +1,14 @@
-"""The feature generator: Flink-datagen-style random rows, or a replay of the data set.
+"""The feature generator: Flink-datagen-style random rows, or a replay of a table.
 
-Rows follow the served model's schema (its inputs in PMML order and their
-valid ranges), read from a model server or, when none answers, from the
-repository's PMML: a model with other inputs needs no code change. Random
-rows draw integers per input within ``min``-``max`` (default: the model's
-valid range), floats when a bound is fractional; any bound can be
-overridden per input, like Flink's ``fields.X.min/max``.
+Rows follow the served model's schema (its inputs in PMML order, their
+types, valid ranges and declared values), read from a model server or, when
+none answers, from the repository's PMML: a model with other inputs needs
+no code change. Random rows draw integers per numeric input within
+``min``-``max`` (default: the model's valid range), floats when a bound is
+fractional, and a categorical input's values uniformly from its declared
+values; any bound or value list can be overridden per input, like Flink's
+``fields.X.min/max``. A replay sends the rows of the model's data set, or of
+any CSV file whose columns are named as the model's inputs, in order.
 
 Records go straight to Kafka through aiokafka's batching producer, keyed by
 record id (``<run id>-<sequence>``; in a replay the sequence modulo the
@@ -25,13 +28,15 @@ time (a token bucket ticking every 20 ms).
 from __future__ import annotations
 
 import asyncio
+import csv
 import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
@@ -39,18 +44,26 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from app.backoff import Backoff
-from models.records import FeatureSchema, encode_csv, encode_json
+from models.records import FeatureField, FeatureSchema, encode_csv, encode_json
 
 __all__ = [
+    "Block",
     "Delivery",
+    "FieldOverride",
     "FieldRange",
+    "FieldValues",
     "GeneratorConfig",
     "GeneratorReport",
+    "Row",
     "SentRecord",
+    "check_csv_values",
     "declare_topic",
+    "field_ranges",
     "generate",
     "random_rows",
+    "read_csv_records",
     "replay_rows",
+    "typed_value",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,16 +80,25 @@ OPEN_RANGE = (0.0, 100.0)
 #: First pause before records Kafka did not acknowledge are sent again; it doubles.
 FIRST_BACKOFF_S = 0.5
 
-#: One record's input values in schema order (None = missing).
-Row = Sequence[float | None]
+#: One input value: a number, a category's string, a boolean, None = missing.
+Value = float | str | bool | None
 
-#: A block of rows and their ground-truth labels (None when there is none).
-Block = tuple[Sequence[Row], Sequence[str | None]]
+#: One record's input values in schema order.
+Row = Sequence[Value]
+
+
+class Block(NamedTuple):
+    """A block of rows with their ground-truth labels and, in a replay, their ids."""
+
+    rows: Sequence[Row]
+    labels: Sequence[str | None]  #: None where there is no ground truth
+    #: the records' ids; None: generated ``<run id>-<sequence>``
+    record_ids: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
 class FieldRange:
-    """The interval random values of one input are drawn from (inclusive)."""
+    """The interval random values of one numeric input are drawn from (inclusive)."""
 
     low: float
     high: float
@@ -84,6 +106,23 @@ class FieldRange:
     @property
     def integral(self) -> bool:
         return float(self.low).is_integer() and float(self.high).is_integer()
+
+
+@dataclass(frozen=True)
+class FieldValues:
+    """The values random values of one input are drawn from, uniformly (typed by the schema)."""
+
+    values: tuple[Value, ...]
+
+
+@dataclass(frozen=True)
+class FieldOverride:
+    """The ``--field`` options of one input, as given: bounds, or the values to draw."""
+
+    low: float | None = None
+    high: float | None = None
+    #: the texts of ``NAME.values=a|b|c``; a value listed twice is drawn twice as often
+    values: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -121,54 +160,195 @@ class GeneratorReport:
         return self.produced / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+def typed_value(spec: FeatureField, text: str) -> Value:
+    """``text`` as the value the input's schema types it: a number, a boolean or the string.
+
+    Raises ValueError saying why ``text`` is not such a value.
+    """
+    if spec.numeric:
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{text!r} is not a finite number")
+        return number
+    if spec.data_type == "boolean":
+        truth = {"true": True, "1": True, "false": False, "0": False}.get(
+            text.strip().lower()
+        )
+        if truth is None:
+            raise ValueError(f"{text!r} is not a boolean (true/false or 1/0)")
+        return truth
+    return text
+
+
+def _draw(
+    spec: FeatureField, override: FieldOverride | None
+) -> FieldRange | FieldValues:
+    """How random values of one input are drawn: the override, else what the model declares."""
+    if override is not None and override.values is not None:
+        if override.low is not None or override.high is not None:
+            raise ValueError(
+                f"field {spec.name}: give either values or min/max, not both"
+            )
+        try:
+            return FieldValues(tuple(typed_value(spec, v) for v in override.values))
+        except ValueError as error:
+            raise ValueError(f"field {spec.name}: {error}") from None
+    if not spec.numeric:
+        if override is not None:
+            raise ValueError(
+                f"field {spec.name} is a {spec.data_type} input: give "
+                f"{spec.name}.values=a|b|c instead of min/max"
+            )
+        if spec.values:
+            return FieldValues(tuple(typed_value(spec, v) for v in spec.values))
+        if spec.data_type == "boolean":
+            return FieldValues((False, True))
+        raise ValueError(
+            f"field {spec.name} is a {spec.data_type} input the model declares no "
+            f"values for: give {spec.name}.values=a|b|c"
+        )
+    if override is None and spec.values:
+        # a numeric category (e.g. integer codes): only its declared values
+        return FieldValues(tuple(typed_value(spec, v) for v in spec.values))
+    low = spec.valid_min if spec.valid_min is not None else OPEN_RANGE[0]
+    high = spec.valid_max if spec.valid_max is not None else OPEN_RANGE[1]
+    if override is not None:
+        low = override.low if override.low is not None else low
+        high = override.high if override.high is not None else high
+    if low > high:
+        raise ValueError(f"field {spec.name}: min {low} is above max {high}")
+    return FieldRange(low, high)
+
+
 def field_ranges(
-    schema: FeatureSchema, overrides: dict[str, FieldRange]
-) -> list[FieldRange]:
-    """Each input's range: the override, else the model's valid range."""
+    schema: FeatureSchema, overrides: dict[str, FieldOverride]
+) -> list[FieldRange | FieldValues]:
+    """Each input's range or values to draw from: the override, else what the model declares.
+
+    Raises ValueError for an override of an unknown input, bounds of a
+    string input, values its type refuses, or a string input without
+    declared values and without an override.
+    """
     unknown = set(overrides) - set(schema.names)
     if unknown:
         raise ValueError(
             f"--field names inputs the model does not have: {', '.join(sorted(unknown))} "
             f"(inputs: {', '.join(schema.names)})"
         )
-    ranges = []
-    for spec in schema.fields:
-        low = spec.valid_min if spec.valid_min is not None else OPEN_RANGE[0]
-        high = spec.valid_max if spec.valid_max is not None else OPEN_RANGE[1]
-        override = overrides.get(spec.name)
-        if override is not None:
-            low, high = override.low, override.high
-        if low > high:
-            raise ValueError(f"field {spec.name}: min {low} is above max {high}")
-        ranges.append(FieldRange(low, high))
-    return ranges
+    return [_draw(spec, overrides.get(spec.name)) for spec in schema.fields]
 
 
-def random_rows(ranges: Sequence[FieldRange], seed: int | None) -> Iterator[Block]:
+def random_rows(
+    draws: Sequence[FieldRange | FieldValues], seed: int | None
+) -> Iterator[Block]:
     """Endless blocks of random rows (and no labels), drawn column by column with numpy."""
     rng = np.random.default_rng(seed)
     while True:
-        columns = []
-        for spec in ranges:
-            if spec.integral:
+        columns: list[list[Value]] = []
+        for draw in draws:
+            if isinstance(draw, FieldValues):
+                picks = rng.integers(0, len(draw.values), BLOCK_ROWS)
+                columns.append([draw.values[i] for i in picks])
+            elif draw.integral:
                 columns.append(
-                    rng.integers(int(spec.low), int(spec.high) + 1, BLOCK_ROWS)
+                    rng.integers(int(draw.low), int(draw.high) + 1, BLOCK_ROWS).tolist()
                 )
             else:
                 columns.append(
-                    np.round(rng.uniform(spec.low, spec.high, BLOCK_ROWS), 4)
+                    np.round(rng.uniform(draw.low, draw.high, BLOCK_ROWS), 4).tolist()
                 )
-        yield np.column_stack(columns).tolist(), [None] * BLOCK_ROWS
+        yield Block(list(zip(*columns, strict=True)), [None] * BLOCK_ROWS)
 
 
-def replay_rows(rows: Sequence[Row], labels: Sequence[str]) -> Iterator[Block]:
-    """The data set's rows in order, again and again, in blocks, with their true labels."""
+def replay_rows(
+    rows: Sequence[Row],
+    labels: Sequence[str | None],
+    record_ids: Sequence[str] | None = None,
+) -> Iterator[Block]:
+    """The rows in order, again and again, in blocks, with their labels (and ids, if given).
+
+    With ids, a replay longer than the rows sends each id again.
+    """
     position = 0
     total = len(rows)
     while True:
         end = min(position + BLOCK_ROWS, total)
-        yield list(rows[position:end]), list(labels[position:end])
+        yield Block(
+            list(rows[position:end]),
+            list(labels[position:end]),
+            None if record_ids is None else list(record_ids[position:end]),
+        )
         position = 0 if end == total else end
+
+
+def read_csv_records(
+    path: Path,
+    schema: FeatureSchema,
+    label_column: str | None = None,
+    id_column: str | None = None,
+) -> Block:
+    """Every row of a CSV file with a header row, as the model's inputs typed by its schema.
+
+    The columns named as the model's inputs are read (others are ignored),
+    an empty cell is a missing value; ``label_column`` gives the true
+    labels and ``id_column`` the record ids. Raises ValueError naming the
+    missing columns, or the line and column of a cell the schema refuses.
+    """
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file)
+            header = next(reader, None)
+            if header is None:
+                raise ValueError(
+                    f"{path} is empty: a header row naming the columns is needed"
+                )
+            columns = {name: index for index, name in enumerate(header)}
+            wanted = [
+                *schema.names,
+                *(c for c in (label_column, id_column) if c is not None),
+            ]
+            missing = [name for name in wanted if name not in columns]
+            if missing:
+                raise ValueError(
+                    f"{path} has no column {', '.join(repr(m) for m in missing)} "
+                    f"(its columns: {', '.join(header)})"
+                )
+            rows: list[Row] = []
+            labels: list[str | None] = []
+            record_ids: list[str] = []
+            for line, cells in enumerate(reader, start=2):
+                if not cells:
+                    continue  # a blank line
+                if len(cells) != len(header):
+                    raise ValueError(
+                        f"{path} line {line}: {len(cells)} cells, the header has {len(header)}"
+                    )
+                row: list[Value] = []
+                for spec in schema.fields:
+                    text = cells[columns[spec.name]]
+                    try:
+                        row.append(typed_value(spec, text) if text else None)
+                    except ValueError as error:
+                        raise ValueError(
+                            f"{path} line {line}, column {spec.name}: {error}"
+                        ) from None
+                rows.append(row)
+                labels.append(
+                    (cells[columns[label_column]] or None) if label_column else None
+                )
+                if id_column is not None:
+                    record_id = cells[columns[id_column]]
+                    if not record_id:
+                        raise ValueError(
+                            f"{path} line {line}: empty record id in column {id_column}"
+                        )
+                    record_ids.append(record_id)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"cannot read {path}: {error}") from error
+    return Block(rows, labels, record_ids if id_column is not None else None)
 
 
 async def declare_topic(
@@ -234,15 +414,19 @@ async def generate(
     previous: list[SentRecord] = []
     sent = 0
     try:
-        for block, labels in rows:
+        for block in rows:
+            records = block.rows
             if config.count is not None:
-                block = block[: config.count - sent]
-            for values, label in zip(block, labels, strict=False):
+                records = records[: config.count - sent]
+            ids = block.record_ids
+            for index, (values, label) in enumerate(
+                zip(records, block.labels, strict=False)
+            ):
                 if stopping():
                     break
                 if config.rate:
                     await _pace(config.rate, started, sent)
-                record_id = f"{run_id}-{sent}"
+                record_id = ids[index] if ids is not None else f"{run_id}-{sent}"
                 pending.append(
                     await send(record_id.encode(), encode(record_id, values, label))
                 )
@@ -382,12 +566,49 @@ async def _pace(rate: float, started: float, sent: int) -> None:
         await asyncio.sleep(delay)
 
 
+def _unquotable(value: Value) -> bool:
+    """Whether a string value would break a CSV line that has no quoting."""
+    return isinstance(value, str) and any(c in value for c in ",\r\n")
+
+
+def check_csv_values(name: str, values: Iterable[Value]) -> None:
+    """Raise ValueError if one of input ``name``'s values cannot travel in a CSV line.
+
+    The reference's CSV has no quoting, so a comma (or a line break) inside
+    a value would shift or cut the fields after it.
+    """
+    for value in values:
+        if _unquotable(value):
+            raise ValueError(
+                f"input {name}: the value {value!r} contains a comma or a line break, "
+                "which a CSV record cannot carry (it has no quoting): use --format json"
+            )
+
+
+def _csv_text(name: str, value: Value) -> bytes:
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    if isinstance(value, str):
+        check_csv_values(name, (value,))
+        return value.encode("utf-8")
+    return encode_csv((value,))
+
+
 def _encoder(
     config: GeneratorConfig,
-) -> Callable[[str, Sequence[float | None], str | None], bytes]:
+) -> Callable[[str, Row, str | None], bytes]:
     schema = config.schema
     if config.format == "csv":
-        return lambda record_id, values, label: encode_csv(values)
+        if all(spec.numeric for spec in schema.fields):
+            # the fast path: an all-numeric schema's rows hold only numbers
+            return lambda record_id, values, label: encode_csv(
+                cast("Sequence[float | None]", values)
+            )
+        names = schema.names
+        # Strings as they are, numbers as encode_csv writes them.
+        return lambda record_id, values, label: b",".join(
+            _csv_text(name, value) for name, value in zip(names, values, strict=True)
+        )
     if config.format == "json":
         return lambda record_id, values, label: encode_json(
             schema, record_id, time.time(), values, label
@@ -395,6 +616,6 @@ def _encoder(
     raise ValueError(f"unknown format {config.format!r}: choose csv or json")
 
 
-def as_row(values: Sequence[float]) -> list[float | None]:
+def as_row(values: Sequence[Value]) -> list[Value]:
     """A data-set row with NaN (pandas' missing value) as None."""
-    return [None if math.isnan(v) else v for v in values]
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in values]

@@ -19,7 +19,7 @@ from typing import Any
 from models.dataset import Dataset
 from models.parity import ParityReport
 from models.pmml_schema import PmmlSchema
-from models.training import ALGORITHMS, TrainingParams
+from models.training import ALGORITHMS, INVALID_VALUES, TrainingParams
 
 __all__ = ["build_card", "library_versions"]
 
@@ -63,6 +63,7 @@ def build_card(
     parity: ParityReport,
 ) -> dict[str, Any]:
     """The card.json content (the repository adds name and version)."""
+    invalid_values = params.invalid_values_for(dataset)
     return {
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "data": {
@@ -75,12 +76,15 @@ def build_card(
             "class_counts": {
                 str(k): int(v) for k, v in dataset.y.value_counts().sort_index().items()
             },
-            "target": f"{dataset.y.name}: 1 = malignant, 0 = benign",
+            "target": f"{dataset.y.name}: 1 = {dataset.classes[1]}, 0 = {dataset.classes[0]}",
+            "classes": list(dataset.classes),
         },
         "algorithm": params.algorithm,
         "algorithm_description": ALGORITHMS[params.algorithm],
         "seed": params.seed,
         "params": params.estimator_params(),
+        "invalid_values": invalid_values,
+        "invalid_values_meaning": INVALID_VALUES[invalid_values].meaning,
         "fitted_on": "all rows (the evaluation fitted separate pipelines on its training parts)",
         "metrics": {
             "holdout": metrics["holdout"]["metrics"],
@@ -91,8 +95,10 @@ def build_card(
             {
                 "name": field.name,
                 "type": field.data_type,
+                "optype": field.optype,
                 "valid_min": field.valid_min,
                 "valid_max": field.valid_max,
+                "values": list(field.values),
                 "missing_value_treatment": field.missing_value_treatment,
                 "missing_value_replacement": field.missing_value_replacement,
                 "invalid_value_treatment": field.invalid_value_treatment,

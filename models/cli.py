@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -20,7 +21,7 @@ from app.settings import get_settings
 from models.dataset import DATASETS, load_dataset
 from models.errors import ModelsError
 from models.repository import ModelRepository
-from models.training import ALGORITHMS, TrainingParams
+from models.training import ALGORITHMS, INVALID_VALUES, TrainingParams
 
 __all__ = ["models", "train"]
 
@@ -57,17 +58,27 @@ def _progress_printer() -> Callable[[str], None]:
     return show
 
 
+#: ``--dataset`` choice -> what it is (for --help); the keys are ``DATASETS``'.
+_DATASET_HELP = {
+    "wisconsin-original": "UCI's 699 rows x 9 cytology scores (1-10, 16 missing), "
+    "model 'breast-cancer'",
+    "wisconsin-diagnostic": "scikit-learn's 569 rows x 30 measurements, "
+    "model 'breast-cancer-diagnostic'",
+    "birthwt": "MASS's 189 births, low birth weight from 4 numeric and 4 categorical "
+    "(string) inputs, model 'birthwt'",
+}
+
+
 @click.command(
     epilog="Defaults are a decision tree (max depth 5, min 6 rows per leaf, seed 42) on the "
     "original 9-input Wisconsin data, saved as model 'breast-cancer' and made current."
 )
 @click.option(
     "--dataset",
-    type=click.Choice(sorted(DATASETS)),
+    type=click.Choice(list(DATASETS)),
     default="wisconsin-original",
     show_default=True,
-    help="wisconsin-original: UCI's 699 rows x 9 cytology scores (1-10, 16 missing); "
-    "wisconsin-diagnostic: scikit-learn's 569 rows x 30 measurements.",
+    help="; ".join(f"{key}: {text}" for key, text in _DATASET_HELP.items()) + ".",
 )
 @click.option(
     "--algorithm",
@@ -79,8 +90,17 @@ def _progress_printer() -> Callable[[str], None]:
 @click.option(
     "--name",
     default=None,
-    help="Model name in the repository [default: breast-cancer, or breast-cancer-diagnostic "
-    "for the diagnostic data].",
+    help="Model name in the repository [default: the data set's model name, see --dataset].",
+)
+@click.option(
+    "--invalid-values",
+    type=click.Choice(list(INVALID_VALUES)),
+    default=None,
+    help="What the model does with a value outside an input's valid range or values, "
+    "written into every input's invalidValueTreatment: reject (returnInvalid: no "
+    "prediction, the record is dead-lettered), as-is (asIs: scored as it is), as-missing "
+    "(asMissing: scored as a missing value) [default: reject; as-is for "
+    "wisconsin-diagnostic, whose ranges are only the observed min-max].",
 )
 @click.option(
     "--seed",
@@ -129,6 +149,7 @@ def train(
     dataset: str,
     algorithm: str,
     name: str | None,
+    invalid_values: str | None,
     seed: int,
     max_depth: int,
     min_samples_leaf: int,
@@ -154,6 +175,7 @@ def train(
         min_samples_leaf=min_samples_leaf,
         n_estimators=n_estimators,
         C=C,
+        invalid_values=invalid_values,
     )
     with _user_errors():
         target = _repository(repository)
@@ -235,14 +257,25 @@ def show(repository: ModelRepository, ref: str, as_json: bool) -> None:
             if isinstance(figures, dict):
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in figures.items())
                 click.echo(f"  {scope}: {shown}")
+        click.echo(
+            f"  invalid values: {card.get('invalid_values', '?')} "
+            f"({card.get('invalid_values_meaning', 'not recorded')})"
+        )
         click.echo(f"  inputs ({len(card.get('input_schema', []))}):")
         for field in card.get("input_schema", []):
             click.echo(
-                f"    {field['name']:<28} {field['type']:<7} [{field['valid_min']:g}, "
-                f"{field['valid_max']:g}] missing: {field['missing_value_treatment']} "
+                f"    {field['name']:<28} {field['type']:<7} {_valid(field)} "
+                f"missing: {field['missing_value_treatment']} "
                 f"{field['missing_value_replacement']}, invalid: {field['invalid_value_treatment']}"
             )
         click.echo(f"  outputs:   {', '.join(card.get('outputs', []))}")
+
+
+def _valid(field: dict[str, Any]) -> str:
+    """An input's valid values ``{a|b}`` or interval ``[min, max]``, as the card records them."""
+    if field.get("values"):
+        return "{" + "|".join(field["values"]) + "}"
+    return f"[{field['valid_min']:g}, {field['valid_max']:g}]"
 
 
 @models.command()

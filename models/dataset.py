@@ -1,11 +1,12 @@
-"""The two Wisconsin breast-cancer data sets the trainer knows, with their schema.
+"""The data sets the trainer knows, with their schema.
 
 A data set here is more than a table: it also carries each input's valid
-range and the treatment of values outside it, because those end up in the
-PMML and from there in the stream's schema. Everything downstream reads the
-feature list from a ``Dataset`` (and later from the PMML), never from a
-constant, which is why the 30-feature diagnostic set can go through the same
-code as the 9-feature original.
+range (numeric inputs) or valid values (categorical inputs) and the default
+treatment of values outside them, because those end up in the PMML and from
+there in the stream's schema. Everything downstream reads the feature list
+from a ``Dataset`` (and later from the PMML), never from a constant, which is
+why the 30-feature diagnostic set and the birth-weight set with its string
+categories go through the same code as the 9-feature original.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import pandas as pd
 from models.errors import DatasetError
 
 __all__ = [
+    "BIRTHWT_INPUTS",
+    "BIRTHWT_PATH",
     "DATASETS",
     "ORIGINAL_FEATURES",
     "ORIGINAL_PATH",
@@ -37,6 +40,9 @@ logger = logging.getLogger(__name__)
 #: The vendored UCI file (see models/datasets/README.md for its provenance).
 ORIGINAL_PATH = Path(__file__).with_name("datasets") / "breast-cancer-wisconsin.data"
 
+#: The vendored MASS birthwt file (see models/datasets/README.md for its provenance).
+BIRTHWT_PATH = Path(__file__).with_name("datasets") / "birthwt.data"
+
 #: The original set's inputs in file order; the reference's _c0.._c8 are these.
 ORIGINAL_FEATURES: tuple[str, ...] = (
     "clump_thickness",
@@ -50,19 +56,30 @@ ORIGINAL_FEATURES: tuple[str, ...] = (
     "mitoses",
 )
 
-#: Name of the label in both data sets: 1 = malignant, 0 = benign.
+#: Name of the label in both breast-cancer data sets: 1 = malignant, 0 = benign.
 TARGET = "malignant"
+_MALIGNANT_CLASSES = ("benign", "malignant")
 
 _UCI_BENIGN, _UCI_MALIGNANT = 2, 4
 
 
 @dataclass(frozen=True)
 class Feature:
-    """One model input and the interval of values the model accepts for it."""
+    """One model input and the values the model accepts for it.
+
+    A numeric input declares an interval (``valid_min``-``valid_max``); a
+    categorical one its valid ``values``, the strings its PMML lists as the
+    DataField's ``Value``s.
+    """
 
     name: str
-    valid_min: float
-    valid_max: float
+    valid_min: float | None = None
+    valid_max: float | None = None
+    values: tuple[str, ...] = ()
+
+    @property
+    def categorical(self) -> bool:
+        return bool(self.values)
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,13 +90,18 @@ class Dataset:
     title: str
     default_model_name: str
     features: tuple[Feature, ...]
-    #: sklearn2pmml's spelling: "return_invalid" rejects a value outside the
-    #: valid range, "as_is" scores it anyway (the range is then informative).
-    invalid_value_treatment: str
+    #: The default treatment of a value outside the valid range or values, a
+    #: ``--invalid-values`` choice (which overrides it): "reject" where the
+    #: bounds are the measurement's own, "as-is" where they are only the
+    #: observed minimum-maximum of many unbounded measurements.
+    invalid_values: str
     X: pd.DataFrame
     y: pd.Series
     sha256: str
     source: str
+    #: short names of classes 0 and 1 of ``y`` (1 is the positive class, the
+    #: risk), for the card and the report's pictures
+    classes: tuple[str, str] = _MALIGNANT_CLASSES
 
     @property
     def feature_names(self) -> list[str]:
@@ -122,7 +144,7 @@ def load_wisconsin_original(path: Path = ORIGINAL_PATH) -> Dataset:
         title="Breast Cancer Wisconsin (Original), UCI",
         default_model_name="breast-cancer",
         features=tuple(Feature(name, 1.0, 10.0) for name in ORIGINAL_FEATURES),
-        invalid_value_treatment="return_invalid",
+        invalid_values="reject",
         X=X,
         y=y,
         sha256=_sha256(path),
@@ -159,7 +181,7 @@ def load_wisconsin_diagnostic() -> Dataset:
             Feature(name, float(X[name].min()), float(X[name].max()))
             for name in X.columns
         ),
-        invalid_value_treatment="as_is",
+        invalid_values="as-is",
         X=X,
         y=y,
         sha256=_sha256(csv),
@@ -167,10 +189,78 @@ def load_wisconsin_diagnostic() -> Dataset:
     )
 
 
+#: birthwt's inputs in file order: numeric ones with no declared values,
+#: categorical ones with the words models/datasets/README.md maps MASS's codes to.
+_NO_YES = ("no", "yes")
+BIRTHWT_INPUTS: dict[str, tuple[str, ...]] = {
+    "age": (),
+    "lwt": (),
+    "race": ("white", "black", "other"),
+    "smoke": _NO_YES,
+    "ptl": (),
+    "ht": _NO_YES,
+    "ui": _NO_YES,
+    "ftv": (),
+}
+BIRTHWT_TARGET = "low"
+
+
+def load_birthwt(path: Path = BIRTHWT_PATH) -> Dataset:
+    """MASS's 189 births, target ``low`` (birth weight below 2.5 kg); ``bwt`` is dropped.
+
+    ``bwt`` is the birth weight itself, which defines ``low``: an input that
+    gives the answer away. The numeric inputs are declared with the observed
+    minimum-maximum as their interval (like the diagnostic set's, they have
+    no natural bounds); the categorical ones with their words as strings, so
+    that the PMML carries string categories and the stream sends the words.
+    """
+    categorical = [name for name, values in BIRTHWT_INPUTS.items() if values]
+    try:
+        frame = pd.read_csv(path, dtype=dict.fromkeys(categorical, "str"))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read the birthwt data at {path}: {exc}") from exc
+    missing = [c for c in (*BIRTHWT_INPUTS, BIRTHWT_TARGET) if c not in frame.columns]
+    if missing or frame.empty:
+        raise DatasetError(
+            f"{path} is not the birthwt layout: no rows, or no column {missing}"
+        )
+    for name in categorical:
+        unknown = set(frame[name].dropna()) - set(BIRTHWT_INPUTS[name])
+        if unknown:
+            raise DatasetError(
+                f"{path}: {name} must be one of {list(BIRTHWT_INPUTS[name])}, "
+                f"found {sorted(unknown)}"
+            )
+    if not set(frame[BIRTHWT_TARGET].unique()) <= {0, 1}:
+        raise DatasetError(f"{path}: {BIRTHWT_TARGET} must be 0 or 1")
+    X = frame[list(BIRTHWT_INPUTS)].copy()
+    numeric = [name for name in BIRTHWT_INPUTS if name not in categorical]
+    X[numeric] = X[numeric].astype("float64")
+    X[categorical] = X[categorical].astype(object)
+    return Dataset(
+        key="birthwt",
+        title="Low infant birth weight (MASS birthwt; Hosmer & Lemeshow, 1989)",
+        default_model_name="birthwt",
+        features=tuple(
+            Feature(name, values=values)
+            if values
+            else Feature(name, float(X[name].min()), float(X[name].max()))
+            for name, values in BIRTHWT_INPUTS.items()
+        ),
+        invalid_values="reject",
+        X=X,
+        y=frame[BIRTHWT_TARGET].astype("int64").rename(BIRTHWT_TARGET),
+        sha256=_sha256(path),
+        source=str(path),
+        classes=("2.5 kg or more", "below 2.5 kg"),
+    )
+
+
 #: data-set key (the ``--dataset`` choice) -> loader.
 DATASETS: dict[str, Callable[[], Dataset]] = {
     "wisconsin-original": load_wisconsin_original,
     "wisconsin-diagnostic": load_wisconsin_diagnostic,
+    "birthwt": load_birthwt,
 }
 
 

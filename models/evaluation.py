@@ -33,14 +33,14 @@ __all__ = ["METRICS", "Evaluation", "Scores", "evaluate", "score"]
 
 logger = logging.getLogger(__name__)
 
-#: metric -> what it measures (positive class: 1 = malignant), for the report.
+#: metric -> what it measures (positive: class 1, the risk), for the report.
 METRICS: dict[str, str] = {
     "accuracy": "share of correct labels",
-    "precision": "share of predicted malignant that are malignant",
-    "recall": "share of malignant found (sensitivity)",
+    "precision": "share of predicted positives that are positive",
+    "recall": "share of positives found (sensitivity)",
     "f1": "harmonic mean of precision and recall",
-    "roc_auc": "area under the ROC curve of P(malignant)",
-    "brier": "mean squared error of P(malignant); lower is better",
+    "roc_auc": "area under the ROC curve of P(class 1)",
+    "brier": "mean squared error of P(class 1); lower is better",
 }
 
 
@@ -50,7 +50,7 @@ class Scores:
 
     y_true: np.ndarray
     y_pred: np.ndarray
-    p_malignant: np.ndarray
+    p_positive: np.ndarray
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -60,12 +60,12 @@ class Scores:
             ),
             "recall": float(recall_score(self.y_true, self.y_pred, zero_division=0)),
             "f1": float(f1_score(self.y_true, self.y_pred, zero_division=0)),
-            "roc_auc": float(roc_auc_score(self.y_true, self.p_malignant)),
-            "brier": float(brier_score_loss(self.y_true, self.p_malignant)),
+            "roc_auc": float(roc_auc_score(self.y_true, self.p_positive)),
+            "brier": float(brier_score_loss(self.y_true, self.p_positive)),
         }
 
     def confusion(self) -> list[list[int]]:
-        """[[TN, FP], [FN, TP]] (rows: true benign, malignant; columns: predicted)."""
+        """[[TN, FP], [FN, TP]] (rows: true class 0, 1; columns: predicted)."""
         matrix = confusion_matrix(self.y_true, self.y_pred, labels=[0, 1])
         return [[int(v) for v in row] for row in matrix]
 
@@ -75,7 +75,7 @@ def score(pipeline: Any, X: pd.DataFrame, y: pd.Series) -> Scores:
     return Scores(
         y_true=y.to_numpy(),
         y_pred=np.asarray(pipeline.predict(X)),
-        p_malignant=np.asarray(pipeline.predict_proba(X))[
+        p_positive=np.asarray(pipeline.predict_proba(X))[
             :, list(pipeline.classes_).index(1)
         ],
     )
@@ -87,6 +87,8 @@ class Evaluation:
 
     holdout: Scores
     holdout_test_size: float
+    #: what class 1 means, e.g. "malignant"
+    positive_class: str
     folds: list[Scores] = field(default_factory=list)
     #: out-of-fold predictions of every row, for the CV confusion matrix and ROC
     out_of_fold: Scores | None = None
@@ -102,7 +104,7 @@ class Evaluation:
         """The JSON form written to metrics.json."""
         cv = self.cv_metrics()
         return {
-            "positive_class": "1 (malignant)",
+            "positive_class": f"1 ({self.positive_class})",
             "holdout": {
                 "test_size": self.holdout_test_size,
                 "test_rows": len(self.holdout.y_true),
@@ -142,16 +144,20 @@ def evaluate(
     holdout = score(fit_pipeline(dataset, params, X_train, y_train), X_test, y_test)
     on_step()
 
-    evaluation = Evaluation(holdout=holdout, holdout_test_size=test_size)
+    evaluation = Evaluation(
+        holdout=holdout,
+        holdout_test_size=test_size,
+        positive_class=dataset.classes[1],
+    )
     y_pred = np.zeros(len(y), dtype="int64")
-    p_malignant = np.zeros(len(y), dtype="float64")
+    p_positive = np.zeros(len(y), dtype="float64")
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=params.seed)
     for train_rows, test_rows in splitter.split(X, y):
         pipeline = fit_pipeline(dataset, params, X.iloc[train_rows], y.iloc[train_rows])
         fold = score(pipeline, X.iloc[test_rows], y.iloc[test_rows])
         evaluation.folds.append(fold)
         y_pred[test_rows] = fold.y_pred
-        p_malignant[test_rows] = fold.p_malignant
+        p_positive[test_rows] = fold.p_positive
         on_step()
-    evaluation.out_of_fold = Scores(y.to_numpy(), y_pred, p_malignant)
+    evaluation.out_of_fold = Scores(y.to_numpy(), y_pred, p_positive)
     return evaluation

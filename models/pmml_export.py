@@ -4,7 +4,8 @@ sklearn2pmml (JPMML-SkLearn) prunes every input the model does not use
 (by design, see jpmml/sklearn2pmml#314) and omits attributes equal to the
 PMML default. But the stream takes its record schema from the PMML, so the
 document must declare *all* inputs, in data-set order, each with its valid
-interval and an explicit missing- and invalid-value treatment, and it must
+interval (numeric) or valid values (categorical) and an explicit missing-
+and invalid-value treatment, and it must
 answer with a predicted label besides the class probabilities. This module
 restores that after conversion; the parity gate then proves the result
 still scores like scikit-learn.
@@ -21,13 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sklearn2pmml import sklearn2pmml
-from sklearn2pmml.decoration import ContinuousDomain
+from sklearn2pmml.decoration import Domain
 from sklearn2pmml.pipeline import PMMLPipeline
 
-from models.dataset import Dataset
+from models.dataset import Dataset, Feature
 from models.errors import ExportError
 from models.pmml_schema import MODEL_ELEMENTS
-from models.training import DOMAINS_STEP
+from models.training import DOMAINS_STEP, domain_of
 
 __all__ = ["LABEL_OUTPUT", "complete_schema", "export_pmml"]
 
@@ -48,11 +49,13 @@ _PMML_TREATMENT = {
 }
 
 
-def _domains(pipeline: PMMLPipeline) -> dict[str, ContinuousDomain]:
+def _domains(pipeline: PMMLPipeline) -> dict[str, Domain]:
     """Input name -> its fitted domain decorator (the source of the declared treatments)."""
     columns = pipeline.named_steps[DOMAINS_STEP]
     return {
-        name: domain for name, domain, _ in columns.transformers_ if name != "remainder"
+        name: domain_of(transformer)
+        for name, transformer, _ in columns.transformers_
+        if name != "remainder"
     }
 
 
@@ -77,6 +80,11 @@ def _convert(pipeline: PMMLPipeline) -> bytes:
 
 def _number(value: float) -> str:
     return repr(float(value))
+
+
+def _replacement(feature: Feature, value: float | str) -> str:
+    """A missing-value replacement as the MiningField writes it."""
+    return str(value) if feature.categorical else _number(float(value))
 
 
 def complete_schema(pmml: bytes, dataset: Dataset, pipeline: PMMLPipeline) -> bytes:
@@ -105,21 +113,33 @@ def complete_schema(pmml: bytes, dataset: Dataset, pipeline: PMMLPipeline) -> by
     data_fields = {
         field.get("name"): field for field in dictionary.findall(q("DataField"))
     }
-    used_types = {
+    features = {feature.name: feature for feature in dataset.features}
+    numeric_types = {
         data_fields[n].get("dataType", "double")
         for n in input_names
-        if n in data_fields
+        if n in data_fields and not features[n].categorical
     }
-    data_type = used_types.pop() if len(used_types) == 1 else "double"
+    numeric_type = numeric_types.pop() if len(numeric_types) == 1 else "double"
     for name in input_names:
+        feature = features[name]
         field = data_fields.get(name)
         if field is None:
             field = ET.Element(
-                q("DataField"), name=name, optype="continuous", dataType=data_type
+                q("DataField"),
+                name=name,
+                optype="categorical" if feature.categorical else "continuous",
+                dataType="string" if feature.categorical else numeric_type,
             )
             data_fields[name] = field
-        if field.find(q("Interval")) is None:
-            feature = dataset.features[input_names.index(name)]
+        if feature.categorical:
+            if field.find(q("Value")) is None:
+                for value in feature.values:
+                    ET.SubElement(field, q("Value"), value=value)
+        elif (
+            field.find(q("Interval")) is None
+            and feature.valid_min is not None
+            and feature.valid_max is not None
+        ):
             ET.SubElement(
                 field,
                 q("Interval"),
@@ -149,7 +169,8 @@ def complete_schema(pmml: bytes, dataset: Dataset, pipeline: PMMLPipeline) -> by
             mining_fields[name] = field
         if field.get("missingValueReplacement") is None:
             field.set(
-                "missingValueReplacement", _number(domain.missing_value_replacement)
+                "missingValueReplacement",
+                _replacement(features[name], domain.missing_value_replacement),
             )
             field.set(
                 "missingValueTreatment", _PMML_TREATMENT[domain.missing_value_treatment]

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
 from models.evaluation import METRICS, Evaluation, Scores
-from models.training import CLASSIFIER_STEP
+from models.training import CLASSIFIER_STEP, INVALID_VALUES, model_columns
 
 __all__ = ["REPORT_FILE", "feature_importances", "render_report"]
 
@@ -27,10 +27,14 @@ logger = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
 
 
-def feature_importances(
-    pipeline: Any, names: list[str]
-) -> tuple[dict[str, float], str]:
-    """Input -> importance, and what "importance" means for this estimator."""
+def feature_importances(pipeline: Any) -> tuple[dict[str, float], str]:
+    """Model column -> importance, and what "importance" means for this estimator.
+
+    Per column the estimator sees, so a categorical input shows one bar per
+    value (``race=black``): a coefficient belongs to one value, and a tree's
+    importance of an input is the sum of its values' bars.
+    """
+    names = model_columns(pipeline)
     classifier = pipeline.named_steps[CLASSIFIER_STEP]
     if hasattr(classifier, "feature_importances_"):
         values = classifier.feature_importances_
@@ -53,7 +57,7 @@ def _roc_png(curves: dict[str, Scores]) -> bytes:
     figure = Figure(figsize=(5, 5))
     axes = figure.subplots()
     for label, scores in curves.items():
-        fpr, tpr, _ = roc_curve(scores.y_true, scores.p_malignant)
+        fpr, tpr, _ = roc_curve(scores.y_true, scores.p_positive)
         auc = scores.metrics()["roc_auc"]
         axes.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
     axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
@@ -67,7 +71,7 @@ def _roc_png(curves: dict[str, Scores]) -> bytes:
     return _png(figure)
 
 
-def _confusion_png(matrices: dict[str, list[list[int]]]) -> bytes:
+def _confusion_png(matrices: dict[str, list[list[int]]], classes: list[str]) -> bytes:
     figure = Figure(figsize=(4.5 * len(matrices), 4))
     all_axes = figure.subplots(1, len(matrices))
     for axes, (label, matrix) in zip(
@@ -83,8 +87,8 @@ def _confusion_png(matrices: dict[str, list[list[int]]]) -> bytes:
         axes.set(
             xticks=[0, 1],
             yticks=[0, 1],
-            xticklabels=["benign", "malignant"],
-            yticklabels=["benign", "malignant"],
+            xticklabels=classes,
+            yticklabels=classes,
             xlabel="predicted",
             ylabel="true",
             title=label,
@@ -137,7 +141,8 @@ def render_report(
                 f"{cv['folds']}-fold CV, out of fold": cv[
                     "confusion_matrix_out_of_fold"
                 ],
-            }
+            },
+            card["data"]["classes"],
         ),
         "feature_importances.png": _importances_png(importances, importance_meaning),
     }
@@ -154,7 +159,9 @@ def render_report(
         [
             field["name"],
             field["type"],
-            f"{field['valid_min']:g} to {field['valid_max']:g}",
+            " | ".join(field["values"])
+            if field["values"]
+            else f"{field['valid_min']:g} to {field['valid_max']:g}",
             f"{field['missing_value_treatment']} ({field['missing_value_replacement']})",
             field["invalid_value_treatment"],
         ]
@@ -176,7 +183,7 @@ trained on <b>{html.escape(data["title"])}</b>: {data["rows"]} rows,
 {data["cells_missing"]} missing cells, sha256 <code>{data["sha256"]}</code>.
 Created {html.escape(card["created_at"])}.</p>
 <h2>Evaluation</h2>
-<p>Positive class: 1 = malignant. Stratified hold-out ({holdout["test_size"]:.0%} of rows,
+<p>Positive class: 1 = {html.escape(data["classes"][1])} ({html.escape(data["target"])}). Stratified hold-out ({holdout["test_size"]:.0%} of rows,
 {holdout["test_rows"]} rows) and stratified {cv["folds"]}-fold cross-validation (mean ± standard
 deviation over folds). Each figure comes from a pipeline fitted on training rows only; the exported
 model is the same recipe fitted on all rows.</p>
@@ -185,7 +192,9 @@ model is the same recipe fitted on all rows.</p>
 <img src="confusion_matrix.png" alt="confusion matrices">
 <img src="feature_importances.png" alt="feature importances">
 <h2>Input schema (as declared in the PMML)</h2>
-{_table(schema_rows, ["input", "type", "valid range", "missing value", "invalid value"])}
+{_table(schema_rows, ["input", "type", "valid range or values", "missing value", "invalid value"])}
+<p>Invalid values (<code>--invalid-values {html.escape(card["invalid_values"])}</code>):
+{html.escape(INVALID_VALUES[card["invalid_values"]].meaning)}.</p>
 <h2>Parity gate</h2>
 <p>PMML (pypmml) and scikit-learn agreed on all {card["parity"]["rows"]} rows
 ({card["parity"]["rows_with_missing_values"]} with a missing value): same label, largest

@@ -56,12 +56,14 @@ def train_model(
     from scikit-learn.
     """
     started = time.perf_counter()
-    name = check_name(
-        name or dataset.default_model_name
-    )  # fail before the work, not after
+    # fail before the work, not after
+    name = check_name(name or dataset.default_model_name)
+    invalid_values = params.invalid_values_for(dataset)
+    categorical = sum(feature.categorical for feature in dataset.features)
     progress(
-        f"data: {dataset.title}, {len(dataset.X)} rows x {len(dataset.features)} inputs, "
-        f"{dataset.missing_cells} missing cells"
+        f"data: {dataset.title}, {len(dataset.X)} rows x {len(dataset.features)} inputs "
+        f"({categorical} categorical), {dataset.missing_cells} missing cells; "
+        f"invalid values: {invalid_values}"
     )
     steps_done = 0
 
@@ -95,7 +97,7 @@ def train_model(
     )
 
     card = build_card(dataset, params, metrics, read_schema(pmml), parity)
-    importances, meaning = feature_importances(pipeline, dataset.feature_names)
+    importances, meaning = feature_importances(pipeline)
     card["feature_importances"] = {"meaning": meaning, "values": importances}
     report = render_report(
         f"{name}: {params.algorithm} on {dataset.key}",

@@ -19,6 +19,20 @@ def original() -> Dataset:
 
 
 @pytest.fixture(scope="session")
+def birthwt() -> Dataset:
+    return load_dataset("birthwt")
+
+
+@pytest.fixture(scope="session")
+def trained_birthwt(
+    tmp_path_factory: pytest.TempPathFactory, birthwt: Dataset
+) -> TrainingResult:
+    """The default recipe on birthwt (string categories), saved in its own repository."""
+    root = tmp_path_factory.mktemp("birthwt-repository")
+    return train_model(birthwt, TrainingParams(), ModelRepository(root))
+
+
+@pytest.fixture(scope="session")
 def trained(
     tmp_path_factory: pytest.TempPathFactory, original: Dataset
 ) -> TrainingResult:

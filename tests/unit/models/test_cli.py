@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from app.cli import main
 from models.pmml_schema import read_schema
 from models.repository import ModelRepository
+from models.workflow import TrainingResult
 
 
 @pytest.fixture
@@ -97,3 +98,27 @@ def test_repository_comes_from_the_environment(
 def test_empty_repository_says_how_to_fill_it(tmp_path: Path) -> None:
     code, output = run("models", "--repository", str(tmp_path), "list")
     assert code == 0 and "run `riskstream train`" in output
+
+
+def test_train_help_lists_every_data_set_and_invalid_value_choice() -> None:
+    from models.cli import _DATASET_HELP
+    from models.dataset import DATASETS
+
+    assert _DATASET_HELP.keys() == DATASETS.keys()
+    code, output = run("train", "--help")
+    assert code == 0
+    flat = " ".join(output.split())
+    for key in DATASETS:
+        assert f"{key}:" in flat
+    assert "reject (returnInvalid" in flat and "as-missing (asMissing" in flat
+
+
+def test_show_prints_categories_and_the_invalid_value_choice(
+    trained_birthwt: TrainingResult,
+) -> None:
+    root = trained_birthwt.saved.path.parent.parent
+    code, output = run("models", "--repository", str(root), "show", "birthwt")
+    assert code == 0, output
+    assert "invalid values: reject" in output
+    assert "{white|black|other}" in output and "asMode white" in output
+    assert "[14, 45]" in output  # age
