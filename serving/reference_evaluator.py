@@ -85,11 +85,7 @@ def _with_answers(
     label = schema.label_field()
     declared = schema.probability_fields()
     probabilities = {c: declared[c] for c in classes if c in declared}
-    extras = tuple(
-        name
-        for name in schema.output_names
-        if name != label and name not in probabilities.values()
-    )
+    extras = tuple(field.name for field in schema.other_outputs())
     missing = [c for c in classes if c not in probabilities]
     answers = _Answers(label or _LABEL_OUTPUT, probabilities, extras)
     text = document.decode("utf-8")
