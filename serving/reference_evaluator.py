@@ -24,6 +24,8 @@ as pypmml gives them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import logging
 import math
 import xml.etree.ElementTree as ET
@@ -93,8 +95,7 @@ def _with_answers(
         return text, answers
     root = ET.fromstring(document)
     namespace = root.tag[1:].partition("}")[0] if root.tag.startswith("{") else ""
-    if namespace:
-        ET.register_namespace("", namespace)
+    _keep_prefixes(document)
 
     def tag(name: str) -> str:
         return f"{{{namespace}}}{name}" if namespace else name
@@ -129,6 +130,22 @@ def _with_answers(
             value=category,
         )
     return ET.tostring(root, encoding="unicode"), answers
+
+
+def _keep_prefixes(document: bytes) -> None:
+    """Make ElementTree write the document's namespace prefixes as the document does.
+
+    Attribute values may name prefixed elements (sklearn2pmml's
+    ``<FieldColumnPair column="data:input"/>`` names the InlineTable's
+    ``<data:input>`` cells): renamed to ``ns0:input``, the table would no
+    longer be found. ElementTree's prefix registry is global, which is safe
+    here because every document is rewritten on the one pypmml thread.
+    """
+    for _, (prefix, uri) in ET.iterparse(io.BytesIO(document), events=("start-ns",)):
+        with contextlib.suppress(
+            ValueError
+        ):  # "ns<N>" is ElementTree's own: it renames
+            ET.register_namespace(prefix, uri)
 
 
 def _load(text: str) -> Any:
