@@ -196,9 +196,9 @@ class LoadedModel:
         scored: list[dict[str, str | None]] = []
         if scores is not None:
             scored = (
-                self._regression_answers(scores)
+                self._regression_answers(scores, version)
                 if self.regression
-                else self._classification_answers(scores)
+                else self._classification_answers(scores, version)
             )
             if scores.outputs:
                 extras = [
@@ -208,8 +208,6 @@ class LoadedModel:
                 names = list(scores.outputs)
                 for answer, *values in zip(scored, *extras, strict=True):
                     answer.update(zip(names, values, strict=True))
-            for answer in scored:
-                answer[VERSION_KEY] = version
         if not result.errors:
             return scored
         answers: list[dict[str, str | None]] = [{}] * result.batch.rows
@@ -219,7 +217,9 @@ class LoadedModel:
             answers[row] = {ERROR_KEY: reason, VERSION_KEY: version}
         return answers
 
-    def _classification_answers(self, scores: Scores) -> list[dict[str, str | None]]:
+    def _classification_answers(
+        self, scores: Scores, version: str
+    ) -> list[dict[str, str | None]]:
         labels = scores.labels.tolist()
         categories = [self.classes[i] for i in labels]
         predictions = [self._predictions[i] for i in labels]
@@ -233,6 +233,7 @@ class LoadedModel:
                     second: p1,
                     PREDICTION_KEY: prediction,
                     LABEL_KEY: category,
+                    VERSION_KEY: version,
                 }
                 for category, prediction, p0, p1 in zip(
                     categories, predictions, *columns, strict=True
@@ -245,6 +246,7 @@ class LoadedModel:
                 **dict(zip(keys, probabilities, strict=True)),
                 PREDICTION_KEY: prediction,
                 LABEL_KEY: category,
+                VERSION_KEY: version,
             }
             for category, prediction, *probabilities in zip(
                 categories, predictions, *columns, strict=True
@@ -252,10 +254,12 @@ class LoadedModel:
         ]
 
     @staticmethod
-    def _regression_answers(scores: Scores) -> list[dict[str, str | None]]:
+    def _regression_answers(
+        scores: Scores, version: str
+    ) -> list[dict[str, str | None]]:
         assert scores.values is not None, "a regression answers values"
         return [
-            {PREDICTION_TEXT_KEY: value, PREDICTION_KEY: value}
+            {PREDICTION_TEXT_KEY: value, PREDICTION_KEY: value, VERSION_KEY: version}
             for value in java_doubles(scores.values)
         ]
 
