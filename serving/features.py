@@ -449,17 +449,17 @@ class FeatureEncoder:
         then treated as its ``invalidValueTreatment`` says. (Code columns
         were validated while they were filled.)
         """
-        for column, markers in self._markers:
-            values[np.isin(values[:, column], markers), column] = np.nan
+        for at, markers in self._markers:
+            values[np.isin(values[:, at], markers), at] = np.nan
         with np.errstate(invalid="ignore"):
             invalid = (values < self._low) | (values > self._high)
             if self._integer.any():
                 invalid |= (
                     self._integer & (values != np.floor(values)) & ~np.isnan(values)
                 )
-        for column, declared in self._declared:
-            cells = values[:, column]
-            invalid[:, column] |= ~np.isin(cells, declared) & ~np.isnan(cells)
+        for at, declared in self._declared:
+            cells = values[:, at]
+            invalid[:, at] |= ~np.isin(cells, declared) & ~np.isnan(cells)
         if not invalid.any():
             return
         for column in np.flatnonzero(invalid.any(axis=0)):
