@@ -136,6 +136,20 @@ class PmmlSchema:
                 return field.name
         return None
 
+    def other_outputs(self) -> tuple[OutputField, ...]:
+        """Output fields besides the predicted value and the class probabilities.
+
+        Entity ids, reason codes, ranks, transformed values...: a server
+        answers them under their own names, as the evaluator gives them.
+        """
+        label = self.label_field()
+        return tuple(
+            field
+            for field in self.outputs
+            if field.name != label
+            and not (field.feature == "probability" and field.value is not None)
+        )
+
 
 def _namespace(root: ET.Element) -> str:
     return root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""

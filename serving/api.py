@@ -21,6 +21,7 @@ proves no request can reach.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
@@ -29,13 +30,22 @@ from typing import Any
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 
+from models.protocol import (
+    LABEL_KEY,
+    PREDICTION_KEY,
+    InferenceRequest,
+    RequestInput,
+    probability_key,
+)
 from serving.auth import TOKEN_HEADER, TokenCheck
 from serving.errors import BadRequest, ModelNotFound, PayloadTooLarge, ServingError
+from serving.formatting import output_text
 from serving.loader import ModelRegistry, ServedModel
 from serving.metrics import ServerMetrics
 from serving.model import BatchResult, LoadedModel
-from serving.status import tf_serving_status, v2_metadata
+from serving.status import tf_serving_status, v2_metadata, v2_outputs
 
 __all__ = ["create_app"]
 
@@ -262,32 +272,63 @@ async def v2_model_ready(request: web.Request) -> web.Response:
     )
 
 
-def _v2_columns(body: Any, names: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Columnar V2 ``inputs`` -> row instances: one tensor per input, or one [rows, inputs] tensor."""
-    if (
-        not isinstance(body, dict)
-        or not isinstance(body.get("inputs"), list)
-        or not body["inputs"]
-    ):
+#: Open Inference Protocol tensor datatypes; PMML's types map onto FP32/FP64/INT64, BYTES, BOOL.
+_V2_DATATYPES = frozenset(
+    {
+        "BOOL",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "FP16",
+        "FP32",
+        "FP64",
+        "BYTES",
+    }
+)
+
+
+def _inference_request(body: Any) -> InferenceRequest:
+    """The body as a V2 inference request (400 naming the first thing wrong)."""
+    try:
+        parsed = InferenceRequest.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "the body"
         raise BadRequest(
-            'the body must be a JSON object with a non-empty "inputs" array'
-        )
-    tensors = body["inputs"]
-    for tensor in tensors:
-        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
-            raise BadRequest("every input tensor needs a name")
-        if not isinstance(tensor.get("data"), list):
-            raise BadRequest(f"input {tensor['name']!r} needs a data array")
-    if len(tensors) == 1 and tensors[0]["name"] not in names:
+            f"not a V2 inference request: {where}: {error['msg']}"
+        ) from None
+    for tensor in parsed.inputs:
+        if tensor.datatype not in _V2_DATATYPES:
+            raise BadRequest(
+                f"input {tensor.name!r}: unknown datatype {tensor.datatype!r}"
+            )
+    return parsed
+
+
+def _v2_columns(
+    tensors: list[RequestInput], names: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Columnar V2 ``inputs`` -> row instances: one tensor per input, or one [rows, inputs] tensor.
+
+    A tensor's values reach the encoder as they are (numbers for numeric
+    inputs, strings of a BYTES tensor for string inputs, true/false of a
+    BOOL tensor for boolean ones), which checks each against its field.
+    """
+    if len(tensors) == 1 and tensors[0].name not in names:
         rows = _rows_of(tensors[0], len(names))
         return [dict(zip(names, row, strict=True)) for row in rows]
     columns: dict[str, list[Any]] = {}
     for tensor in tensors:
-        if tensor["name"] not in names:
+        if tensor.name not in names:
             raise BadRequest(
-                f"unknown input {tensor['name']!r}; the model's inputs are {', '.join(names)}"
+                f"unknown input {tensor.name!r}; the model's inputs are {', '.join(names)}"
             )
-        columns[tensor["name"]] = _flat(tensor["data"])
+        columns[tensor.name] = _flat(tensor.data)
     lengths = {len(column) for column in columns.values()}
     if len(lengths) != 1:
         raise BadRequest("input tensors have different lengths")
@@ -306,26 +347,64 @@ def _flat(data: list[Any]) -> list[Any]:
     return data
 
 
-def _rows_of(tensor: dict[str, Any], width: int) -> list[list[Any]]:
+def _rows_of(tensor: RequestInput, width: int) -> list[list[Any]]:
     """A [rows, inputs] tensor (nested or flat row-major data) as rows."""
-    data: list[Any] = tensor["data"]
+    data = tensor.data
     rows: list[list[Any]]
     if data and all(isinstance(item, list) for item in data):
         rows = data
     elif len(data) % width == 0:
         rows = [data[i : i + width] for i in range(0, len(data), width)]
     else:
-        raise BadRequest(f"tensor {tensor['name']!r} must have shape [rows, {width}]")
+        raise BadRequest(f"tensor {tensor.name!r} must have shape [rows, {width}]")
     if any(len(row) != width for row in rows):
-        raise BadRequest(f"tensor {tensor['name']!r} must have shape [rows, {width}]")
+        raise BadRequest(f"tensor {tensor.name!r} must have shape [rows, {width}]")
     return rows
+
+
+def _tensor_data(datatype: str, column: list[Any]) -> list[Any]:
+    """An extra output's values in its tensor's type (text for BYTES, as in the v1 answer)."""
+    if datatype == "BYTES":
+        return [output_text(value) for value in column]
+    return column
+
+
+def _v2_outputs(model: LoadedModel, result: BatchResult) -> list[dict[str, Any]]:
+    """One tensor per answer of :func:`serving.status.v2_outputs`, in that order."""
+    rows = result.batch.rows
+    scores = result.scores
+    data: dict[str, list[Any]] = {}
+    if scores is not None:
+        if model.regression:
+            assert scores.values is not None
+            data[PREDICTION_KEY] = scores.values.tolist()
+        else:
+            data[LABEL_KEY] = [model.classes[i] for i in scores.labels.tolist()]
+            for category, column in zip(
+                model.classes, scores.probabilities.T.tolist(), strict=True
+            ):
+                data[probability_key(category)] = [
+                    None if math.isnan(p) else p for p in column
+                ]
+        data.update(scores.outputs)
+    return [
+        {
+            "name": name,
+            "datatype": datatype,
+            "shape": [rows],
+            "data": _tensor_data(datatype, data.get(name, [])),
+        }
+        for name, datatype in v2_outputs(model)
+    ]
 
 
 async def v2_infer(request: web.Request) -> web.Response:
     served = _served(request, request.match_info["name"])
     model = _model(served, request.match_info.get("version"))
-    body = await _body(request)
-    instances = _within_limit(request, _v2_columns(body, model.encoder.names))
+    inference = _inference_request(await _body(request))
+    instances = _within_limit(
+        request, _v2_columns(inference.inputs, model.encoder.names)
+    )
     result = await _score(request, served, model, instances)
     if result.errors:
         shown = sorted(result.errors.items())[:5]
@@ -333,42 +412,20 @@ async def v2_infer(request: web.Request) -> web.Response:
             f"{len(result.errors)} invalid row(s): "
             + "; ".join(f"row {row}: {reason}" for row, reason in shown)
         )
-    assert result.scores is not None or result.batch.rows == 0
-    labels = (
-        []
-        if result.scores is None
-        else [model.classes[i] for i in result.scores.labels.tolist()]
-    )
-    probabilities = (
-        [] if result.scores is None else result.scores.probabilities.T.tolist()
-    )
-    rows = result.batch.rows
-    outputs = [{"name": "label", "datatype": "BYTES", "shape": [rows], "data": labels}]
-    outputs += [
-        {
-            "name": f"probability({c})",
-            "datatype": "FP64",
-            "shape": [rows],
-            "data": column,
-        }
-        for c, column in zip(
-            model.classes, probabilities or [[]] * len(model.classes), strict=True
-        )
-    ]
-    requested = body.get("outputs")
-    if isinstance(requested, list) and requested:
-        wanted = [o.get("name") if isinstance(o, dict) else None for o in requested]
+    outputs = _v2_outputs(model, result)
+    if inference.outputs:
+        wanted = [requested.name for requested in inference.outputs]
         unknown = [w for w in wanted if w not in {o["name"] for o in outputs}]
         if unknown:
             raise BadRequest(f"unknown output(s) {unknown}")
         outputs = [o for o in outputs if o["name"] in wanted]
-    answer = {
+    answer: dict[str, Any] = {
         "model_name": served.served_name,
         "model_version": model.version,
         "outputs": outputs,
     }
-    if isinstance(body.get("id"), str):
-        answer["id"] = body["id"]
+    if inference.id is not None:
+        answer["id"] = inference.id
     return _json(answer)
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import numpy as np
 import orjson
 
-__all__ = ["java_double", "java_doubles", "prediction_text"]
+__all__ = ["java_double", "java_doubles", "output_text", "prediction_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,3 +94,21 @@ def prediction_text(category: str) -> str:
         return java_double(float(category))
     except ValueError:
         return category
+
+
+def output_text(value: Any) -> str | None:
+    """One value of an extra PMML output field (entity id, reason code, ...) as answer text.
+
+    Strings stay as they are, numbers are written as Java writes them
+    (integers without a fraction), booleans as ``true``/``false``; a value
+    the model did not give stays null.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return java_double(value)
+    return str(value)

@@ -3,6 +3,12 @@
 A :class:`LoadedModel` is immutable once built, so a request that started
 on it finishes on it even if a newer version is swapped in meanwhile, and
 every prediction can say which version answered.
+
+A classification answers the reference's keys (``pmml(prediction)``, one
+``probability(<class>)`` per class, ``prediction``, ``label``); a
+regression answers its predicted value as ``pmml(prediction)`` and
+``prediction``. Both add the PMML's other output fields under their own
+names and ``model_version``.
 """
 
 from __future__ import annotations
@@ -19,16 +25,33 @@ import numpy as np
 
 from models.errors import ModelsError
 from models.pmml_schema import PmmlSchema, read_schema
+from models.protocol import (
+    ERROR_KEY,
+    LABEL_KEY,
+    PREDICTION_KEY,
+    PREDICTION_TEXT_KEY,
+    VERSION_KEY,
+    probability_key,
+)
 from serving.errors import ModelLoadError, UnsupportedModel
 from serving.evaluator import Evaluator, Scores
 from serving.fast_evaluator import build_fast_evaluator
 from serving.features import EncodedBatch, FeatureEncoder
-from serving.formatting import java_doubles, prediction_text
+from serving.formatting import java_doubles, output_text, prediction_text
 from serving.reference_evaluator import ReferenceEvaluator, reference_executor
 
-__all__ = ["BatchResult", "LoadedModel", "ModelIdentity", "load_model"]
+__all__ = [
+    "SERVED_FUNCTIONS",
+    "BatchResult",
+    "LoadedModel",
+    "ModelIdentity",
+    "load_model",
+]
 
 logger = logging.getLogger(__name__)
+
+#: PMML functionNames the server answers (the reference's answer has no shape for others).
+SERVED_FUNCTIONS = ("classification", "regression")
 
 
 @dataclass(frozen=True)
@@ -76,10 +99,11 @@ class LoadedModel:
         #: for (their meaning is the model's own, e.g. a tree's missing-value strategy)
         self.missing_value_evaluator = missing_value_evaluator
         self.classes = evaluator.classes
+        self.regression = schema.function_name == "regression"
         self.loaded_at = time.time()
         # strings every answer reuses
         self._predictions = tuple(prediction_text(c) for c in self.classes)
-        self._probability_keys = tuple(f"probability({c})" for c in self.classes)
+        self._probability_keys = tuple(probability_key(c) for c in self.classes)
 
     def __repr__(self) -> str:
         return (
@@ -121,7 +145,9 @@ class LoadedModel:
         scored = np.flatnonzero(valid)  # in row order, whichever evaluator scores them
         labels = np.zeros(scored.size, dtype=np.intp)
         probabilities = np.empty((scored.size, len(self.classes)))
+        values = np.full(scored.size, np.nan) if self.regression else None
         no_result = np.zeros(scored.size, dtype=bool)
+        outputs: dict[str, list[Any]] = {}
         for rows, evaluator in (
             (np.flatnonzero(valid & ~delegated), self.evaluator),
             (np.flatnonzero(delegated), self.missing_value_evaluator),
@@ -132,9 +158,21 @@ class LoadedModel:
             at = np.searchsorted(scored, rows)
             labels[at] = part.labels
             probabilities[at] = part.probabilities
+            if values is not None and part.values is not None:
+                values[at] = part.values
             if part.no_result is not None:
                 no_result[at] = part.no_result
-        scores = Scores(labels, probabilities, no_result if no_result.any() else None)
+            for name, column in part.outputs.items():
+                merged = outputs.setdefault(name, [None] * scored.size)
+                for position, value in zip(at.tolist(), column, strict=True):
+                    merged[position] = value
+        scores = Scores(
+            labels,
+            probabilities,
+            no_result if no_result.any() else None,
+            values,
+            outputs,
+        )
         self._note_refusals(scores, scored, errors)
         return BatchResult(batch, scores, errors, scored)
 
@@ -147,57 +185,83 @@ class LoadedModel:
                 errors[row] = "the model gives no prediction for this row"
 
     # --- the reference's answer --------------------------------------------------
-    def predictions(self, result: BatchResult) -> list[dict[str, str]]:
+    def predictions(self, result: BatchResult) -> list[dict[str, str | None]]:
         """One object per instance, in order: the reference's keys, or ``{"error": ...}``.
 
         This is the hot path's last step, hence the literal dicts and the
         column-wise number formatting.
         """
         version = self.version
-        scored: list[dict[str, str]] = []
         scores = result.scores
+        scored: list[dict[str, str | None]] = []
         if scores is not None:
-            labels = scores.labels.tolist()
-            categories = [self.classes[i] for i in labels]
-            predictions = [self._predictions[i] for i in labels]
-            columns = [java_doubles(column) for column in scores.probabilities.T]
-            if len(columns) == 2:
-                first, second = self._probability_keys
-                scored = [
-                    {
-                        "pmml(prediction)": category,
-                        first: p0,
-                        second: p1,
-                        "prediction": prediction,
-                        "label": category,
-                        "model_version": version,
-                    }
-                    for category, prediction, p0, p1 in zip(
-                        categories, predictions, *columns, strict=True
-                    )
+            scored = (
+                self._regression_answers(scores, version)
+                if self.regression
+                else self._classification_answers(scores, version)
+            )
+            if scores.outputs:
+                extras = [
+                    [output_text(value) for value in column]
+                    for column in scores.outputs.values()
                 ]
-            else:
-                keys = self._probability_keys
-                scored = [
-                    {
-                        "pmml(prediction)": category,
-                        **dict(zip(keys, probabilities, strict=True)),
-                        "prediction": prediction,
-                        "label": category,
-                        "model_version": version,
-                    }
-                    for category, prediction, *probabilities in zip(
-                        categories, predictions, *columns, strict=True
-                    )
-                ]
+                names = list(scores.outputs)
+                for answer, *values in zip(scored, *extras, strict=True):
+                    answer.update(zip(names, values, strict=True))
         if not result.errors:
             return scored
-        answers: list[dict[str, str]] = [{}] * result.batch.rows
+        answers: list[dict[str, str | None]] = [{}] * result.batch.rows
         for row, answer in zip(result.scored.tolist(), scored, strict=True):
             answers[row] = answer
         for row, reason in result.errors.items():  # also rows the model refused
-            answers[row] = {"error": reason, "model_version": version}
+            answers[row] = {ERROR_KEY: reason, VERSION_KEY: version}
         return answers
+
+    def _classification_answers(
+        self, scores: Scores, version: str
+    ) -> list[dict[str, str | None]]:
+        labels = scores.labels.tolist()
+        categories = [self.classes[i] for i in labels]
+        predictions = [self._predictions[i] for i in labels]
+        columns = [java_doubles(column) for column in scores.probabilities.T]
+        if len(columns) == 2:
+            first, second = self._probability_keys
+            return [
+                {
+                    PREDICTION_TEXT_KEY: category,
+                    first: p0,
+                    second: p1,
+                    PREDICTION_KEY: prediction,
+                    LABEL_KEY: category,
+                    VERSION_KEY: version,
+                }
+                for category, prediction, p0, p1 in zip(
+                    categories, predictions, *columns, strict=True
+                )
+            ]
+        keys = self._probability_keys
+        return [
+            {
+                PREDICTION_TEXT_KEY: category,
+                **dict(zip(keys, probabilities, strict=True)),
+                PREDICTION_KEY: prediction,
+                LABEL_KEY: category,
+                VERSION_KEY: version,
+            }
+            for category, prediction, *probabilities in zip(
+                categories, predictions, *columns, strict=True
+            )
+        ]
+
+    @staticmethod
+    def _regression_answers(
+        scores: Scores, version: str
+    ) -> list[dict[str, str | None]]:
+        assert scores.values is not None, "a regression answers values"
+        return [
+            {PREDICTION_TEXT_KEY: value, PREDICTION_KEY: value, VERSION_KEY: version}
+            for value in java_doubles(scores.values)
+        ]
 
 
 # --- loading -------------------------------------------------------------------
@@ -215,7 +279,23 @@ def _prepare(
         schema = read_schema(document)
     except ModelsError as exc:
         raise ModelLoadError(f"{identity.pmml_path}: {exc.message}") from exc
+    if schema.function_name not in SERVED_FUNCTIONS:
+        raise ModelLoadError(
+            f"{identity.pmml_path}: a {schema.function_name or 'unnamed'} model "
+            f"({schema.model_element}): only {' and '.join(SERVED_FUNCTIONS)} "
+            "models are served"
+        )
     encoder = FeatureEncoder(schema)
+    others = schema.other_outputs()
+    if others:
+        return (
+            document,
+            schema,
+            encoder,
+            None,
+            "it does not compute the output fields "
+            + ", ".join(repr(field.name) for field in others),
+        )
     try:
         return document, schema, encoder, build_fast_evaluator(document, schema), ""
     except UnsupportedModel as exc:

@@ -1,4 +1,4 @@
-"""pypmml, the reference evaluator, for models the fast evaluator does not reproduce.
+"""pypmml, the reference evaluator, for every model the fast evaluator does not reproduce.
 
 pypmml runs PMML4S in a JVM inside this process and must not be called from
 several threads, so every call (load and score) goes through one
@@ -9,16 +9,28 @@ server whose models are all fast-evaluated never starts one.
 Batches travel as one JSON document in pandas' "split" layout, written by
 orjson: pypmml's DataFrame path goes through ``DataFrame.to_json``, which
 rounds every number to 10 significant digits and so changes the answer near
-a split threshold.
+a split threshold. A string or boolean input arrives as a code (see
+:mod:`serving.features`) and is sent as the text it stands for; the code of
+a value the document never mentions is sent as a text the document does
+not mention either, which pypmml treats exactly as the original value.
+
+Classification answers the predicted class and every class's probability
+(output fields the document declares under other names, e.g.
+``P (Adjusted=1)``, included); regression answers the predicted value. The
+document's other output fields (entity ids, reason codes, ...) come back
+as pypmml gives them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import logging
 import math
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,7 +44,12 @@ __all__ = ["ReferenceEvaluator", "reference_executor"]
 
 logger = logging.getLogger(__name__)
 
+#: Names of the output fields added to a document that does not declare them.
 _LABEL_OUTPUT = "riskstream(label)"
+_PROBABILITY_OUTPUT = "riskstream(probability({}))"
+
+#: What an "other" code (a value the document never mentions) is sent to pypmml as.
+_OTHER_VALUE = "riskstream(other value)"
 
 _executor: ThreadPoolExecutor | None = None
 
@@ -45,24 +62,40 @@ def reference_executor() -> ThreadPoolExecutor:
     return _executor
 
 
+@dataclass(frozen=True)
+class _Answers:
+    """Which of pypmml's output columns hold what the server answers."""
+
+    #: the predicted value (a class, or a regression's number)
+    label: str
+    #: class -> the output field holding its probability
+    probabilities: dict[str, str]
+    #: the document's other output fields, answered as they are
+    extras: tuple[str, ...]
+
+
 def _with_answers(
-    document: bytes, schema: PmmlSchema
-) -> tuple[str, str, dict[str, str]]:
-    """The document text asking for a label and every class probability.
+    document: bytes, schema: PmmlSchema, classes: tuple[str, ...]
+) -> tuple[str, _Answers]:
+    """The document text asking for the predicted value and every class probability.
 
     pypmml answers with the PMML's output fields only; a model that does not
-    declare them gets them added to its top-level Output element.
+    declare them gets them added to its top-level Output element. Output
+    fields declared under other names (``P (Adjusted=1)``) are used as they
+    are; the document's remaining output fields are answered as extras.
     """
     label = schema.label_field()
-    probabilities = schema.probability_fields()
-    missing = [c for c in schema.target_values if c not in probabilities]
+    declared = schema.probability_fields()
+    probabilities = {c: declared[c] for c in classes if c in declared}
+    extras = tuple(field.name for field in schema.other_outputs())
+    missing = [c for c in classes if c not in probabilities]
+    answers = _Answers(label or _LABEL_OUTPUT, probabilities, extras)
     text = document.decode("utf-8")
     if label is not None and not missing:
-        return text, label, probabilities
+        return text, answers
     root = ET.fromstring(document)
     namespace = root.tag[1:].partition("}")[0] if root.tag.startswith("{") else ""
-    if namespace:
-        ET.register_namespace("", namespace)
+    _keep_prefixes(document)
 
     def tag(name: str) -> str:
         return f"{{{namespace}}}{name}" if namespace else name
@@ -77,17 +110,16 @@ def _with_answers(
             output,
         )
     if label is None:
-        label = _LABEL_OUTPUT
         ET.SubElement(
             output,
             tag("OutputField"),
-            name=label,
-            optype="categorical",
-            dataType="string",
+            name=_LABEL_OUTPUT,
+            optype="categorical" if classes else "continuous",
+            dataType="string" if classes else "double",
             feature="predictedValue",
         )
     for category in missing:
-        probabilities[category] = f"riskstream(probability({category}))"
+        probabilities[category] = _PROBABILITY_OUTPUT.format(category)
         ET.SubElement(
             output,
             tag("OutputField"),
@@ -97,7 +129,40 @@ def _with_answers(
             feature="probability",
             value=category,
         )
-    return ET.tostring(root, encoding="unicode"), label, probabilities
+    return ET.tostring(root, encoding="unicode"), answers
+
+
+def _keep_prefixes(document: bytes) -> None:
+    """Make ElementTree write the document's namespace prefixes as the document does.
+
+    Attribute values may name prefixed elements (sklearn2pmml's
+    ``<FieldColumnPair column="data:input"/>`` names the InlineTable's
+    ``<data:input>`` cells): renamed to ``ns0:input``, the table would no
+    longer be found. ElementTree's prefix registry is global, which is safe
+    here because every document is rewritten on the one pypmml thread.
+    """
+    for _, (prefix, uri) in ET.iterparse(io.BytesIO(document), events=("start-ns",)):
+        with contextlib.suppress(
+            ValueError
+        ):  # "ns<N>" is ElementTree's own: it renames
+            ET.register_namespace(prefix, uri)
+
+
+def _load(text: str) -> Any:
+    from pypmml import Model
+
+    try:
+        return Model.fromString(text)
+    except Exception as exc:  # pypmml wraps every Java failure in its own types
+        raise ModelLoadError(f"pypmml cannot load the PMML: {exc}") from exc
+
+
+def _other_value(categories: tuple[str, ...]) -> str:
+    """A text the document does not mention, standing for every such value."""
+    value = _OTHER_VALUE
+    while value in categories:
+        value += "'"
+    return value
 
 
 class ReferenceEvaluator(Evaluator):
@@ -106,56 +171,114 @@ class ReferenceEvaluator(Evaluator):
     kind = "pypmml"
 
     def __init__(
-        self, model: Any, schema: PmmlSchema, label: str, probabilities: dict[str, str]
+        self,
+        model: Any,
+        schema: PmmlSchema,
+        classes: tuple[str, ...],
+        answers: _Answers,
     ) -> None:
         self._model = model
-        self.classes = schema.target_values
+        self.classes = classes
         self.description = f"pypmml ({schema.model_element})"
+        self._regression = schema.function_name == "regression"
         self._columns = schema.input_names
-        self._label = label
-        self._probability_names = [probabilities[c] for c in self.classes]
+        self._answers = answers
         self._class_index = {c: i for i, c in enumerate(self.classes)}
+        #: (column, the texts its codes stand for, "other" last) per non-numeric input
+        self._decoded = [
+            (i, (*f.categories, _other_value(f.categories)))
+            for i, f in enumerate(schema.inputs)
+            if not f.numeric
+        ]
 
     @classmethod
     def load(cls, document: bytes, schema: PmmlSchema) -> ReferenceEvaluator:
-        """Load ``document`` into pypmml; call it on :func:`reference_executor`'s thread."""
-        from pypmml import Model
+        """Load ``document`` into pypmml; call it on :func:`reference_executor`'s thread.
 
-        text, label, probabilities = _with_answers(document, schema)
-        try:
-            model = Model.fromString(text)
-        except Exception as exc:  # pypmml wraps every Java failure in its own types
-            raise ModelLoadError(f"pypmml cannot load the PMML: {exc}") from exc
-        return cls(model, schema, label, probabilities)
+        A classification's classes are the target's declared values; a
+        target that declares none takes pypmml's (which reads them from the
+        model: score distributions, regression tables, ...), at the cost of
+        a second load with their probabilities asked for.
+        """
+        classes = (
+            () if schema.function_name == "regression" else tuple(schema.target_values)
+        )
+        text, answers = _with_answers(document, schema, classes)
+        model = _load(text)
+        if schema.function_name != "regression" and not classes:
+            classes = tuple(str(c) for c in (model.classes or ()))
+            if classes:
+                text, answers = _with_answers(document, schema, classes)
+                model = _load(text)
+        if schema.function_name != "regression" and not classes:
+            raise ModelLoadError(
+                f"the PMML's {schema.function_name or 'unnamed'} model declares no "
+                "target classes and pypmml finds none: only classification and "
+                "regression models are served"
+            )
+        return cls(model, schema, classes, answers)
 
     async def evaluate(self, values: np.ndarray) -> Scores:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(reference_executor(), self.score, values)
 
-    def score(self, values: np.ndarray) -> Scores:
-        """Score synchronously; call it on :func:`reference_executor`'s thread."""
-        request = orjson.dumps(
-            {"columns": self._columns, "data": values},
+    def _request(self, values: np.ndarray) -> bytes:
+        """The batch as pandas' "split" JSON, code columns as the texts they stand for."""
+        data: Any = values
+        if self._decoded:
+            data = values.tolist()
+            for row in data:
+                for column, texts in self._decoded:
+                    code = row[column]
+                    row[column] = None if math.isnan(code) else texts[int(code)]
+        return orjson.dumps(
+            {"columns": self._columns, "data": data},
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
+
+    def score(self, values: np.ndarray) -> Scores:
+        """Score synchronously; call it on :func:`reference_executor`'s thread."""
+        request = self._request(values)
         answer = orjson.loads(self._model.predict(request.decode("utf-8")))
         columns: list[str] = answer["columns"]
         rows: list[list[Any]] = answer["data"]
-        label_at = columns.index(self._label)
-        probability_at = [columns.index(name) for name in self._probability_names]
+        label_at = columns.index(self._answers.label)
+        outputs = {
+            name: [row[at] for row in rows]
+            for name, at in ((n, columns.index(n)) for n in self._answers.extras)
+        }
         count = len(rows)
+        no_result = np.zeros(count, dtype=bool)
+        if self._regression:
+            predicted = np.full(count, np.nan)
+            for i, row in enumerate(rows):
+                value = row[label_at]
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    predicted[i] = value
+            no_result = np.isnan(predicted)
+            return Scores.regression(
+                predicted, no_result if no_result.any() else None, outputs
+            )
+        probability_at = [
+            columns.index(self._answers.probabilities[c]) for c in self.classes
+        ]
         labels = np.zeros(count, dtype=np.intp)
         probabilities = np.full((count, len(self.classes)), np.nan)
-        no_result = np.zeros(count, dtype=bool)
         for i, row in enumerate(rows):
             label = self._label_index(row[label_at])
-            cells = [row[j] for j in probability_at]
-            if label is None or any(c is None or math.isnan(c) for c in cells):
+            if label is None:
                 no_result[i] = True
                 continue
             labels[i] = label
-            probabilities[i] = cells
-        return Scores(labels, probabilities, no_result if no_result.any() else None)
+            probabilities[i] = [
+                math.nan if row[j] is None else row[j] for j in probability_at
+            ]
+        return Scores(
+            labels,
+            probabilities,
+            no_result if no_result.any() else None,
+            outputs=outputs,
+        )
 
     def _label_index(self, value: Any) -> int | None:
         """Index of pypmml's label among the classes (it answers 1 for the class "1")."""

@@ -119,3 +119,63 @@ def test_large_batches_convert_by_column(tree_encoder: FeatureEncoder) -> None:
     )
     assert not batch.errors
     assert np.array_equal(batch.values, rows.astype(float))
+
+
+CODED = b"""<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4">
+  <DataDictionary>
+    <DataField name="grade" optype="categorical" dataType="string">
+      <Value value="1"/><Value value="2"/><Value value="?" property="missing"/>
+    </DataField>
+    <DataField name="shade" optype="categorical" dataType="string">
+      <Value value="dark"/><Value value="light"/>
+    </DataField>
+    <DataField name="flag" optype="categorical" dataType="boolean"/>
+    <DataField name="level" optype="ordinal" dataType="integer">
+      <Value value="1"/><Value value="2"/><Value value="3"/>
+    </DataField>
+    <DataField name="y" optype="continuous" dataType="double"/>
+  </DataDictionary>
+  <RegressionModel functionName="regression">
+    <MiningSchema>
+      <MiningField name="grade" missingValueReplacement="2"/>
+      <MiningField name="shade" invalidValueTreatment="asIs"/>
+      <MiningField name="flag"/>
+      <MiningField name="level" invalidValueTreatment="asMissing"/>
+      <MiningField name="y" usageType="target"/>
+    </MiningSchema>
+    <RegressionTable intercept="0">
+      <CategoricalPredictor name="shade" value="dim" coefficient="1"/>
+    </RegressionTable>
+  </RegressionModel>
+</PMML>"""
+
+
+def test_string_and_boolean_inputs_become_category_codes() -> None:
+    encoder = FeatureEncoder(read_schema(CODED))
+    shade = encoder.fields[1]
+    assert shade.categories == ("dark", "light", "dim")  # declared, then compared
+    batch = encoder.encode(
+        [
+            {"grade": "1", "shade": "light", "flag": True, "level": 3},
+            {"grade": 2, "shade": "dim", "flag": "false", "level": 2.0},
+            {"grade": 2.0, "shade": "pink", "flag": "true", "level": 7},
+            {"grade": "?", "shade": "", "level": None},
+            {"grade": "3"},
+            {"flag": 1},
+            {"shade": 4},
+        ]
+    )
+    assert batch.values[0].tolist() == [0.0, 1.0, 1.0, 3.0]
+    # a JSON number finds the category it equals; an asIs value the document
+    # compares with keeps its own code, one it never mentions is "other" (3)
+    assert batch.values[1].tolist() == [1.0, 2.0, 0.0, 2.0]
+    assert batch.values[2, :3].tolist() == [1.0, 3.0, 1.0]
+    assert math.isnan(batch.values[2, 3])  # 7 is not a level: asMissing
+    # "?" is declared missing and takes the replacement "2" (code 1); blank is missing
+    assert batch.values[3, 0] == 1.0
+    assert [math.isnan(v) for v in batch.values[3, 1:]] == [True, True, True]
+    assert batch.errors == {
+        4: "field 'grade': '3' is not one of the valid values '1', '2'",
+        5: "field 'flag': 1 is not a boolean (true or false)",
+    }
+    assert 6 not in batch.errors and batch.values[6, 1] == 3.0  # "4": other, asIs
