@@ -184,7 +184,7 @@ async def test_a_csv_record_whose_kafka_timestamp_cannot_be_an_event_time_is_dea
 async def test_missing_inputs_are_left_out_of_the_request_and_stored_as_nan() -> None:
     scorer, rows, letters = RuleScorer(), Rows(), Letters()
     await processor(scorer, rows, letters).process([Message("f", 0, 0, b"k", b",4")])
-    values = rows.rows[0][COLUMN["feature_values"]]
+    values = rows.rows[0].feature_values
     assert values[0] != values[0] and values[1] == 4.0  # NaN, then 4
 
 
@@ -332,6 +332,7 @@ class EchoScorer:
 
     async def score(self, instances: Sequence[Mapping[str, Any]]) -> ScoredRequest:
         self.instances.extend(instances)
+        predictions: list[Mapping[str, Any]]
         if self.regression:
             predictions = [
                 {"pmml(prediction)": "2.5", "prediction": "2.5", "model_version": "1"}

@@ -31,6 +31,11 @@ SCHEMA = FeatureSchema(
 )
 
 
+def is_nan(value: object) -> bool:
+    """Whether a decoded value is a missing number."""
+    return isinstance(value, float) and math.isnan(value)
+
+
 def test_reference_csv_line_decodes_in_schema_order() -> None:
     record = decode_features(b"5,1,3\n", SCHEMA)
     assert record.values == [5.0, 1.0, 3.0]
@@ -41,7 +46,7 @@ def test_reference_csv_line_decodes_in_schema_order() -> None:
 
 def test_empty_csv_field_is_a_missing_value() -> None:
     values = decode_features(b"5,,3", SCHEMA).values
-    assert values[0] == 5.0 and math.isnan(values[1]) and values[2] == 3.0
+    assert values[0] == 5.0 and is_nan(values[1]) and values[2] == 3.0
 
 
 @pytest.mark.parametrize(
@@ -91,9 +96,7 @@ def test_json_record_carries_id_event_time_and_ground_truth() -> None:
     assert record.event_time_ms == 1_700_000_000_250
     assert record.label == "1"
     assert (
-        record.values[0] == 5.0
-        and math.isnan(record.values[1])
-        and record.values[2] == 3.5
+        record.values[0] == 5.0 and is_nan(record.values[1]) and record.values[2] == 3.5
     )
 
 
@@ -144,7 +147,7 @@ def test_string_and_boolean_inputs_decode_as_text_from_csv_and_json() -> None:
     raw = b'{"age": 38, "employment": "Private", "married": false}'
     assert decode_features(raw, MIXED).values == [38.0, "Private", "false"]
     coded = decode_features(b'{"employment": 3, "married": "TRUE"}', MIXED).values
-    assert coded[1:] == ["3", "true"] and math.isnan(coded[0])
+    assert coded[1:] == ["3", "true"] and is_nan(coded[0])
 
 
 @pytest.mark.parametrize(
@@ -173,7 +176,7 @@ def test_a_value_the_schema_cannot_take_is_refused_naming_field_and_value(
 
 
 def test_text_inputs_round_trip_through_both_encodings() -> None:
-    values = [38.0, "Self-emp", "true"]
+    values: list[float | str | None] = [38.0, "Self-emp", "true"]
     assert decode_features(encode_csv(values), MIXED).values == values
     raw = encode_json(MIXED, "a-1", 1.5e9, [38, "Self-emp", True], "0")
     assert decode_features(raw, MIXED).values == values
