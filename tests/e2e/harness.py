@@ -151,9 +151,15 @@ class Pipeline:
         return f"e2e_{self.run_id}"
 
     # --- processes --------------------------------------------------------
-    def start_model_server(self, port: int | None = None, **env: str) -> ModelServer:
-        """``riskstream serve`` on ``port`` (a free one by default), with extra ``RISKSTREAM_*`` ``env``."""
+    def start_model_server(
+        self, port: int | None = None, pmml: Path | None = None, **env: str
+    ) -> ModelServer:
+        """``riskstream serve`` on ``port`` (a free one by default), with extra ``RISKSTREAM_*`` ``env``.
+
+        It serves the repository's model, or the PMML file ``pmml``.
+        """
         port = port if port is not None else restartable_port()
+        model = ["--pmml", str(pmml)] if pmml is not None else []
         child = spawn(
             f"model server :{port}",
             riskstream_argv(
@@ -166,6 +172,7 @@ class Pipeline:
                 "m",
                 "--repository",
                 str(self.repository),
+                *model,
             ),
             env,
             self.workdir / f"model-server-{port}.log",
@@ -247,11 +254,11 @@ class Pipeline:
         )
         return worker
 
-    def generate(self, *args: str) -> Child:
-        """``riskstream datagen ARGS`` in the background."""
+    def generate(self, *args: str, schema_from: str = "repository") -> Child:
+        """``riskstream datagen ARGS`` in the background, the schema from ``schema_from``."""
         child = spawn(
             "generator",
-            riskstream_argv("datagen", "--schema-from", "repository", *args),
+            riskstream_argv("datagen", "--schema-from", schema_from, *args),
             self.env(),
             self.workdir / f"generator-{len(self.children)}.log",
         )
