@@ -56,9 +56,11 @@ from models.protocol import (
     READY_PATH,
     TOKEN_HEADER,
     RepositoryIndex,
+    StatusUnavailable,
+    error_reason,
+    fetch_status,
     predict_path,
     repository_index_path,
-    status_path,
 )
 from models.records import FeatureSchema
 
@@ -354,25 +356,11 @@ class ModelServerPool(Service):
 
     async def _schema_from(self, server: ServerState) -> FeatureSchema:
         assert self._session is not None, "pool not started"
-        url = f"{server.url}{status_path(self.model_name)}"
         try:
-            async with self._session.get(url) as response:
-                payload = await response.read()
-                status = response.status
-            if status == 200:
-                schema = FeatureSchema.from_model_status(
-                    orjson.loads(payload), self.model_name
-                )
-                logger.info(
-                    "model %s version %s from %s: %d inputs (%s)",
-                    schema.model_name,
-                    schema.model_version,
-                    server.url,
-                    len(schema.fields),
-                    ", ".join(schema.names),
-                )
-                return schema
-            if status == 404:
+            status = await fetch_status(self._session, server.url, self.model_name)
+            schema = FeatureSchema.from_model_status(status, self.model_name)
+        except StatusUnavailable as unavailable:
+            if unavailable.http_status == 404:
                 served = await self._served_names(server)
                 raise _NoSchema(
                     f"model server {server.url} serves no model named "
@@ -381,11 +369,21 @@ class ModelServerPool(Service):
                     "one of them, or start the servers with --served-name "
                     f"{self.model_name}",
                     misconfigured=True,
-                )
-            reason = f"HTTP {status}: {_error_text(payload)}"
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-        raise _NoSchema(f"cannot read the model schema from {url}: {reason}")
+                ) from None
+            raise _NoSchema(
+                f"cannot read the model schema from {server.url}: {unavailable.reason}"
+            ) from None
+        except ValueError as exc:
+            raise _NoSchema(f"model schema from {server.url}: {exc}") from None
+        logger.info(
+            "model %s version %s from %s: %d inputs (%s)",
+            schema.model_name,
+            schema.model_version,
+            server.url,
+            len(schema.fields),
+            ", ".join(schema.names),
+        )
+        return schema
 
     async def _served_names(self, server: ServerState) -> list[str]:
         """The names ``server`` serves (its repository index), or none if it will not say."""
@@ -436,7 +434,7 @@ class ModelServerPool(Service):
         server.requests += 1
         server.last_latency_s = latency
         if status != 200:
-            reason = f"HTTP {status}: {_error_text(payload)}"
+            reason = f"HTTP {status}: {error_reason(payload)}"
             if 400 <= status < 500 and status not in SERVER_SIDE_4XX:
                 raise RequestRejected(
                     f"{server.url} refused the request: {reason}", status
@@ -548,13 +546,3 @@ class ModelServerPool(Service):
         assert self._slot_freed is not None
         async with self._slot_freed:
             self._slot_freed.notify_all()
-
-
-def _error_text(payload: bytes) -> str:
-    try:
-        body = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return payload[:200].decode("utf-8", "replace")
-    if isinstance(body, dict) and "error" in body:
-        return str(body["error"])[:500]
-    return payload[:200].decode("utf-8", "replace")

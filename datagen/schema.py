@@ -14,11 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
-import orjson
 
 from models.dataset import DATASETS, Dataset
 from models.pmml_schema import read_schema
-from models.protocol import TOKEN_HEADER, status_path
+from models.protocol import TOKEN_HEADER, StatusUnavailable, fetch_status
 from models.records import FeatureSchema
 from models.repository import ModelRepository
 
@@ -46,24 +45,18 @@ async def schema_from_servers(
     ) as session:
         for url in urls:
             try:
-                async with session.get(f"{url}{status_path(served_name)}") as response:
-                    payload = await response.read()
-                    if response.status == 200:
-                        schema = FeatureSchema.from_model_status(
-                            orjson.loads(payload), served_name
-                        )
-                        logger.info(
-                            "schema of %s:%s from model server %s",
-                            schema.model_name,
-                            schema.model_version,
-                            url,
-                        )
-                        return schema
-                    logger.info(
-                        "model server %s: HTTP %d for the schema", url, response.status
-                    )
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                status = await fetch_status(session, url, served_name)
+                schema = FeatureSchema.from_model_status(status, served_name)
+            except (StatusUnavailable, ValueError) as exc:
                 logger.info("model server %s gives no schema: %s", url, exc)
+                continue
+            logger.info(
+                "schema of %s:%s from model server %s",
+                schema.model_name,
+                schema.model_version,
+                url,
+            )
+            return schema
     return None
 
 

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+import aiohttp
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 __all__ = [
     "ERROR_KEY",
@@ -48,8 +50,11 @@ __all__ = [
     "RequestInput",
     "RequestOutput",
     "ResponseOutput",
+    "StatusUnavailable",
     "TargetFieldDoc",
     "VersionStatus",
+    "error_reason",
+    "fetch_status",
     "infer_path",
     "metadata_path",
     "predict_path",
@@ -272,3 +277,54 @@ class InferenceResponse(_Document):
     id: str | None = None
     parameters: dict[str, Any] | None = None
     outputs: list[ResponseOutput]
+
+
+# --- reading a server's status, for the worker and the generator alike -----------
+class StatusUnavailable(Exception):
+    """A server that gave no :class:`ModelStatus`: its HTTP status (0: no answer) and why."""
+
+    def __init__(self, http_status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.http_status = http_status
+        self.reason = reason
+
+
+def error_reason(payload: bytes) -> str:
+    """The ``{"error": ...}`` of an error answer, else the start of its body."""
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return payload[:200].decode("utf-8", "replace")
+    if isinstance(body, dict) and ERROR_KEY in body:
+        return str(body[ERROR_KEY])[:500]
+    return payload[:200].decode("utf-8", "replace")
+
+
+async def fetch_status(
+    session: aiohttp.ClientSession, base_url: str, served_name: str
+) -> ModelStatus:
+    """``GET`` the status of ``served_name`` on the server at ``base_url``.
+
+    ``session`` carries the token header and TLS settings. Raises
+    :class:`StatusUnavailable` for no answer, an error answer or a document
+    of another shape.
+    """
+    try:
+        async with session.get(f"{base_url}{status_path(served_name)}") as response:
+            payload = await response.read()
+            http_status = response.status
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise StatusUnavailable(0, f"{type(exc).__name__}: {exc}") from None
+    if http_status != 200:
+        raise StatusUnavailable(
+            http_status, f"HTTP {http_status}: {error_reason(payload)}"
+        )
+    try:
+        return ModelStatus.model_validate_json(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the document"
+        raise StatusUnavailable(
+            http_status,
+            f"model status is not the documented shape: {where}: {first['msg']}",
+        ) from None

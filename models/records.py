@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import faust
 import orjson
-from pydantic import ValidationError
 
 from models.pmml_schema import NUMERIC_TYPES
 from models.protocol import ModelStatus
@@ -168,20 +167,11 @@ class FeatureSchema:
         )
 
     @classmethod
-    def from_model_status(cls, payload: Any, served_name: str) -> FeatureSchema:
+    def from_model_status(cls, status: ModelStatus, served_name: str) -> FeatureSchema:
         """The layout a model server announces in ``GET /v1/models/{name}``.
 
-        Raises ValueError when the answer is not a :class:`~models.protocol.ModelStatus`
-        with at least one input.
+        Raises ValueError when the status lists no input.
         """
-        try:
-            status = ModelStatus.model_validate(payload)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "the document"
-            raise ValueError(
-                f"model status is not the documented shape: {where}: {first['msg']}"
-            ) from None
         inputs = status.schema_.inputFields
         if not inputs:
             raise ValueError("model status has no input schema (schema.inputFields)")
