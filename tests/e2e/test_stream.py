@@ -347,27 +347,31 @@ def test_the_dashboard_shows_live_counts_in_headless_chromium(
         "/stats to count them",
     )
     profile = pipeline.workdir / "chromium-profile"
-    dom = subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            f"{worker.url}/dashboard",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+
+    def chromium_run(*mode: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=10000",
+                *mode,
+                f"{worker.url}/dashboard",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    dom = chromium_run("--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
 
@@ -379,7 +383,22 @@ def test_the_dashboard_shows_live_counts_in_headless_chromium(
     assert shown("stored-total") == produced
     assert shown("received-total") == produced
     assert shown("dead-total") == 0
+    # measured values: one decimal below 100, none above (53.5 ms, 8,008 ms)
+    for element_id in ("rate-now", "p50", "p99"):
+        match = re.search(rf'id="{element_id}">([\d,]+(?:\.\d+)?)<', html)
+        assert match, f"#{element_id} has no number in the rendered page"
+        text = match.group(1)
+        value = float(text.replace(",", ""))
+        decimals = len(text.partition(".")[2])
+        assert decimals == (1 if value < 100 else 0), f"#{element_id} shows {text}"
     assert "<rect" in html and "<polyline" in html, "the charts were not drawn"
+    assert ">records/s<" in html and ">ms<" in html, "the charts' axes have no unit"
+    # what a person sees at 1280x800 (kept in the test's folder to look at)
+    screenshot = pipeline.workdir / "dashboard.png"
+    shot = chromium_run("--window-size=1280,800", f"--screenshot={screenshot}")
+    assert shot.returncode == 0 and screenshot.stat().st_size > 10_000, shot.stderr[
+        -2000:
+    ]
     assert worker.url.split("//", 1)[1] in html  # the workers table lists this worker
     pipeline.account(produced)
 
