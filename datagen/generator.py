@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
@@ -44,7 +44,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from app.backoff import Backoff
-from models.records import FeatureField, FeatureSchema, encode_csv, encode_json
+from models.records import (
+    DecodeError,
+    FeatureField,
+    FeatureSchema,
+    encode_csv,
+    encode_json,
+    parse_text,
+)
 
 __all__ = [
     "Block",
@@ -161,26 +168,14 @@ class GeneratorReport:
 
 
 def typed_value(spec: FeatureField, text: str) -> Value:
-    """``text`` as the value the input's schema types it: a number, a boolean or the string.
+    """``text`` as the value the input's schema types it, as the worker decodes a CSV cell.
 
     Raises ValueError saying why ``text`` is not such a value.
     """
-    if spec.numeric:
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
-        if not math.isfinite(number):
-            raise ValueError(f"{text!r} is not a finite number")
-        return number
-    if spec.data_type == "boolean":
-        truth = {"true": True, "1": True, "false": False, "0": False}.get(
-            text.strip().lower()
-        )
-        if truth is None:
-            raise ValueError(f"{text!r} is not a boolean (true/false or 1/0)")
-        return truth
-    return text
+    try:
+        return parse_text(text, spec)
+    except DecodeError as error:
+        raise ValueError(f"the value {error}") from None
 
 
 def _draw(
@@ -566,11 +561,6 @@ async def _pace(rate: float, started: float, sent: int) -> None:
         await asyncio.sleep(delay)
 
 
-def _unquotable(value: Value) -> bool:
-    """Whether a string value would break a CSV line that has no quoting."""
-    return isinstance(value, str) and any(c in value for c in ",\r\n")
-
-
 def check_csv_values(name: str, values: Iterable[Value]) -> None:
     """Raise ValueError if one of input ``name``'s values cannot travel in a CSV line.
 
@@ -578,20 +568,10 @@ def check_csv_values(name: str, values: Iterable[Value]) -> None:
     a value would shift or cut the fields after it.
     """
     for value in values:
-        if _unquotable(value):
-            raise ValueError(
-                f"input {name}: the value {value!r} contains a comma or a line break, "
-                "which a CSV record cannot carry (it has no quoting): use --format json"
-            )
-
-
-def _csv_text(name: str, value: Value) -> bytes:
-    if isinstance(value, bool):
-        return b"true" if value else b"false"
-    if isinstance(value, str):
-        check_csv_values(name, (value,))
-        return value.encode("utf-8")
-    return encode_csv((value,))
+        try:
+            encode_csv((value,))
+        except ValueError as error:
+            raise ValueError(f"input {name}: {error}: use --format json") from None
 
 
 def _encoder(
@@ -599,16 +579,7 @@ def _encoder(
 ) -> Callable[[str, Row, str | None], bytes]:
     schema = config.schema
     if config.format == "csv":
-        if all(spec.numeric for spec in schema.fields):
-            # the fast path: an all-numeric schema's rows hold only numbers
-            return lambda record_id, values, label: encode_csv(
-                cast("Sequence[float | None]", values)
-            )
-        names = schema.names
-        # Strings as they are, numbers as encode_csv writes them.
-        return lambda record_id, values, label: b",".join(
-            _csv_text(name, value) for name, value in zip(names, values, strict=True)
-        )
+        return lambda record_id, values, label: encode_csv(values)
     if config.format == "json":
         return lambda record_id, values, label: encode_json(
             schema, record_id, time.time(), values, label

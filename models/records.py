@@ -63,6 +63,7 @@ __all__ = [
     "encode_csv",
     "encode_json",
     "feature_record_type",
+    "parse_text",
 ]
 
 logger = logging.getLogger(__name__)
@@ -306,7 +307,7 @@ class DecodedRecord:
     label: str
 
 
-def encode_csv(values: Sequence[float | str | None]) -> bytes:
+def encode_csv(values: Sequence[float | str | bool | None]) -> bytes:
     """The reference's CSV line: inputs in schema order, empty field = missing."""
     return ",".join(
         "" if value is None or _missing(value) else _text(value) for value in values
@@ -375,27 +376,38 @@ def _decode_csv(value: bytes, schema: FeatureSchema) -> DecodedRecord:
     values: list[Value] = []
     append = values.append
     for index, (part, field) in enumerate(zip(parts, schema.fields, strict=True)):
-        where = f"CSV field {index + 1} ({field.name})"
-        if field.numeric:
-            append(_csv_number(part, where))
-        else:
-            try:
-                text = part.decode("utf-8").strip()
-            except UnicodeDecodeError:
-                raise DecodeError(f"{where} is not UTF-8 text: {_show(part)}") from None
-            append(_category(text, field, where))
+        try:
+            append(parse_text(part.decode("utf-8"), field))
+        except (DecodeError, UnicodeDecodeError) as error:
+            reason = (
+                f"is not UTF-8 text: {_show(part)}"
+                if isinstance(error, UnicodeDecodeError)
+                else str(error)
+            )
+            raise DecodeError(
+                f"CSV field {index + 1} ({field.name}) {reason}"
+            ) from None
     return DecodedRecord(None, None, values, "")
 
 
-def _csv_number(part: bytes, where: str) -> float:
-    if not part or part.isspace():
+def parse_text(text: str, field: FeatureField) -> Value:
+    """One input written as text (a CSV cell) as the value its schema types it.
+
+    A number for a numeric input (NaN when blank), the text (None when
+    blank) or "true"/"false" for a boolean. Raises :class:`DecodeError`
+    saying what the text is not, for the caller to say where it was.
+    """
+    text = text.strip()
+    if not field.numeric:
+        return _category(text, field)
+    if not text:
         return NAN
     try:
-        number = float(part)
+        number = float(text)
     except ValueError:
-        raise DecodeError(f"{where} is not a number: {_show(part)}") from None
+        raise DecodeError(f"is not a number: {_show(text)}") from None
     if not math.isfinite(number):
-        raise DecodeError(f"{where} is not a finite number: {_show(part)}")
+        raise DecodeError(f"is not a finite number: {_show(text)}")
     return number
 
 
@@ -472,14 +484,15 @@ def _json_category(item: object, field: FeatureField) -> str | None:
         if field.data_type == "boolean":
             return "true" if item else "false"
         raise DecodeError(f"{where} is {field.data_type}, not a boolean: {_show(item)}")
-    if type(item) is int:
-        return _category(str(item), field, where)
-    if type(item) is str:
-        return _category(item, field, where)
+    if type(item) is int or type(item) is str:
+        try:
+            return _category(str(item), field)
+        except DecodeError as error:
+            raise DecodeError(f"{where} {error}") from None
     raise DecodeError(f"{where} must be text, got {_show(item)}")
 
 
-def _category(text: str, field: FeatureField, where: str) -> str | None:
+def _category(text: str, field: FeatureField) -> str | None:
     """A non-numeric input as text ("" = missing); a boolean as "true" or "false"."""
     if not text:
         return None
@@ -487,7 +500,7 @@ def _category(text: str, field: FeatureField, where: str) -> str | None:
         return text
     canonical = _BOOLEAN_TEXT.get(text.lower())
     if canonical is None:
-        raise DecodeError(f"{where} is a boolean (true or false), not {_show(text)}")
+        raise DecodeError(f"is a boolean (true or false), not {_show(text)}")
     return canonical
 
 
@@ -523,9 +536,10 @@ def _missing(value: float | str | bool | None) -> bool:
 def _text(value: float | str | bool) -> str:
     """A CSV field: integral numbers as integers, like the reference's ``5,1,1``."""
     if isinstance(value, str):
-        if "," in value or "\n" in value:
+        if "," in value or "\n" in value or "\r" in value:
             raise ValueError(
-                f"{value!r} cannot be a CSV field (no quoting in this format)"
+                f"{value!r} holds a comma or a line break, which a CSV field cannot "
+                "carry (the format has no quoting)"
             )
         return value
     if isinstance(value, bool):

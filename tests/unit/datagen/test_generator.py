@@ -187,7 +187,9 @@ def test_bounds_of_a_string_input_are_refused(
 
 
 def test_numeric_values_that_are_not_numbers_are_refused() -> None:
-    with pytest.raises(ValueError, match="field ptl: 'many' is not a number"):
+    with pytest.raises(
+        ValueError, match="field ptl: the value is not a number: 'many'"
+    ):
         field_ranges(BIRTHWT, {"ptl": FieldOverride(values=("1", "many"))})
 
 
