@@ -30,11 +30,14 @@ class Scores:
     probability of class ``j``. ``no_result`` marks rows the model itself
     declined to score (a PMML may return no prediction, e.g. for a missing
     value its tree cannot route); those rows' other entries are meaningless.
+    A regression model (``functionName="regression"``, no classes) answers
+    ``predicted[i]``, the predicted value, with empty labels/probabilities.
     """
 
     labels: np.ndarray
     probabilities: np.ndarray
     no_result: np.ndarray | None = None
+    predicted: np.ndarray | None = None
 
 
 class Evaluator(ABC):
