@@ -883,6 +883,8 @@ class _Regression(_Part):
         self._normalization = normalization
         # class j's probability is table class_tables[j]'s
         self._class_tables = class_tables
+        # table t's class (the inverse of class_tables)
+        self._table_classes = np.argsort(class_tables or [])
         self._rescale = rescale
 
     def _design(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -916,7 +918,9 @@ class _Regression(_Part):
             probabilities[:, :-1] = 1.0 / (1.0 + np.exp(-scores[:, :-1]))
             probabilities[:, -1] = 1.0 - probabilities[:, :-1].sum(axis=1)
         by_class: np.ndarray = probabilities[:, self._class_tables]
-        return _Result(by_class, by_class.argmax(axis=1), no_result)
+        # a tie goes to the first table in document order, as in PMML4S
+        labels = self._table_classes[probabilities.argmax(axis=1)]
+        return _Result(by_class, labels, no_result)
 
 
 def _regression(
