@@ -105,17 +105,44 @@ def _model_file(config: ServingBenchmark) -> tuple[list[str], Path, str]:
     )
 
 
-def _random_rows(schema: PmmlSchema, count: int, seed: int = 7) -> np.ndarray:
-    """Rows inside every input's valid interval, with one decimal (like the data sets)."""
+@dataclass(frozen=True)
+class _Rows:
+    """The same random rows as a client sends them and as the fast evaluator gets them."""
+
+    #: per input, in schema order: numbers, or the category's text
+    values: list[list[float | str]]
+    #: the encoding contract: numbers, or the category's index in ``field.categories``
+    coded: np.ndarray
+
+    def instances(self, count: int) -> list[dict[str, float | str]]:
+        """The first ``count`` rows as the reference's positional instances."""
+        return [
+            {f"_c{i}": column[row] for i, column in enumerate(self.values)}
+            for row in range(count)
+        ]
+
+
+def _random_rows(schema: PmmlSchema, count: int, seed: int = 7) -> _Rows:
+    """Rows drawn by the schema: numbers inside each valid interval with one decimal
+    (like the data sets), and a declared value of each categorical input."""
     rng = np.random.default_rng(seed)
-    low = np.array(
-        [f.valid_min if f.valid_min is not None else 0.0 for f in schema.inputs]
-    )
-    high = np.array(
-        [f.valid_max if f.valid_max is not None else 1.0 for f in schema.inputs]
-    )
-    rows = np.round(low + rng.random((count, len(low))) * (high - low), 1)
-    return np.clip(rows, low, high)
+    values: list[list[float | str]] = []
+    coded = np.empty((count, len(schema.inputs)))
+    for i, field in enumerate(schema.inputs):
+        if field.numeric:
+            low = field.valid_min if field.valid_min is not None else 0.0
+            high = field.valid_max if field.valid_max is not None else 1.0
+            column = np.clip(
+                np.round(low + rng.random(count) * (high - low), 1), low, high
+            )
+            coded[:, i] = column
+            values.append(column.tolist())
+        else:
+            declared = field.values or field.categories
+            codes = rng.integers(0, len(declared), count)
+            coded[:, i] = codes  # the declared values come first in field.categories
+            values.append([declared[c] for c in codes.tolist()])
+    return _Rows(values, coded)
 
 
 def _machine() -> list[str]:
@@ -154,13 +181,13 @@ def compare_evaluators(pmml: Path, rows: int) -> dict[str, float]:
 
     document = pmml.read_bytes()
     schema = read_schema(document)
-    values = _random_rows(schema, rows)
+    drawn = _random_rows(schema, rows)
     fast = build_fast_evaluator(document, schema)
     reference = Model.fromFile(str(pmml))
-    frame = pd.DataFrame(values, columns=schema.input_names)
+    frame = pd.DataFrame(dict(zip(schema.input_names, drawn.values, strict=True)))
     reference.predict(frame.head(100))  # JVM warm-up
     return {
-        "fast": _rate(lambda: fast.score(values), rows),
+        "fast": _rate(lambda: fast.score(drawn.coded), rows),
         "pypmml": _rate(lambda: reference.predict(frame), rows, minimum_s=3.0),
     }
 
@@ -358,16 +385,8 @@ def run(config: ServingBenchmark) -> dict[str, Any]:
     token = secrets.token_hex(16)
     url = f"http://127.0.0.1:{config.port}/v1/models/{_SERVED_NAME}:predict"
     rows = _random_rows(schema, config.batch_rows, seed=11)
-    batch_body = orjson.dumps(
-        {
-            "instances": [
-                {f"_c{i}": v for i, v in enumerate(row)} for row in rows.tolist()
-            ]
-        }
-    )
-    single_body = orjson.dumps(
-        {"instances": [{f"_c{i}": v for i, v in enumerate(rows[0].tolist())}]}
-    )
+    batch_body = orjson.dumps({"instances": rows.instances(config.batch_rows)})
+    single_body = orjson.dumps({"instances": rows.instances(1)})
     server = _Server(arguments, config.port, token)
     try:
         _say(f"server: {server.started_line.split(': ', 1)[-1]}")

@@ -24,6 +24,7 @@ __all__ = [
     "InputField",
     "OutputField",
     "PmmlSchema",
+    "array_items",
     "read_schema",
 ]
 
@@ -171,7 +172,7 @@ def _declared_values(
     return declared
 
 
-def _array_items(array: ET.Element) -> list[str]:
+def array_items(array: ET.Element) -> list[str]:
     """The items of a PMML ``Array`` (space-separated, double quotes around items with spaces)."""
     text = array.text or ""
     return [
@@ -206,7 +207,7 @@ def _compared_constants(
             note(element.get("name"), element.get("value"))
         elif tag == "SimpleSetPredicate":
             array = element.find(q("Array"))
-            for item in [] if array is None else _array_items(array):
+            for item in [] if array is None else array_items(array):
                 note(element.get("field"), item)
         elif tag == "MapValues":
             table = element.find(q("InlineTable"))

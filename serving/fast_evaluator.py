@@ -1,52 +1,98 @@
 """The fast evaluator: a whole batch in a few vectorised calls, same answers as pypmml.
 
-Trees and tree ensembles are parsed by sklearn-pmml-model (its
-``construct_tree``) into scikit-learn ``Tree`` objects, which walk a batch
-in C. One subtlety makes them differ from a PMML evaluator as they come:
-scikit-learn compares float32 inputs with float64 thresholds, while pypmml
-compares float64 with float64, so a value within a float32 rounding step of
-a threshold can take the other branch. We therefore never feed raw values:
-each input is replaced by its rank among the split values the model uses on
-it and each split value by its own rank (:func:`_rank_splits`). Ranks are
-small integers, exact in float32, and every comparison keeps its outcome:
-the trees then decide exactly as a float64 evaluator does.
+**Trees** (``TreeModel``, and ``MiningModel`` segmentations of trees) are
+compiled into scikit-learn-style ``Tree`` objects (sklearn-pmml-model's
+``Tree`` class, which walks a batch in C) whose every split is one
+``feature <= threshold`` on a float32 feature matrix built per batch:
 
-Logistic (and softmax) regression is a matrix product; sklearn-pmml-model
-cannot read the derived fields sklearn2pmml writes for its scaler, so the
-regression tables are read directly and the derived fields computed by
-:mod:`serving.transformations`.
+- a numeric comparison tests the value's *rank* among the split values the
+  model uses on that field (:func:`_ranks`): ranks are small integers,
+  exact in float32, and keep the outcome of every comparison, so the trees
+  decide exactly as pypmml's float64 comparisons do;
+- any other predicate (``equal``/``notEqual``/``isIn``/``isNotIn`` on a
+  category, ``isMissing``, compound predicates) tests a *truth column*:
+  -1 unknown, 0 false, 1 true, read from a per-code table or computed
+  with PMML's three-valued logic.
 
-Only PMML constructs whose meaning is reproduced exactly are accepted; the
-checks below raise :class:`~serving.errors.UnsupportedModel` for anything
-else and the server falls back to pypmml for that model.
+What a node does with an unknown predicate follows PMML4S (pypmml's
+engine) to the letter: it skips an unknown child like a false one and
+tries the next; only when no child fires does ``missingValueStrategy``
+(then ``noTrueChildStrategy``) decide. The compiled tree therefore carries,
+along a node's chain of children, whether an unknown was seen. Shared
+continuations are shared nodes (the ``Tree`` walks any DAG), so nothing
+is copied.
+
+**Regression** (``RegressionModel``: logistic, softmax or plain regression)
+is a matrix product over numeric predictors, category indicators and the
+derived fields sklearn2pmml writes (:mod:`serving.transformations`).
+
+**Gradient boosting** as sklearn2pmml writes it is a ``modelChain``: sums of
+regression trees (rescaled by ``Targets``) feeding a logistic or softmax
+``RegressionModel``; each piece above composes into it.
+
+Only constructs whose meaning is reproduced exactly are accepted; anything
+else raises :class:`~serving.errors.UnsupportedModel` and the server falls
+back to pypmml for that model.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import xml.etree.ElementTree as ET
-from typing import Any
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
-from models.pmml_schema import PmmlSchema
+from models.pmml_schema import PmmlSchema, array_items
 from serving.errors import UnsupportedModel
 from serving.evaluator import Evaluator, Scores
 from serving.pmml_document import model_element, parse_document
-from serving.transformations import Column, compile_derived_fields
+from serving.transformations import (
+    DerivedColumn,
+    FieldInfo,
+    Scope,
+    input_field_info,
+    lookup_index,
+)
 
 __all__ = ["FastEvaluator", "build_fast_evaluator"]
 
 logger = logging.getLogger(__name__)
 
-_COMPARISONS = {"lessOrEqual", "lessThan", "greaterThan", "greaterOrEqual"}
-_COMPLEMENT = {
-    "lessOrEqual": "greaterThan",
-    "lessThan": "greaterOrEqual",
-    "greaterThan": "lessOrEqual",
-    "greaterOrEqual": "lessThan",
-}
+
+# --- what a compiled model part answers ---------------------------------------------
+@dataclass
+class _Result:
+    """One part's answer for a batch.
+
+    ``values`` is rows x classes (probabilities, in the target's order) for
+    classification, rows for regression; ``labels`` indexes the classes
+    (None for regression); ``no_result`` marks rows without a prediction.
+    """
+
+    values: np.ndarray
+    labels: np.ndarray | None
+    no_result: np.ndarray
+
+
+class _Part(ABC):
+    """A compiled model element, evaluated over a batch's columns (by key)."""
+
+    def __init__(self, derived: list[DerivedColumn]) -> None:
+        self._derived = derived
+
+    def evaluate(self, columns: dict[str, np.ndarray], rows: int) -> _Result:
+        """Score ``rows`` rows; derived fields are computed once and kept in ``columns``."""
+        for field in self._derived:
+            if field.key not in columns:
+                columns[field.key] = field.column(columns)
+        return self._evaluate(columns, rows)
+
+    @abstractmethod
+    def _evaluate(self, columns: dict[str, np.ndarray], rows: int) -> _Result: ...
 
 
 class FastEvaluator(Evaluator):
@@ -54,363 +100,810 @@ class FastEvaluator(Evaluator):
 
     kind = "fast"
 
-    def __init__(self, classes: tuple[str, ...], description: str) -> None:
-        self.classes = classes
+    def __init__(
+        self, part: _Part, schema: PmmlSchema, inputs: list[FieldInfo], description: str
+    ) -> None:
+        self.regression = schema.function_name == "regression"
+        self.classes = () if self.regression else schema.target_values
         self.description = description
+        self._part = part
+        self._keys = [info.key for info in inputs]
 
     async def evaluate(self, values: np.ndarray) -> Scores:
         return self.score(values)
 
     def score(self, values: np.ndarray) -> Scores:
         """Score synchronously (CPU-bound and short: called on the event loop)."""
-        if np.isnan(values).any():
-            raise ValueError("the fast evaluator needs rows without missing values")
-        probabilities = self._probabilities(values)
-        return Scores(labels=probabilities.argmax(axis=1), probabilities=probabilities)
+        columns = {key: values[:, i] for i, key in enumerate(self._keys)}
+        rows = values.shape[0]
+        result = self._part.evaluate(columns, rows)
+        no_result = result.no_result if result.no_result.any() else None
+        if self.regression:
+            return Scores.regression(result.values, no_result)
+        assert result.labels is not None
+        return Scores(result.labels, result.values, no_result)
 
-    def _probabilities(self, values: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+
+# --- tree predicates as feature tests --------------------------------------------------
+_PREDICATES = {
+    "True",
+    "False",
+    "SimplePredicate",
+    "SimpleSetPredicate",
+    "CompoundPredicate",
+}
+_COMPARISONS = {"lessOrEqual", "lessThan", "greaterThan", "greaterOrEqual"}
+_UNKNOWN, _FALSE, _TRUE = -1.0, 0.0, 1.0
+
+#: A predicate's truth per row: -1 unknown, 0 false, 1 true.
+_Truth = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
 
-# --- trees and tree ensembles ---------------------------------------------------
-#: Batches up to this many rows go through the combined tree, larger ones tree by tree.
+def _predicate(node: ET.Element) -> ET.Element:
+    for child in node:
+        if child.tag in _PREDICATES:
+            return child
+    raise UnsupportedModel("a Node without a predicate")
+
+
+def _array_items(predicate: ET.Element) -> list[str]:
+    """The set's items, split as the schema splits them (so codes agree with it)."""
+    array = predicate.find("Array")
+    if array is None:
+        raise UnsupportedModel("a SimpleSetPredicate without an Array")
+    return array_items(array)
+
+
+class _Features:
+    """The float32 feature matrix one tree ensemble splits on, and how to build it.
+
+    Columns: for each numeric field it compares, its rank with a missing
+    value below every rank ("low") and, if it can be missing, also above
+    ("high"), so that one split sends a missing value to a comparison's
+    false side; per categorical field, one truth column per distinct
+    membership test (one table lookup per field and batch); one column per
+    other predicate. The last column is the tree id for the merged tree.
+    """
+
+    def __init__(self) -> None:
+        self.width = 0
+        self._splits: dict[str, set[float]] = {}
+        self._sorted: dict[str, list[float]] = {}
+        self._ranks: dict[str, tuple[int, int]] = {}  # key -> (low, high) columns
+        # field key -> its tables (truth per code) -> their columns
+        self._tables: dict[str, dict[tuple[float, ...], int]] = {}
+        self._counts: dict[str, int] = {}
+        self._truths: dict[str, tuple[int, _Truth]] = {}
+        self._rank_plan: list[tuple[str, np.ndarray, int, int]] = []
+        self._table_plan: list[tuple[str, int, np.ndarray, np.ndarray]] = []
+
+    def _column(self) -> int:
+        self.width += 1
+        return self.width - 1
+
+    # --- declaring what the trees test (while compiling) -----------------------------
+    def note_split(self, info: FieldInfo, value: float) -> None:
+        self._splits.setdefault(info.key, set()).add(value)
+
+    def rank_columns(self, info: FieldInfo) -> tuple[int, int]:
+        if info.key not in self._ranks:
+            low = self._column()
+            self._ranks[info.key] = (low, self._column() if info.maybe_missing else low)
+        return self._ranks[info.key]
+
+    def split_rank(self, info: FieldInfo, value: float) -> int:
+        """The rank of split value ``value``: ``2k + 1`` for the k-th smallest."""
+        # every split value is noted before the first test
+        if info.key not in self._sorted:
+            self._sorted[info.key] = sorted(self._splits[info.key])
+        return 2 * self._sorted[info.key].index(value) + 1
+
+    def table_column(self, info: FieldInfo, table: tuple[float, ...]) -> int:
+        """The truth column of a membership test given per code, then other and missing."""
+        tables = self._tables.setdefault(info.key, {})
+        self._counts[info.key] = len(info.categories or ())
+        if table not in tables:
+            tables[table] = self._column()
+        return tables[table]
+
+    def truth_column(self, identity: str, truth: _Truth) -> int:
+        if identity not in self._truths:
+            self._truths[identity] = (self._column(), truth)
+        return self._truths[identity][0]
+
+    def freeze(self) -> None:
+        """Fix the plan once every tree is compiled."""
+        self._rank_plan = [
+            (key, np.array(sorted(self._splits[key])), low, high)
+            for key, (low, high) in self._ranks.items()
+        ]
+        self._table_plan = []
+        for key, tables in self._tables.items():
+            ordered = sorted(tables.items(), key=lambda item: item[1])
+            matrix = np.array([table for table, _ in ordered], dtype=np.float32).T
+            columns = np.array([column for _, column in ordered], dtype=np.intp)
+            self._table_plan.append((key, self._counts[key], columns, matrix))
+
+    # --- building it (per batch) ---------------------------------------------------
+    def build(self, columns: Mapping[str, np.ndarray], rows: int) -> np.ndarray:
+        features = np.zeros((rows, self.width + 1), dtype=np.float32)
+        for key, split_values, low, high in self._rank_plan:
+            low_ranks, high_ranks = _ranks(columns[key], split_values)
+            features[:, low] = low_ranks
+            if high != low:
+                features[:, high] = high_ranks
+        for key, count, where, table in self._table_plan:
+            features[:, where] = table[lookup_index(columns[key], count)]
+        for column, truth in self._truths.values():
+            features[:, column] = truth(columns)
+        return features
+
+
+def _ranks(x: np.ndarray, split_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``#{t < x} + #{t <= x}`` over the split values ``t``, missing as -1 and as the top.
+
+    Split value ``t_k`` itself becomes ``2k + 1``, anything between two split
+    values an even number in between: every comparison with a split value
+    keeps its outcome, on small integers exact in float32.
+    """
+    ranks = np.searchsorted(split_values, x, side="left") + np.searchsorted(
+        split_values, x, side="right"
+    )
+    missing = np.isnan(x)
+    return np.where(missing, -1, ranks), np.where(
+        missing, 2 * split_values.size + 2, ranks
+    )
+
+
+@dataclass(frozen=True)
+class _Test:
+    """How to branch on one predicate: a column, threshold, and which side is true."""
+
+    column: int
+    threshold: float
+    true_on_left: bool
+    #: the column and threshold that isolate an unknown outcome on the left (if possible)
+    unknown: tuple[int, float] | None
+
+
+class _PredicateCompiler:
+    """Turns predicates into feature tests (and three-valued truth functions)."""
+
+    def __init__(self, features: _Features) -> None:
+        self.features = features
+
+    def notes(self, predicate: ET.Element, scope: Scope) -> None:
+        """First pass: collect the split values of numeric comparisons."""
+        if (
+            predicate.tag == "SimplePredicate"
+            and predicate.get("operator") in _COMPARISONS
+        ):
+            info = scope.field(predicate.get("field", ""))
+            if info.categories is not None:
+                raise UnsupportedModel("an order comparison of a categorical field")
+            self.features.note_split(info, _value(predicate))
+
+    def test(self, predicate: ET.Element, scope: Scope) -> _Test:
+        operator = predicate.get("operator", predicate.get("booleanOperator", ""))
+        if predicate.tag == "SimplePredicate" and operator in _COMPARISONS:
+            info = scope.field(predicate.get("field", ""))
+            low, high = self.features.rank_columns(info)
+            rank = self.features.split_rank(info, _value(predicate))
+            unknown = (low, -0.5) if info.maybe_missing else None
+            # lessOrEqual: true iff rank <= 2k + 1, a missing (high) value false
+            if operator == "lessOrEqual":
+                return _Test(high, rank, True, unknown)
+            if operator == "lessThan":
+                return _Test(high, rank - 1, True, unknown)
+            if operator == "greaterThan":  # missing low: false
+                return _Test(low, rank, False, unknown)
+            return _Test(low, rank - 1, False, unknown)  # greaterOrEqual
+        column = self._truth_test_column(predicate, scope)
+        return _Test(column, 0.5, False, (column, -0.5))
+
+    def _truth_test_column(self, predicate: ET.Element, scope: Scope) -> int:
+        table = self._membership(predicate, scope)
+        if table is not None:
+            info, values = table
+            return self.features.table_column(info, values)
+        identity = f"{ET.tostring(predicate)!r}@{id(scope)}"
+        return self.features.truth_column(identity, self.truth(predicate, scope))
+
+    def _membership(
+        self, predicate: ET.Element, scope: Scope
+    ) -> tuple[FieldInfo, tuple[float, ...]] | None:
+        """A simple predicate on a categorical field, as its truth per code, other, missing.
+
+        To a predicate, a value the field does not declare is missing (PMML4S).
+        """
+        if predicate.tag not in {"SimplePredicate", "SimpleSetPredicate"}:
+            return None
+        info = scope.field(predicate.get("field", ""))
+        if info.categories is None:
+            return None
+        count = len(info.categories)
+        operator = predicate.get("operator", predicate.get("booleanOperator", ""))
+        if operator in {"isMissing", "isNotMissing"}:
+            present = _FALSE if operator == "isMissing" else _TRUE
+            return info, (present,) * count + (_TRUE - present,) * 2
+        if predicate.tag == "SimplePredicate":
+            members = {info.code(predicate.get("value", ""))}
+            positive = {"equal": True, "notEqual": False}.get(operator)
+        else:
+            members = {info.code(item) for item in _array_items(predicate)}
+            positive = {"isIn": True, "isNotIn": False}.get(operator)
+        if positive is None:
+            raise UnsupportedModel(f"operator {operator!r} on a categorical field")
+        return info, tuple(
+            _TRUE if (code in members) == positive else _FALSE for code in range(count)
+        ) + (_UNKNOWN, _UNKNOWN)
+
+    def truth(self, predicate: ET.Element, scope: Scope) -> _Truth:
+        """The predicate's three-valued truth per row, as PMML4S evaluates it."""
+        tag = predicate.tag
+        if tag in {"True", "False"}:
+            constant = _TRUE if tag == "True" else _FALSE
+            return lambda columns: np.array(constant)
+        table = self._membership(predicate, scope)
+        if table is not None:
+            info, values = table
+            lookup = np.array(values)
+            key, count = info.key, len(values) - 2
+            return lambda columns: lookup[lookup_index(columns[key], count)]
+        if tag == "SimplePredicate":
+            return _numeric_truth(predicate, scope.field(predicate.get("field", "")))
+        if tag == "SimpleSetPredicate":
+            info = scope.field(predicate.get("field", ""))
+            members = np.array([float(item) for item in _array_items(predicate)])
+            inside = predicate.get("booleanOperator") == "isIn"
+            key = info.key
+            return lambda columns: _known(
+                columns[key], np.isin(columns[key], members) == inside
+            )
+        if tag == "CompoundPredicate":
+            return self._compound(predicate, scope)
+        raise UnsupportedModel(f"predicate <{tag}>")
+
+    def _compound(self, predicate: ET.Element, scope: Scope) -> _Truth:
+        operator = predicate.get("booleanOperator", "")
+        operands = [child for child in predicate if child.tag in _PREDICATES]
+        if operator == "surrogate" and any(
+            operand.tag == "CompoundPredicate" for operand in operands
+        ):
+            # PMML4S' and/or do not count a nested surrogate's answer as true
+            raise UnsupportedModel("a surrogate with compound alternatives")
+        if any(
+            operand.tag == "CompoundPredicate"
+            and operand.get("booleanOperator") == "surrogate"
+            for operand in operands
+        ):
+            raise UnsupportedModel("a surrogate nested in a compound predicate")
+        truths = [self.truth(operand, scope) for operand in operands]
+        # "xor" is left out: pypmml 1.5.8 answers false even for one true operand
+        combine = _COMBINE.get(operator)
+        if combine is None or len(truths) < 2:
+            raise UnsupportedModel(f"CompoundPredicate {operator!r}")
+        return lambda columns: combine([truth(columns) for truth in truths])
+
+
+def _value(predicate: ET.Element) -> float:
+    try:
+        return float(predicate.get("value", ""))
+    except ValueError:
+        raise UnsupportedModel(
+            f"split value {predicate.get('value')!r} is not a number"
+        ) from None
+
+
+def _known(x: np.ndarray, outcome: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(x), _UNKNOWN, outcome.astype(np.float64))
+
+
+def _numeric_truth(predicate: ET.Element, info: FieldInfo) -> _Truth:
+    operator, key = predicate.get("operator", ""), info.key
+    if operator in {"isMissing", "isNotMissing"}:
+        missing_is = operator == "isMissing"
+        return lambda columns: (np.isnan(columns[key]) == missing_is).astype(np.float64)
+    compare = _NUMERIC_OPERATORS.get(operator)
+    if compare is None:
+        raise UnsupportedModel(f"operator {operator!r}")
+    value = _value(predicate)
+    return lambda columns: _known(columns[key], compare(columns[key], value))
+
+
+_NUMERIC_OPERATORS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+    "equal": np.equal,
+    "notEqual": np.not_equal,
+    "lessOrEqual": np.less_equal,
+    "lessThan": np.less,
+    "greaterThan": np.greater,
+    "greaterOrEqual": np.greater_equal,
+}
+
+
+def _and(truths: list[np.ndarray]) -> np.ndarray:
+    """False if any is false, else unknown if any is unknown, else true."""
+    stacked = np.broadcast_arrays(*truths)
+    anyfalse = np.logical_or.reduce([t == _FALSE for t in stacked])
+    anyunknown = np.logical_or.reduce([t == _UNKNOWN for t in stacked])
+    return np.where(anyfalse, _FALSE, np.where(anyunknown, _UNKNOWN, _TRUE))
+
+
+def _or(truths: list[np.ndarray]) -> np.ndarray:
+    """True if any is true, else unknown if any is unknown, else false."""
+    stacked = np.broadcast_arrays(*truths)
+    anytrue = np.logical_or.reduce([t == _TRUE for t in stacked])
+    anyunknown = np.logical_or.reduce([t == _UNKNOWN for t in stacked])
+    return np.where(anytrue, _TRUE, np.where(anyunknown, _UNKNOWN, _FALSE))
+
+
+def _surrogate(truths: list[np.ndarray]) -> np.ndarray:
+    """The first operand that is not unknown (a surrogate's true fires like true)."""
+    result = np.broadcast_arrays(*truths)[-1]
+    for truth in reversed(truths[:-1]):
+        result = np.where(truth == _UNKNOWN, result, truth)
+    return np.asarray(result, dtype=np.float64)
+
+
+_COMBINE: dict[str, Callable[[list[np.ndarray]], np.ndarray]] = {
+    "and": _and,
+    "or": _or,
+    "surrogate": _surrogate,
+}
+
+
+# --- trees as node arrays -----------------------------------------------------------------
+class _Nodes:
+    """The nodes of one compiled tree (or of several behind a router)."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width  # leaf payload width: classes, or 1 for a regression score
+        self.left: list[int] = []
+        self.right: list[int] = []
+        self.feature: list[int] = []
+        self.threshold: list[float] = []
+        self.payload: list[np.ndarray] = []
+        self.label: list[int] = []
+        self.null: list[bool] = []
+        self.root = -1
+        self._null_leaf: int | None = None
+
+    def _add(self, left: int, right: int, feature: int, threshold: float) -> int:
+        self.left.append(left)
+        self.right.append(right)
+        self.feature.append(feature)
+        self.threshold.append(threshold)
+        return len(self.left) - 1
+
+    def leaf(self, payload: np.ndarray, label: int) -> int:
+        self.payload.append(payload)
+        self.label.append(label)
+        self.null.append(False)
+        return self._add(-1, -1, -2, -2.0)
+
+    def null_leaf(self) -> int:
+        """The one leaf meaning "no prediction"."""
+        if self._null_leaf is None:
+            self.payload.append(np.zeros(self.width))
+            self.label.append(0)
+            self.null.append(True)
+            self._null_leaf = self._add(-1, -1, -2, -2.0)
+        return self._null_leaf
+
+    def split(self, feature: int, threshold: float, left: int, right: int) -> int:
+        if left == right:
+            return left
+        self.payload.append(np.zeros(self.width))
+        self.label.append(0)
+        self.null.append(False)
+        return self._add(left, right, feature, threshold)
+
+    def branch(self, test: _Test, true: int, false: int, unknown: int) -> int:
+        if test.true_on_left:
+            node = self.split(test.column, test.threshold, true, false)
+        else:
+            node = self.split(test.column, test.threshold, false, true)
+        if unknown == false or test.unknown is None:
+            return node
+        column, threshold = test.unknown
+        return self.split(column, threshold, unknown, node)
+
+
+@dataclass
+class _CompiledTree:
+    """A ``Tree`` and, per node, its payload, label and whether it means no prediction."""
+
+    tree: Any
+    payload: np.ndarray
+    label: np.ndarray
+    null: np.ndarray
+
+    def can_return_null(self) -> bool:
+        """Whether some row can reach a "no prediction" leaf (walked from the root)."""
+        nodes = self.tree.__getstate__()["nodes"]
+        stack, seen = [0], set()
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            left, right = (
+                int(nodes["left_child"][node]),
+                int(nodes["right_child"][node]),
+            )
+            if left == -1:
+                if self.null[node]:
+                    return True
+                continue
+            stack.extend((left, right))
+        return False
+
+
+def _as_tree(nodes: _Nodes, features: int) -> _CompiledTree:
+    from sklearn_pmml_model.tree._tree import NODE_DTYPE, Tree
+
+    count = len(nodes.left)
+    records = np.zeros(count, dtype=NODE_DTYPE)
+    records["left_child"] = nodes.left
+    records["right_child"] = nodes.right
+    records["feature"] = nodes.feature
+    # the library's split value is a union (a threshold, or a category bitset)
+    records["split_value"] = np.array(nodes.threshold, dtype=np.float64).view("V8")
+    tree = Tree(features, np.array([1], dtype=np.intp), 1, np.array([], dtype=np.int32))
+    tree.__setstate__(
+        {
+            "max_depth": 2**31 - 1,
+            "node_count": count,
+            "nodes": records,
+            "values": np.zeros((count, 1, 1)),
+        }
+    )
+    tree.set_n_categories(np.full(features, -1, dtype=np.int32))
+    return _CompiledTree(
+        tree,
+        np.array(nodes.payload).reshape(count, nodes.width),
+        np.array(nodes.label, dtype=np.intp),
+        np.array(nodes.null, dtype=bool),
+    )
+
+
+class _TreeCompiler:
+    """PMML TreeModels -> :class:`_Nodes`, with PMML4S' reading of missing values."""
+
+    _STRATEGIES: ClassVar = {"nullPrediction", "lastPrediction", "none", "defaultChild"}
+
+    def __init__(
+        self,
+        predicates: _PredicateCompiler,
+        classes: tuple[str, ...] | None,
+    ) -> None:
+        self._predicates = predicates
+        self._classes = classes
+
+    def compile(self, tree_model: ET.Element, scope: Scope, nodes: _Nodes) -> int:
+        strategy = tree_model.get("missingValueStrategy", "none")
+        if strategy not in self._STRATEGIES:
+            raise UnsupportedModel(f"missingValueStrategy={strategy!r}")
+        no_true_child = tree_model.get("noTrueChildStrategy", "returnNullPrediction")
+        root = tree_model.find("Node")
+        if root is None:
+            raise UnsupportedModel("a TreeModel without a Node")
+        if _predicate(root).tag != "True":
+            raise UnsupportedModel("a tree whose root predicate is not <True/>")
+        return self._node(root, scope, nodes, strategy, no_true_child)
+
+    def _node(
+        self,
+        node: ET.Element,
+        scope: Scope,
+        nodes: _Nodes,
+        strategy: str,
+        no_true_child: str,
+    ) -> int:
+        children = node.findall("Node")
+        if not children:
+            return self._leaf(node, nodes)
+        # children after one that is always true are never tried
+        predicates = [_predicate(child) for child in children]
+        tags = [predicate.tag for predicate in predicates]
+        reached = tags.index("True") + 1 if "True" in tags else len(children)
+        tests = {
+            i: self._predicates.test(predicates[i], scope)
+            for i in range(reached)
+            if tags[i] not in {"True", "False"}
+        }
+        compiled = [
+            self._node(children[i], scope, nodes, strategy, no_true_child)
+            for i in range(reached)
+        ]
+        # where the chain ends when no child fires: without / after an unknown
+        last = after_unknown = -1  # never reached when the chain ends with <True/>
+        if reached == len(children) and tags[-1] != "True":
+            last = (
+                self._leaf(node, nodes)
+                if no_true_child == "returnLastPrediction"
+                else nodes.null_leaf()
+            )
+            after_unknown = last
+        if any(test.unknown is not None for test in tests.values()):
+            if strategy == "lastPrediction":
+                after_unknown = self._leaf(node, nodes)
+            elif strategy == "defaultChild" and node.get("defaultChild") is not None:
+                ids = [child.get("id") for child in children[:reached]]
+                if node.get("defaultChild") not in ids:
+                    raise UnsupportedModel("a defaultChild that is not a tried child")
+                after_unknown = compiled[ids.index(node.get("defaultChild"))]
+            # nullPrediction and none end like no true child (see the module docstring)
+        # the chain of children, built from its end: (no unknown seen, an unknown seen)
+        plain, unknown = last, after_unknown
+        for i in reversed(range(reached)):
+            if tags[i] == "True":
+                plain = unknown = compiled[i]
+            elif tags[i] != "False":
+                test, target = tests[i], compiled[i]
+                plain, unknown = (
+                    nodes.branch(test, target, plain, unknown),
+                    nodes.branch(test, target, unknown, unknown),
+                )
+        return plain
+
+    def _leaf(self, node: ET.Element, nodes: _Nodes) -> int:
+        """A node's own prediction: its class distribution and score, or its score."""
+        score = node.get("score")
+        if self._classes is None:
+            if score is None:
+                raise UnsupportedModel("a regression tree node without a score")
+            try:
+                return nodes.leaf(np.array([float(score)]), 0)
+            except ValueError:
+                raise UnsupportedModel(f"node score {score!r}") from None
+        distributions = node.findall("ScoreDistribution")
+        if score not in self._classes or not distributions:
+            raise UnsupportedModel(
+                "a classification node without a known score and its distribution"
+            )
+        counts = [float(d.get("recordCount", "nan")) for d in distributions]
+        total = 0.0
+        for count in counts:  # summed in document order, as PMML4S does
+            total += count
+        probabilities = np.zeros(len(self._classes))
+        seen = set()
+        for distribution, count in zip(distributions, counts, strict=True):
+            value = distribution.get("value")
+            if value not in self._classes or value in seen:
+                raise UnsupportedModel(f"a ScoreDistribution for class {value!r}")
+            seen.add(value)
+            probability = distribution.get("probability")
+            if probability is None and not total > 0.0:
+                raise UnsupportedModel("a ScoreDistribution without counts")
+            probabilities[self._classes.index(value)] = (
+                float(probability) if probability is not None else count / total
+            )
+        if len(seen) != len(self._classes):
+            raise UnsupportedModel("a node whose distribution misses a class")
+        return nodes.leaf(probabilities, self._classes.index(score))
+
+
+#: Batches up to this many rows go through the merged tree, larger ones tree by tree.
 _ROUTED_ROWS = 32
 #: Rows scored per step of a large batch (bounds the per-tree working memory).
 _ROWS_PER_STEP = 4096
 
-#: A scikit-learn ``Tree`` and the class probabilities of each of its nodes (leaves).
-_Tree = tuple[Any, np.ndarray]
 
+class _TreeEnsemble(_Part):
+    """One tree, or trees combined by ``average``, ``majorityVote`` or ``sum``.
 
-class _TreeEnsemble(FastEvaluator):
-    """One decision tree, or several combined by averaging or majority vote.
-
-    Calling a scikit-learn ``Tree`` has a fixed cost (tens of microseconds
-    for a 100-tree forest's worth of calls) that dominates small batches. So
-    the trees also exist merged into one ``Tree`` behind a "router": splits
-    on an extra tree-id input send a row to tree ``t``'s root when that input
-    is ``t``, and ``n`` rows become ``n x trees`` virtual rows scored in one
-    call. The merged tree walks more nodes per row, so large batches go tree
-    by tree. Both ways produce the same leaves, combined by the same code.
+    Calling a ``Tree`` has a fixed cost (tens of microseconds for a 100-tree
+    forest's worth of calls) that dominates small batches. So the trees also
+    exist merged behind a "router": splits on an extra tree-id feature send
+    a row to tree ``t``'s root when that feature is ``t``, and ``n`` rows
+    become ``n x trees`` virtual rows scored in one call. The merged tree
+    walks more nodes per row, so large batches go tree by tree. Both ways
+    reach the same leaves, combined by the same code.
     """
 
     def __init__(
         self,
-        classes: tuple[str, ...],
-        trees: list[_Tree],
-        merged: _Tree | None,
+        derived: list[DerivedColumn],
+        features: _Features,
+        trees: list[_CompiledTree],
+        merged: _CompiledTree | None,
         method: str,
-        features: list[tuple[int, int, np.ndarray]],
-        width: int,
+        regression: bool,
+        rescale: tuple[float, float] | None,
     ) -> None:
-        kind = (
-            "decision tree"
-            if len(trees) == 1
-            else f"{len(trees)}-tree {method} ensemble"
-        )
-        super().__init__(classes, kind)
+        super().__init__(derived)
+        self._regression = regression
+        self._features = features
         self._trees = trees
         self._merged = merged
         self._tree_ids = np.arange(len(trees), dtype=np.float32)
         self._method = method
-        # (model feature, our input column, the feature's sorted split values)
-        self._features = features
-        self._width = (
-            width  # the model's inputs; the merged tree's tree id comes after them
-        )
+        self._rescale = rescale
 
-    def _ranks(self, values: np.ndarray) -> np.ndarray:
-        """Each input's rank among its split values (see :func:`_rank_splits`)."""
-        ranks = np.zeros((values.shape[0], self._width + 1), dtype=np.float32)
-        for feature, column, split_values in self._features:
-            x = values[:, column]
-            ranks[:, feature] = np.searchsorted(
-                split_values, x, side="left"
-            ) + np.searchsorted(split_values, x, side="right")
-        return ranks
+    def can_return_null(self) -> bool:
+        return any(tree.can_return_null() for tree in self._trees)
 
-    def _leaf_probabilities(self, ranks: np.ndarray) -> np.ndarray:
-        """Rows x trees x classes: the probabilities of the leaf each row reaches in each tree."""
-        rows, trees = ranks.shape[0], len(self._trees)
+    def _reach(
+        self, features: np.ndarray, block: slice, found: tuple[np.ndarray, ...]
+    ) -> None:
+        """Fill rows ``block`` of (payload, label, null), rows x trees, from the leaves reached."""
+        payload, labels, null = found
+        rows, trees = features.shape[0], len(self._trees)
         if self._merged is not None and rows <= _ROUTED_ROWS:
-            virtual = np.repeat(ranks, trees, axis=0)
-            virtual[:, self._width] = np.tile(self._tree_ids, rows)
-            tree, probabilities = self._merged
-            merged: np.ndarray = probabilities[tree.apply(virtual)]
-            return merged.reshape(rows, trees, len(self.classes))
-        leaves = np.empty((rows, trees, len(self.classes)))
-        for t, (tree, probabilities) in enumerate(self._trees):
-            leaves[:, t] = probabilities[tree.apply(ranks)]
-        return leaves
+            virtual = np.repeat(features, trees, axis=0)
+            virtual[:, -1] = np.tile(self._tree_ids, rows)
+            leaves = self._merged.tree.apply(virtual).reshape(rows, trees)
+            payload[block] = self._merged.payload[leaves]
+            labels[block] = self._merged.label[leaves]
+            null[block] = self._merged.null[leaves]
+            return
+        for t, compiled in enumerate(self._trees):
+            leaves = compiled.tree.apply(features)
+            payload[block, t] = compiled.payload[leaves]
+            labels[block, t] = compiled.label[leaves]
+            null[block, t] = compiled.null[leaves]
 
-    def _probabilities(self, values: np.ndarray) -> np.ndarray:
-        probabilities = np.empty((values.shape[0], len(self.classes)))
-        for start in range(0, values.shape[0], _ROWS_PER_STEP):
-            block = self._leaf_probabilities(
-                self._ranks(values[start : start + _ROWS_PER_STEP])
-            )
-            if self._method == "majorityVote":
-                votes = np.zeros_like(block)
-                np.put_along_axis(votes, block.argmax(axis=2)[:, :, None], 1.0, axis=2)
-                block = votes
-            probabilities[start : start + block.shape[0]] = block.sum(axis=1) / len(
-                self._trees
-            )
-        return probabilities
+    def _evaluate(self, columns: dict[str, np.ndarray], rows: int) -> _Result:
+        features = self._features.build(columns, rows)
+        trees = len(self._trees)
+        width = self._trees[0].payload.shape[1]
+        payload = np.empty((rows, trees, width))
+        labels = np.empty((rows, trees), dtype=np.intp)
+        null = np.empty((rows, trees), dtype=bool)
+        for start in range(0, rows, _ROWS_PER_STEP):
+            block = slice(start, start + _ROWS_PER_STEP)
+            self._reach(features[block], block, (payload, labels, null))
+        no_result = np.asarray(null.any(axis=1))
+        if self._method == "sum":
+            total = np.zeros(rows)
+            for t in range(trees):  # in segment order, as PMML4S adds them
+                total = total + payload[:, t, 0]
+            if self._rescale is not None:
+                total = total * self._rescale[0] + self._rescale[1]
+            return _Result(total, None, no_result)
+        if self._method == "single":
+            if self._regression:
+                return _Result(payload[:, 0, 0], None, no_result)
+            return _Result(payload[:, 0], labels[:, 0], no_result)
+        if self._method == "majorityVote":
+            votes = np.zeros((rows, width))
+            np.add.at(votes, (np.arange(rows)[:, None], labels), 1.0)
+            probabilities = votes / trees
+        else:
+            probabilities = payload.sum(axis=1) / trees
+        return _Result(probabilities, probabilities.argmax(axis=1), no_result)
 
 
-def _predicate(node: ET.Element) -> ET.Element | None:
-    for child in node:
-        if child.tag in {
-            "True",
-            "False",
-            "SimplePredicate",
-            "CompoundPredicate",
-            "SimpleSetPredicate",
-        }:
-            return child
-    return None
-
-
-def _check_tree(tree_model: ET.Element, inputs: set[str]) -> None:
-    """Accept only trees whose every split sklearn-pmml-model reproduces exactly."""
-    if tree_model.get("functionName") != "classification":
-        raise UnsupportedModel(
-            "only classification trees are served by the fast evaluator"
+def _merged_tree(parts: list[_Nodes], width: int, features: int) -> _CompiledTree:
+    """The trees behind a router on feature ``features - 1`` (the tree id)."""
+    merged = _Nodes(width)
+    roots: list[int] = []
+    for part in parts:
+        offset = len(merged.left)
+        shift = [(-1 if child == -1 else child + offset) for child in part.left]
+        merged.left.extend(shift)
+        merged.right.extend(
+            -1 if child == -1 else child + offset for child in part.right
         )
-    if tree_model.find("LocalTransformations") is not None:
-        raise UnsupportedModel("a tree over derived fields")
-    root = tree_model.find("Node")
-    if root is None or _predicate(root) is None or _predicate(root).tag != "True":  # type: ignore[union-attr]
-        raise UnsupportedModel("a tree whose root predicate is not <True/>")
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        children = node.findall("Node")
-        if not children:
-            distributions = node.findall("ScoreDistribution")
-            if node.get("recordCount") is None or not distributions:
-                raise UnsupportedModel(
-                    "a leaf without recordCount and ScoreDistribution"
-                )
-            if any(d.get("probability") is not None for d in distributions):
-                raise UnsupportedModel("ScoreDistribution probabilities")
-            continue
-        predicates = [_predicate(child) for child in children]
-        for predicate in predicates[:-1]:
-            if (
-                predicate is None
-                or predicate.tag != "SimplePredicate"
-                or predicate.get("operator") not in _COMPARISONS
-                or predicate.get("field") not in inputs
-            ):
-                raise UnsupportedModel(
-                    "a split that is not a numeric comparison of an input"
-                )
-        last, previous = predicates[-1], predicates[-2] if len(predicates) > 1 else None
-        complement = (
-            last is not None
-            and previous is not None
-            and last.tag == "SimplePredicate"
-            and len(predicates) == 2
-            and last.get("field") == previous.get("field")
-            and last.get("value") == previous.get("value")
-            and last.get("operator") == _COMPLEMENT.get(previous.get("operator", ""))
-        )
-        if len(children) < 2 or not (
-            last is not None and last.tag == "True" or complement
-        ):
-            raise UnsupportedModel("a node whose children do not cover every value")
-        stack.extend(children)
+        merged.feature.extend(part.feature)
+        merged.threshold.extend(part.threshold)
+        merged.payload.extend(part.payload)
+        merged.label.extend(part.label)
+        merged.null.extend(part.null)
+        roots.append(part.root + offset)
 
-
-def _rank_splits(tree_models: list[ET.Element]) -> dict[str, np.ndarray]:
-    """Replace every split value by its rank; returns each field's sorted split values.
-
-    A value ``x`` becomes ``#{t < x} + #{t <= x}`` over the field's split values
-    ``t``: split value ``t_k`` itself becomes ``2k + 1``, anything between two
-    split values an even number in between. Every comparison of a value with
-    a split value (``<``, ``<=``, ``>``, ``>=``) keeps its outcome, and ranks
-    are small integers, exact in the float32 that scikit-learn's trees use.
-    """
-    predicates = [
-        predicate
-        for tree_model in tree_models
-        for predicate in tree_model.iter("SimplePredicate")
-    ]
-    per_field: dict[str, set[float]] = {}
-    for predicate in predicates:
-        per_field.setdefault(predicate.get("field", ""), set()).add(
-            float(predicate.get("value", "nan"))
-        )
-    thresholds = {
-        field: np.array(sorted(values)) for field, values in per_field.items()
-    }
-    for predicate in predicates:
-        split_values = thresholds[predicate.get("field", "")]
-        rank = (
-            2 * int(np.searchsorted(split_values, float(predicate.get("value", "nan"))))
-            + 1
-        )
-        predicate.set("value", str(rank))
-    return thresholds
-
-
-def _binary_root(tree_model: ET.Element) -> ET.Element:
-    """The tree's root node, multi-way splits rewritten as binary ones (by the library)."""
-    from sklearn_pmml_model.tree.tree import unflatten
-
-    root = tree_model.find("Node")
-    assert root is not None  # checked by _check_tree
-    if tree_model.get("splitCharacteristic") == "binarySplit":
-        return root
-    return unflatten(root)  # type: ignore[no-any-return]
-
-
-def _combined_tree(
-    roots: list[ET.Element], classes: Any, field_mapping: Any, width: int
-) -> tuple[Any, np.ndarray]:
-    """The trees under ``roots`` as one ``Tree`` (behind a router on input ``width``, the
-    tree id, if there are several; see :class:`_TreeEnsemble`).
-
-    Each tree's nodes come from sklearn-pmml-model's own ``construct_tree``.
-    Returns the ``Tree`` and every node's class probabilities (leaves only).
-    """
-    from sklearn_pmml_model.tree._tree import NODE_DTYPE, Tree
-    from sklearn_pmml_model.tree.tree import construct_tree
-
-    nodes: list[tuple[Any, ...]] = []
-    values: list[list[list[float]]] = []
-
-    def add(first: int, last: int) -> int:
-        index = len(nodes)
+    def route(first: int, last: int) -> int:
         if first == last:
-            tree_nodes, tree_values = construct_tree(
-                roots[first], classes, field_mapping, i=index
-            )
-            nodes.extend(tree_nodes)
-            values.extend(tree_values)
-            return index
-        nodes.append(())
-        values.append([[0.0] * len(classes)])
+            return roots[first]
         middle = (first + last) // 2
-        left, right = add(first, middle), add(middle + 1, last)
-        nodes[index] = (left, right, width, np.float64(middle + 0.5), 0.0, 0, 0.0)
-        return index
+        return merged.split(
+            features - 1, middle + 0.5, route(first, middle), route(middle + 1, last)
+        )
 
-    add(0, len(roots) - 1)
-    leaf = np.array([node[0] == -1 for node in nodes])
-    counts = np.array([value[0] for value in values], dtype=np.float64)
-    probabilities = np.zeros_like(counts)
-    probabilities[leaf] = counts[leaf] / counts[leaf].sum(axis=1, keepdims=True)
-    tree = Tree(
-        width + 1,
-        np.array([len(classes)], dtype=np.intp),
-        1,
-        np.array([], dtype=np.int32),
-    )
-    tree.__setstate__(
-        {
-            "max_depth": 2**31 - 1,
-            "node_count": len(nodes),
-            "nodes": np.ascontiguousarray(nodes, dtype=NODE_DTYPE),
-            "values": np.ascontiguousarray(probabilities[:, None, :]),
-        }
-    )
-    tree.set_n_categories(np.full(width + 1, -1, dtype=np.int32))
-    return tree, probabilities
+    root = route(0, len(parts) - 1)
+    return _reroot(merged, root, features)
+
+
+def _reroot(nodes: _Nodes, root: int, features: int) -> _CompiledTree:
+    """``nodes`` as a ``Tree`` whose walk starts at ``root`` (a ``Tree`` starts at node 0)."""
+    order = [root] + [i for i in range(len(nodes.left)) if i != root]
+    position = {old: new for new, old in enumerate(order)}
+    renumbered = _Nodes(nodes.width)
+    for old in order:
+        left, right = nodes.left[old], nodes.right[old]
+        renumbered.left.append(-1 if left == -1 else position[left])
+        renumbered.right.append(-1 if right == -1 else position[right])
+        renumbered.feature.append(nodes.feature[old])
+        renumbered.threshold.append(nodes.threshold[old])
+        renumbered.payload.append(nodes.payload[old])
+        renumbered.label.append(nodes.label[old])
+        renumbered.null.append(nodes.null[old])
+    return _as_tree(renumbered, features)
 
 
 def _tree_ensemble(
-    root: ET.Element, model: ET.Element, schema: PmmlSchema
+    tree_models: list[tuple[ET.Element, Scope]],
+    method: str,
+    classes: tuple[str, ...] | None,
+    rescale: tuple[float, float] | None,
 ) -> _TreeEnsemble:
-    from sklearn_pmml_model.base import PMMLBaseClassifier
-
-    inputs = set(schema.input_names)
-    if model.tag == "TreeModel":
-        method = "average"
-        tree_models = [model]
-    else:
-        segmentation = model.find("Segmentation")
-        if segmentation is None or model.find("LocalTransformations") is not None:
-            raise UnsupportedModel("a MiningModel without a plain Segmentation")
-        method = segmentation.get("multipleModelMethod", "")
-        if method not in {"average", "majorityVote"}:
-            raise UnsupportedModel(f"multipleModelMethod={method!r}")
-        tree_models = []
-        for segment in segmentation.findall("Segment"):
-            tree = segment.find("TreeModel")
-            if (
-                tree is None
-                or segment.find("True") is None
-                or segment.get("weight", "1") != "1"
-            ):
-                raise UnsupportedModel(
-                    "a segment that is not an unweighted, unconditional tree"
-                )
-            tree_models.append(tree)
-    for tree in tree_models:
-        _check_tree(tree, inputs)
-    split_values = _rank_splits(tree_models)
-    # the library's reading of the DataDictionary: classes and field columns
-    base = PMMLBaseClassifier(io.BytesIO(ET.tostring(root)))
-    if tuple(str(c) for c in base.classes_) != schema.target_values:
-        raise UnsupportedModel("the tree's classes differ from the target's values")
-    width = sum(1 for element in base.fields.values() if element.tag == "DataField") - 1
-    roots = [_binary_root(tree) for tree in tree_models]
-    trees = [
-        _combined_tree([r], base.classes_, base.field_mapping, width) for r in roots
-    ]
-    merged = (
-        _combined_tree(roots, base.classes_, base.field_mapping, width)
-        if len(roots) > 1
-        else None
+    features = _Features()
+    predicates = _PredicateCompiler(features)
+    for tree_model, tree_scope in tree_models:
+        expected = "regression" if classes is None else "classification"
+        if tree_model.get("functionName") != expected:
+            raise UnsupportedModel(f"a {tree_model.get('functionName')} tree here")
+        for predicate in tree_model.iter("SimplePredicate"):
+            predicates.notes(predicate, tree_scope)
+    compiler = _TreeCompiler(predicates, classes)
+    width = 1 if classes is None else len(classes)
+    parts = []
+    for tree_model, tree_scope in tree_models:
+        nodes = _Nodes(width)
+        nodes.root = compiler.compile(tree_model, tree_scope, nodes)
+        parts.append(nodes)
+    features.freeze()
+    count = features.width + 1  # the tree id comes last
+    trees = [_reroot(part, part.root, count) for part in parts]
+    merged = _merged_tree(parts, width, count) if len(parts) > 1 else None
+    # each tree's scope sees its parents' derived fields too: keep each once, in order
+    derived = list(
+        {field.key: field for _, s in tree_models for field in s.derived}.values()
     )
-    position = {name: i for i, name in enumerate(schema.input_names)}
-    features = [
-        (base.field_mapping[name][0], position[name], values)
-        for name, values in split_values.items()
-    ]
-    return _TreeEnsemble(schema.target_values, trees, merged, method, features, width)
+    return _TreeEnsemble(
+        derived, features, trees, merged, method, classes is None, rescale
+    )
 
 
 # --- regression ------------------------------------------------------------------
-class _Regression(FastEvaluator):
-    """Regression tables over inputs and derived fields, normalised to probabilities."""
+class _Regression(_Part):
+    """Regression tables over numbers, category indicators and derived fields."""
 
     def __init__(
         self,
-        table_classes: tuple[str, ...],
-        class_tables: list[int],
-        inputs: list[str],
-        derived: list[tuple[str, Column]],
-        predictors: list[str],
+        derived: list[DerivedColumn],
+        terms: list[tuple[str, int | None]],
         coefficients: np.ndarray,
         intercepts: np.ndarray,
         normalization: str,
+        class_tables: list[int] | None,
+        rescale: tuple[float, float] | None,
     ) -> None:
-        super().__init__(
-            tuple(table_classes[t] for t in class_tables),
-            f"regression ({normalization})",
-        )
-        self._class_tables = (
-            class_tables  # class j's probability is table class_tables[j]'s
-        )
-        self._inputs = inputs
-        self._derived = derived
-        self._predictors = predictors
-        self._coefficients = coefficients  # predictors x classes
+        super().__init__(derived)
+        self._terms = terms  # (column key, the category's code or None for a number)
+        self._coefficients = coefficients  # terms x tables
         self._intercepts = intercepts
         self._normalization = normalization
+        # class j's probability is table class_tables[j]'s
+        self._class_tables = class_tables
+        # table t's class (the inverse of class_tables)
+        self._table_classes = np.argsort(class_tables or [])
+        self._rescale = rescale
 
-    def _probabilities(self, values: np.ndarray) -> np.ndarray:
-        columns: dict[str, np.ndarray] = {
-            name: values[:, i] for i, name in enumerate(self._inputs)
-        }
-        for name, column in self._derived:
-            columns[name] = column(columns)
-        design = np.column_stack([columns[name] for name in self._predictors])
-        scores = self._intercepts + design @ self._coefficients
+    def _design(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        # a missing category contributes nothing (PMML4S); a missing number makes the row missing
+        return np.column_stack(
+            [
+                columns[key]
+                if code is None
+                else (columns[key] == code).astype(np.float64)
+                for key, code in self._terms
+            ]
+        )
+
+    def _evaluate(self, columns: dict[str, np.ndarray], rows: int) -> _Result:
+        scores = (
+            self._intercepts + self._design(columns) @ self._coefficients
+            if self._terms
+            else np.tile(self._intercepts, (rows, 1))
+        )
+        no_result = np.isnan(scores).any(axis=1)
+        if self._class_tables is None:
+            predicted = scores[:, 0]
+            if self._rescale is not None:
+                predicted = predicted * self._rescale[0] + self._rescale[1]
+            return _Result(predicted, None, no_result)
         if self._normalization == "softmax":
             exponentials = np.exp(scores - scores.max(axis=1, keepdims=True))
             probabilities = exponentials / exponentials.sum(axis=1, keepdims=True)
@@ -419,88 +912,240 @@ class _Regression(FastEvaluator):
             probabilities[:, :-1] = 1.0 / (1.0 + np.exp(-scores[:, :-1]))
             probabilities[:, -1] = 1.0 - probabilities[:, :-1].sum(axis=1)
         by_class: np.ndarray = probabilities[:, self._class_tables]
-        return by_class
+        # a tie goes to the first table in document order, as in PMML4S
+        labels = self._table_classes[probabilities.argmax(axis=1)]
+        return _Result(by_class, labels, no_result)
 
 
-def _regression(root: ET.Element, model: ET.Element, schema: PmmlSchema) -> _Regression:
-    if model.get("functionName") != "classification":
-        raise UnsupportedModel(
-            "only classification regression models are fast-evaluated"
-        )
+def _regression(
+    model: ET.Element, scope: Scope, classes: tuple[str, ...] | None
+) -> _Regression:
     normalization = model.get("normalizationMethod", "none")
-    if normalization not in {"logit", "softmax"}:
-        raise UnsupportedModel(f"normalizationMethod={normalization!r}")
-    containers = [
-        c
-        for c in (
-            root.find("TransformationDictionary"),
-            model.find("LocalTransformations"),
+    if classes is not None and normalization not in {"logit", "softmax"}:
+        raise UnsupportedModel(
+            f"classification with normalizationMethod={normalization!r}"
         )
-        if c is not None
-    ]
-    derived = compile_derived_fields(containers, schema.input_names)
-    # Document order matters: under "logit" the last table's class gets 1 - the others.
+    if classes is None and normalization != "none":
+        raise UnsupportedModel(f"regression with normalizationMethod={normalization!r}")
+    if classes is not None and model.find("Targets") is not None:
+        raise UnsupportedModel("a classification RegressionModel with Targets")
     tables = model.findall("RegressionTable")
-    categories = tuple(table.get("targetCategory", "") for table in tables)
-    if sorted(categories) != sorted(schema.target_values) or len(categories) < 2:
-        raise UnsupportedModel("regression tables do not match the target's values")
-    known = set(schema.input_names) | {name for name, _ in derived}
-    predictors: list[str] = []
+    if classes is None:
+        if len(tables) != 1:
+            raise UnsupportedModel("a regression with other than one RegressionTable")
+        class_tables = None
+    else:
+        categories = [table.get("targetCategory", "") for table in tables]
+        if sorted(categories) != sorted(classes) or len(categories) < 2:
+            raise UnsupportedModel("regression tables do not match the target's values")
+        # document order matters: under "logit" the last table's class gets 1 - the others
+        class_tables = [categories.index(c) for c in classes]
+    terms: list[tuple[str, int | None]] = []
     for table in tables:
         for element in table:
-            if element.tag != "NumericPredictor" or element.get(
-                "exponent", "1"
-            ) not in {"1", "1.0"}:
-                raise UnsupportedModel(f"regression term <{element.tag}>")
-            name = element.get("name", "")
-            if name not in known:
-                raise UnsupportedModel(
-                    f"predictor {name!r} is neither an input nor derived"
-                )
-            if name not in predictors:
-                predictors.append(name)
-    coefficients = np.zeros((len(predictors), len(tables)))
+            terms.append(_term(element, scope))
+    terms = list(dict.fromkeys(terms))
+    coefficients = np.zeros((len(terms), len(tables)))
     for j, table in enumerate(tables):
         for element in table:
-            coefficients[predictors.index(element.get("name", "")), j] = float(
+            coefficients[terms.index(_term(element, scope)), j] = float(
                 element.get("coefficient", "0")
             )
     intercepts = np.array([float(table.get("intercept", "0")) for table in tables])
     return _Regression(
-        categories,
-        [categories.index(c) for c in schema.target_values],
-        schema.input_names,
-        derived,
-        predictors,
+        scope.derived,
+        terms,
         coefficients,
         intercepts,
         normalization,
+        class_tables,
+        _targets(model),
     )
 
 
+def _term(element: ET.Element, scope: Scope) -> tuple[str, int | None]:
+    """A regression term: a number's key, or a category's key and code."""
+    info = scope.field(element.get("name", ""))
+    if element.tag == "NumericPredictor":
+        if element.get("exponent", "1") not in {"1", "1.0"} or info.categories:
+            raise UnsupportedModel("a NumericPredictor with an exponent or over text")
+        return info.key, None
+    if element.tag == "CategoricalPredictor" and info.categories is not None:
+        return info.key, info.code(element.get("value", ""))
+    raise UnsupportedModel(f"regression term <{element.tag}>")
+
+
+# --- composition -------------------------------------------------------------------
+class _Chain(_Part):
+    """``modelChain``: each segment's output becomes a field of the next ones."""
+
+    def __init__(self, steps: list[tuple[_Part, str]], last: _Part) -> None:
+        super().__init__([])
+        self._steps = steps
+        self._last = last
+
+    def _evaluate(self, columns: dict[str, np.ndarray], rows: int) -> _Result:
+        no_result: np.ndarray | None = None
+        for part, key in self._steps:
+            result = part.evaluate(columns, rows)
+            columns[key] = np.where(result.no_result, np.nan, result.values)
+            no_result = (
+                result.no_result if no_result is None else no_result | result.no_result
+            )
+        result = self._last.evaluate(columns, rows)
+        if no_result is not None:
+            result.no_result = result.no_result | no_result  # returnMissing
+        return result
+
+
+def _targets(model: ET.Element) -> tuple[float, float] | None:
+    """``Targets``' rescaling (factor, constant), the one kind of Target accepted."""
+    targets = model.find("Targets")
+    if targets is None:
+        return None
+    found = targets.findall("Target")
+    if len(found) != 1 or set(found[0].attrib) - {
+        "field",
+        "rescaleFactor",
+        "rescaleConstant",
+    }:
+        raise UnsupportedModel("a Target other than a rescaling")
+    return (
+        float(found[0].get("rescaleFactor", "1")),
+        float(found[0].get("rescaleConstant", "0")),
+    )
+
+
+_TREATMENTS = {
+    "missingValueTreatment",
+    "missingValueReplacement",
+    "invalidValueTreatment",
+    "outliers",
+}
+
+
+def _check_nested(model: ET.Element) -> None:
+    """A nested model must not apply treatments of its own (the encoder applies the top's)."""
+    schema = model.find("MiningSchema")
+    for field in [] if schema is None else schema.findall("MiningField"):
+        treatments = {name: field.get(name) for name in _TREATMENTS & set(field.attrib)}
+        if treatments and treatments != {"missingValueTreatment": "asIs"}:
+            raise UnsupportedModel("a nested model with its own value treatments")
+
+
+def _segments(segmentation: ET.Element) -> list[ET.Element]:
+    models = []
+    for segment in segmentation.findall("Segment"):
+        if segment.find("True") is None or segment.get("weight", "1") not in {
+            "1",
+            "1.0",
+        }:
+            raise UnsupportedModel("a segment that is not unweighted and unconditional")
+        model = next((child for child in segment if child.tag.endswith("Model")), None)
+        if model is None:
+            raise UnsupportedModel("a segment without a model")
+        _check_nested(model)
+        models.append(model)
+    if not models:
+        raise UnsupportedModel("an empty Segmentation")
+    return models
+
+
+def _part(model: ET.Element, scope: Scope, classes: tuple[str, ...] | None) -> _Part:
+    """Compile one model element (recursively for a MiningModel)."""
+    expected = "regression" if classes is None else "classification"
+    if model.get("functionName") != expected:
+        raise UnsupportedModel(f"a {model.get('functionName')} {model.tag} here")
+    scope = scope.extended(model.find("LocalTransformations"))
+    if model.tag == "TreeModel":
+        if model.find("Targets") is not None:
+            raise UnsupportedModel("a TreeModel with Targets")
+        return _tree_ensemble([(model, scope)], "single", classes, None)
+    if model.tag == "RegressionModel":
+        return _regression(model, scope, classes)
+    if model.tag != "MiningModel":
+        raise UnsupportedModel(f"model type {model.tag}")
+    segmentation = model.find("Segmentation")
+    if segmentation is None:
+        raise UnsupportedModel("a MiningModel without a Segmentation")
+    method = segmentation.get("multipleModelMethod", "")
+    models = _segments(segmentation)
+    if method == "modelChain":
+        if model.find("Targets") is not None:
+            raise UnsupportedModel("a model chain with Targets")
+        return _chain(models, scope, classes)
+    if method not in {"average", "majorityVote", "sum"}:
+        raise UnsupportedModel(f"multipleModelMethod={method!r}")
+    if (method == "sum") != (classes is None):
+        raise UnsupportedModel(f"multipleModelMethod={method!r} for {expected}")
+    if any(m.tag != "TreeModel" for m in models):
+        raise UnsupportedModel(f"a {method} of models that are not all trees")
+    treatment = segmentation.get("missingPredictionTreatment", "continue")
+    trees = [(m, scope.extended(m.find("LocalTransformations"))) for m in models]
+    ensemble = _tree_ensemble(trees, method, classes, _targets(model))
+    if treatment != "returnMissing" and len(trees) > 1 and ensemble.can_return_null():
+        raise UnsupportedModel(f"missingPredictionTreatment={treatment!r}")
+    if method != "sum" and model.find("Targets") is not None:
+        raise UnsupportedModel("a classification MiningModel with Targets")
+    return ensemble
+
+
+def _chain(
+    models: list[ET.Element], scope: Scope, classes: tuple[str, ...] | None
+) -> _Chain:
+    steps: list[tuple[_Part, str]] = []
+    for model in models[:-1]:
+        output = model.find("Output")
+        fields = [] if output is None else output.findall("OutputField")
+        if (
+            len(fields) != 1
+            or fields[0].get("feature", "predictedValue") != "predictedValue"
+        ):
+            raise UnsupportedModel("a chained segment other than one predicted value")
+        name = fields[0].get("name", "")
+        key = f"{name}@{id(fields[0])}"
+        steps.append((_part(model, scope, None), key))
+        scope = scope.with_field(name, FieldInfo(key, None))
+    return _Chain(steps, _part(models[-1], scope, classes))
+
+
 def build_fast_evaluator(document: bytes, schema: PmmlSchema) -> FastEvaluator:
-    """The fast evaluator for this PMML, or :class:`UnsupportedModel` saying why not."""
-    root = parse_document(document)
-    if schema.function_name != "classification" or len(schema.target_values) < 2:
-        raise UnsupportedModel("only classification models with declared classes")
-    if root.find("TransformationDictionary") is not None and not _regression_model(
-        root
-    ):
-        raise UnsupportedModel("a TransformationDictionary outside a regression model")
-    model = model_element(root)
+    """The fast evaluator for this PMML, or :class:`UnsupportedModel` saying why not.
+
+    Whatever goes wrong while compiling (a document shape this module does
+    not expect) means "not reproduced here": it is reported as
+    UnsupportedModel, never as another exception, so the server falls back
+    to pypmml.
+    """
     try:
-        if model.tag in {"TreeModel", "MiningModel"}:
-            return _tree_ensemble(root, model, schema)
-        if model.tag == "RegressionModel":
-            return _regression(root, model, schema)
+        root = parse_document(document)
+        model = model_element(root)
+        if schema.function_name == "classification":
+            if len(schema.target_values) < 2:
+                raise UnsupportedModel("a classification without declared classes")
+            classes: tuple[str, ...] | None = schema.target_values
+        elif schema.function_name == "regression":
+            classes = None
+        else:
+            raise UnsupportedModel(f"functionName={schema.function_name!r}")
+        inputs = [input_field_info(field) for field in schema.inputs]
+        scope = Scope.of_inputs(inputs).extended(root.find("TransformationDictionary"))
+        part = _part(model, scope, classes)
+        return FastEvaluator(part, schema, inputs, _describe(model))
     except UnsupportedModel:
         raise
-    except (
-        Exception
-    ) as exc:  # sklearn-pmml-model raises bare Exceptions on what it cannot read
-        raise UnsupportedModel(f"sklearn-pmml-model cannot read it: {exc}") from exc
-    raise UnsupportedModel(f"model type {model.tag}")
+    except Exception as exc:  # see the docstring
+        raise UnsupportedModel(
+            f"cannot compile it: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
-def _regression_model(root: ET.Element) -> bool:
-    return model_element(root).tag == "RegressionModel"
+def _describe(model: ET.Element) -> str:
+    segmentation = model.find("Segmentation")
+    if model.tag == "TreeModel":
+        return "decision tree"
+    if model.tag == "RegressionModel":
+        return f"regression ({model.get('normalizationMethod', 'none')})"
+    assert segmentation is not None
+    method = segmentation.get("multipleModelMethod", "")
+    return f"{len(segmentation.findall('Segment'))}-segment {method} ensemble"

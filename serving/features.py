@@ -64,14 +64,13 @@ class EncodedBatch:
     """A request's rows as model inputs.
 
     ``values`` holds one row per instance in the PMML's input order, with
-    missing values already replaced; rows listed in ``errors`` must not be
-    scored. ``unresolved`` marks rows that still hold a missing value the PMML
-    gives no replacement for (the model itself decides what that means).
+    missing values replaced where the PMML gives a replacement (NaN where it
+    gives none: the model itself decides what that means); rows listed in
+    ``errors`` must not be scored.
     """
 
     values: np.ndarray
     errors: dict[int, str]
-    unresolved: np.ndarray
 
     @property
     def rows(self) -> int:
@@ -304,7 +303,6 @@ class FeatureEncoder:
             [f.missing_value_treatment == "returnInvalid" for f in fields]
         )
         self._has_replacement = bool(np.isfinite(self._replacement).any())
-        self.replaces_every_missing_value = bool(np.isfinite(self._replacement).all())
 
     # --- the batch -----------------------------------------------------------
     def encode(self, instances: list[Any]) -> EncodedBatch:
@@ -487,17 +485,13 @@ class FeatureEncoder:
     ) -> EncodedBatch:
         missing = np.isnan(values)
         if not missing.any():
-            return EncodedBatch(values, errors, np.zeros(values.shape[0], dtype=bool))
+            return EncodedBatch(values, errors)
         rejected = missing & self._missing_rejected
         for row, column in zip(*np.nonzero(rejected), strict=True):
             errors.setdefault(int(row), f"field {self.names[column]!r} is missing")
         if self._has_replacement:
             values = np.where(missing, self._replacement, values)
-            missing = np.isnan(values)
-        unresolved = missing.any(axis=1)
-        if errors:
-            unresolved[list(errors)] = False
-        return EncodedBatch(values, errors, unresolved)
+        return EncodedBatch(values, errors)
 
 
 def _numeric_values(

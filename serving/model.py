@@ -88,16 +88,12 @@ class LoadedModel:
         schema: PmmlSchema,
         encoder: FeatureEncoder,
         evaluator: Evaluator,
-        missing_value_evaluator: Evaluator | None,
     ) -> None:
         self.identity = identity
         self.version = identity.version
         self.schema = schema
         self.encoder = encoder
         self.evaluator = evaluator
-        #: pypmml, for rows holding a missing value the PMML gives no replacement
-        #: for (their meaning is the model's own, e.g. a tree's missing-value strategy)
-        self.missing_value_evaluator = missing_value_evaluator
         self.classes = evaluator.classes
         self.regression = schema.function_name == "regression"
         self.loaded_at = time.time()
@@ -118,61 +114,11 @@ class LoadedModel:
         valid = np.ones(batch.rows, dtype=bool)
         if errors:
             valid[list(errors)] = False
-        delegated = (
-            batch.unresolved & valid
-            if self.missing_value_evaluator is not None
-            else None
-        )
-        if delegated is not None and delegated.any():
-            return await self._score_split(batch, valid, delegated, errors)
         scored = np.flatnonzero(valid)
         if scored.size == 0:
             return BatchResult(batch, None, errors, scored)
         values = batch.values if scored.size == batch.rows else batch.values[scored]
         scores = await self.evaluator.evaluate(values)
-        self._note_refusals(scores, scored, errors)
-        return BatchResult(batch, scores, errors, scored)
-
-    async def _score_split(
-        self,
-        batch: EncodedBatch,
-        valid: np.ndarray,
-        delegated: np.ndarray,
-        errors: dict[int, str],
-    ) -> BatchResult:
-        """Rows with unresolved missing values go to pypmml, the others to the main evaluator."""
-        assert self.missing_value_evaluator is not None
-        scored = np.flatnonzero(valid)  # in row order, whichever evaluator scores them
-        labels = np.zeros(scored.size, dtype=np.intp)
-        probabilities = np.empty((scored.size, len(self.classes)))
-        values = np.full(scored.size, np.nan) if self.regression else None
-        no_result = np.zeros(scored.size, dtype=bool)
-        outputs: dict[str, list[Any]] = {}
-        for rows, evaluator in (
-            (np.flatnonzero(valid & ~delegated), self.evaluator),
-            (np.flatnonzero(delegated), self.missing_value_evaluator),
-        ):
-            if rows.size == 0:
-                continue
-            part = await evaluator.evaluate(batch.values[rows])
-            at = np.searchsorted(scored, rows)
-            labels[at] = part.labels
-            probabilities[at] = part.probabilities
-            if values is not None and part.values is not None:
-                values[at] = part.values
-            if part.no_result is not None:
-                no_result[at] = part.no_result
-            for name, column in part.outputs.items():
-                merged = outputs.setdefault(name, [None] * scored.size)
-                for position, value in zip(at.tolist(), column, strict=True):
-                    merged[position] = value
-        scores = Scores(
-            labels,
-            probabilities,
-            no_result if no_result.any() else None,
-            values,
-            outputs,
-        )
         self._note_refusals(scores, scored, errors)
         return BatchResult(batch, scores, errors, scored)
 
@@ -311,26 +257,21 @@ async def load_model(
     document, schema, encoder, fast, why_not = await loop.run_in_executor(
         loader, _prepare, identity
     )
-    reference: Evaluator | None = None
-    if fast is None or not encoder.replaces_every_missing_value:
-        if fast is None:
-            logger.info(
-                "model %s version %s: served by pypmml (fast evaluator: %s)",
-                identity.name,
-                identity.version,
-                why_not,
-            )
-        reference = await loop.run_in_executor(
+    evaluator: Evaluator
+    if fast is not None:
+        evaluator = fast
+    else:
+        logger.info(
+            "model %s version %s: served by pypmml (fast evaluator: %s)",
+            identity.name,
+            identity.version,
+            why_not,
+        )
+        evaluator = await loop.run_in_executor(
             reference_executor(), ReferenceEvaluator.load, document, schema
         )
-    evaluator = fast if fast is not None else reference
-    assert evaluator is not None
     model = LoadedModel(
-        identity=identity,
-        schema=schema,
-        encoder=encoder,
-        evaluator=evaluator,
-        missing_value_evaluator=reference if fast is not None else None,
+        identity=identity, schema=schema, encoder=encoder, evaluator=evaluator
     )
     logger.debug(
         "model %s version %s loaded in %.3f s (%s)",

@@ -40,7 +40,7 @@ from models.pmml_schema import PmmlSchema
 from serving.errors import ModelLoadError
 from serving.evaluator import Evaluator, Scores
 
-__all__ = ["ReferenceEvaluator", "reference_executor"]
+__all__ = ["Answers", "ReferenceEvaluator", "answering_document", "reference_executor"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def reference_executor() -> ThreadPoolExecutor:
 
 
 @dataclass(frozen=True)
-class _Answers:
+class Answers:
     """Which of pypmml's output columns hold what the server answers."""
 
     #: the predicted value (a class, or a regression's number)
@@ -74,9 +74,9 @@ class _Answers:
     extras: tuple[str, ...]
 
 
-def _with_answers(
+def answering_document(
     document: bytes, schema: PmmlSchema, classes: tuple[str, ...]
-) -> tuple[str, _Answers]:
+) -> tuple[str, Answers]:
     """The document text asking for the predicted value and every class probability.
 
     pypmml answers with the PMML's output fields only; a model that does not
@@ -89,7 +89,7 @@ def _with_answers(
     probabilities = {c: declared[c] for c in classes if c in declared}
     extras = tuple(field.name for field in schema.other_outputs())
     missing = [c for c in classes if c not in probabilities]
-    answers = _Answers(label or _LABEL_OUTPUT, probabilities, extras)
+    answers = Answers(label or _LABEL_OUTPUT, probabilities, extras)
     text = document.decode("utf-8")
     if label is not None and not missing:
         return text, answers
@@ -175,7 +175,7 @@ class ReferenceEvaluator(Evaluator):
         model: Any,
         schema: PmmlSchema,
         classes: tuple[str, ...],
-        answers: _Answers,
+        answers: Answers,
     ) -> None:
         self._model = model
         self.classes = classes
@@ -203,12 +203,12 @@ class ReferenceEvaluator(Evaluator):
         classes = (
             () if schema.function_name == "regression" else tuple(schema.target_values)
         )
-        text, answers = _with_answers(document, schema, classes)
+        text, answers = answering_document(document, schema, classes)
         model = _load(text)
         if schema.function_name != "regression" and not classes:
             classes = tuple(str(c) for c in (model.classes or ()))
             if classes:
-                text, answers = _with_answers(document, schema, classes)
+                text, answers = answering_document(document, schema, classes)
                 model = _load(text)
         if schema.function_name != "regression" and not classes:
             raise ModelLoadError(
