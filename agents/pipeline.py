@@ -4,8 +4,9 @@
 the raw records (malformed ones, and those over ``max_record_bytes``,
 become dead letters), score the rest on the
 model-server pool in concurrent requests, dead-letter the rows the model
-rejects, store the predictions in ClickHouse and publish the dead letters,
-and return what happened (:class:`BatchOutcome`). It knows nothing of Faust
+rejects, write the predictions to every sink (ClickHouse, PostgreSQL: see
+:mod:`tables.sinks`) at once and publish the dead letters, and return what
+happened (:class:`BatchOutcome`). It knows nothing of Faust
 streams; tests drive it with plain message objects.
 
 :class:`Pipeline` adds the delivery guarantees. The agent hands it batches
@@ -14,13 +15,13 @@ of Faust events; it processes up to ``batches_in_flight`` of them at once
 completes, which stops the agent pulling from Kafka. Completed batches are
 acked strictly in the order they were taken, each only after
 :meth:`BatchProcessor.process` has returned, i.e. after every one of its
-rows is in ClickHouse and every dead letter is confirmed by Kafka. Faust
+rows is in every sink and every dead letter is confirmed by Kafka. Faust
 commits an offset only once it and all earlier offsets of its partition are
 acked, so a committed offset always means "stored". Nothing here raises for
-transient failures (the pool, the writer and the dead-letter publisher wait
+transient failures (the pool, the sinks and the dead-letter publisher wait
 them out); if processing fails anyway, the worker crashes without acking:
 the batch is replayed by whoever takes the partition next, and the
-idempotent table absorbs the repeat.
+idempotent tables absorb the repeat.
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ class Scorer(Protocol):
 
 
 class RowStore(Protocol):
-    async def store(self, rows: Sequence[PredictionRow]) -> int: ...
+    """A prediction store as the pipeline sees it (:class:`tables.sink.Sink`)."""
+
+    async def write(self, rows: Sequence[PredictionRow]) -> int: ...
 
 
 class DeadLetterSink(Protocol):
@@ -134,7 +137,7 @@ class BatchProcessor:
         *,
         schema: FeatureSchema,
         scorer: Scorer,
-        store: RowStore,
+        sinks: Sequence[RowStore],
         dead_letters: DeadLetterSink,
         request_rows: int,
         max_record_bytes: int | None = None,
@@ -144,7 +147,11 @@ class BatchProcessor:
         self.schema = schema
         self._keys = keys
         self._scorer = scorer
-        self._store = store
+        if not sinks:
+            raise ValueError("a batch processor needs at least one sink")
+        self._sinks = list(sinks)
+        #: Batches between handing their rows to the sinks and having them back.
+        self.storing = 0
         self._dead_letters = dead_letters
         self._request_rows = max(1, request_rows)
         self._max_record_bytes = max_record_bytes
@@ -211,9 +218,16 @@ class BatchProcessor:
                     row_event_ms.append(row.event_time_ms)
                     row_labels.append(row.predicted_label)
 
-        stored_at_ms, _ = await asyncio.gather(
-            self._store.store(rows), self._dead_letters.publish(dead)
-        )
+        # Every sink at once: the batch is done when the slowest has its rows.
+        self.storing += 1
+        try:
+            stamps, _ = await asyncio.gather(
+                asyncio.gather(*(sink.write(rows) for sink in self._sinks)),
+                self._dead_letters.publish(dead),
+            )
+        finally:
+            self.storing -= 1
+        stored_at_ms = max(stamps)
         outcome.stored_at_ms = stored_at_ms
         for letter in dead:
             tallies[letter.source_partition].dead_lettered += 1
@@ -505,7 +519,7 @@ class Pipeline(Service):
         self._ready.set()
 
     async def wait_ready(self) -> None:
-        """Wait until the model schema is known and the ClickHouse table exists."""
+        """Wait until the model schema is known and every sink's table exists."""
         await self.maybe_start()
         assert self._ready is not None
         await self.wait_for_stopped(self._ready)
@@ -552,8 +566,16 @@ class Pipeline(Service):
             self.batches_done += 1
 
     def processing(self) -> int:
-        """Batches taken and not processed yet (each may still hand rows to the store)."""
+        """Batches taken and not processed yet."""
         return sum(1 for batch in self._in_flight if not batch.task.done())
+
+    def all_at_store(self) -> bool:
+        """Whether every batch in flight has handed its rows to the sinks: no more rows can come.
+
+        The sinks then write what they hold at once (:meth:`tables.sink.Sink.flush_when`).
+        """
+        processor = self._processor
+        return processor is not None and self.processing() <= processor.storing
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -1,4 +1,4 @@
-"""The scoring agent: Kafka feature records in, ClickHouse predictions out.
+"""The scoring agent: Kafka feature records in, predictions out to every configured sink.
 
 The agent is a thin adapter. It takes batches of events from its stream
 with :func:`app.transport.take_batches`, which reads the agent's channel in
@@ -11,13 +11,15 @@ the pipeline's in-order completion guarantee); the concurrency lives
 inside the pipeline, which keeps ``batches_in_flight`` batches going and
 acks them in order.
 
-The services the pipeline needs (model-server pool, ClickHouse writer) are
-created in the running loop when the agent starts, as children of the app,
-so they stop with the worker.
+The services the pipeline needs (model-server pool, the sinks that
+``RISKSTREAM_SINKS`` names, :mod:`tables.sinks`) are created in the running
+loop when the agent starts, as children of the app, so they stop with the
+worker.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -34,9 +36,9 @@ from app.settings import get_settings
 from app.transport import ack_events, take_batches
 from models.records import RecordKeys
 from tables import stats
-from tables.writer import PredictionWriter
+from tables.sinks import build_sinks
 
-__all__ = ["pipeline", "pool", "score_features"]
+__all__ = ["pipeline", "pool", "score_features", "sinks"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,29 +46,21 @@ settings = get_settings()
 
 pool = ModelServerPool.from_settings(settings)
 
-writer = PredictionWriter(
-    host=settings.clickhouse_host,
-    port=settings.clickhouse_port,
-    user=settings.clickhouse_user,
-    password=settings.clickhouse_password.get_secret_value(),
-    database=settings.clickhouse_database,
-    max_rows=settings.store_max_rows,
-    max_wait_s=settings.store_max_wait_s,
-    max_backoff_s=settings.retry_max_backoff_s,
-)
+sinks = build_sinks(settings)
 
 
 async def _prepare() -> BatchProcessor:
-    """Start the clients, learn the model's inputs, make sure topics and table exist."""
+    """Start the clients, learn the model's inputs, make sure topics and tables exist."""
     await pipeline.add_runtime_dependency(pool)
-    await pipeline.add_runtime_dependency(writer)
+    for sink in sinks:
+        await pipeline.add_runtime_dependency(sink)
     await dead_letter_topic.maybe_declare()
-    await writer.ensure_schema()
+    await asyncio.gather(*(sink.ensure_schema() for sink in sinks))
     schema = await pool.fetch_schema()
     return BatchProcessor(
         schema=schema,
         scorer=pool,
-        store=writer,
+        sinks=sinks,
         dead_letters=DeadLetterPublisher(
             dead_letter_topic, settings.retry_max_backoff_s
         ),
@@ -79,8 +73,9 @@ async def _prepare() -> BatchProcessor:
 
 
 pipeline = Pipeline(prepare=_prepare, batches_in_flight=settings.batches_in_flight)
-# Once every batch in flight waits for the insert, no more rows can join it.
-writer.expect_callers(pipeline.processing)
+# Once every batch in flight has handed its rows over, no more rows can join a write.
+for sink in sinks:
+    sink.flush_when(pipeline.all_at_store)
 
 metrics = StreamMetrics(servers=pool.snapshot, pipeline=pipeline.snapshot)
 metrics.register()

@@ -22,7 +22,7 @@ from asynch import errors as asynch_errors
 from asynch.connection import Connection
 
 from app.settings import Settings
-from tables.writer import PredictionWriter
+from tables.clickhouse import ClickHouseSink
 from tests.integration.rows import prediction_row as row
 from tests.private_clickhouse import admin_query, private_clickhouse
 
@@ -71,7 +71,7 @@ def test_the_password_from_the_file_is_the_only_way_in(clickhouse: Settings) -> 
 
 def test_the_worker_stores_and_reads_back_without_any_ddl(clickhouse: Settings) -> None:
     async def store() -> None:
-        writer = PredictionWriter(
+        writer = ClickHouseSink(
             host="127.0.0.1",
             port=clickhouse.clickhouse_port,
             user=clickhouse.clickhouse_user,
@@ -84,7 +84,7 @@ def test_the_worker_stores_and_reads_back_without_any_ddl(clickhouse: Settings) 
         await writer.start()
         try:
             await asyncio.wait_for(writer.ensure_schema(), 30)  # the stack made it
-            await asyncio.wait_for(writer.store([row(i) for i in range(100)]), 30)
+            await asyncio.wait_for(writer.write([row(i) for i in range(100)]), 30)
         finally:
             await writer.stop()
         assert writer.failed_inserts == 0

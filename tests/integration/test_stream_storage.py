@@ -1,4 +1,4 @@
-"""The prediction writer on the real ClickHouse 18.16: DDL, batched inserts, replays counted once."""
+"""The ClickHouse sink on the real ClickHouse 18.16: DDL, batched inserts, replays counted once."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 from app.settings import Settings
 from stack.warehouse import ADMIN_USER
-from tables.predictions import dedup_count_query
-from tables.writer import PredictionWriter
+from tables.clickhouse import ClickHouseSink
+from tables.predictions import PredictionRow, dedup_count_query
 from tests.integration.rows import prediction_row as row
 
 
@@ -35,8 +35,8 @@ def database(stack: Settings) -> Iterator[str]:
 def test_concurrent_batches_share_inserts_and_replays_are_counted_once(
     stack: Settings, database: str
 ) -> None:
-    async def run() -> PredictionWriter:
-        writer = PredictionWriter(
+    async def run() -> ClickHouseSink:
+        writer = ClickHouseSink(
             host="127.0.0.1",
             port=stack.clickhouse_port,
             user=ADMIN_USER,  # a per-test database: the stack's admin creates it
@@ -52,12 +52,12 @@ def test_concurrent_batches_share_inserts_and_replays_are_counted_once(
             await writer.ensure_schema()  # idempotent
             stamps = await asyncio.gather(
                 *(
-                    writer.store([row(b * 1000 + i) for i in range(1000)])
+                    writer.write([row(b * 1000 + i) for i in range(1000)])
                     for b in range(10)
                 )
             )
             assert len(set(stamps)) == 1  # ten batches, one insert
-            await writer.store(
+            await writer.write(
                 [row(i) for i in range(500)]
             )  # a replay of stored records
         finally:
@@ -89,8 +89,8 @@ def test_rows_go_in_at_once_when_every_batch_in_flight_waits_for_the_insert(
     """No waiting for rows that cannot come: the pipeline's batches are all at the writer."""
     in_flight = 3
 
-    async def run() -> tuple[PredictionWriter, float, set[int]]:
-        writer = PredictionWriter(
+    async def run() -> tuple[ClickHouseSink, float, set[int]]:
+        writer = ClickHouseSink(
             host="127.0.0.1",
             port=stack.clickhouse_port,
             user=ADMIN_USER,
@@ -100,7 +100,14 @@ def test_rows_go_in_at_once_when_every_batch_in_flight_waits_for_the_insert(
             max_wait_s=60.0,  # would hold the rows for a minute without the trigger
             max_backoff_s=1.0,
         )
-        writer.expect_callers(lambda: in_flight)
+        handed = 0
+
+        async def hand(rows: list[PredictionRow]) -> int:
+            nonlocal handed
+            handed += 1  # as the pipeline counts a batch at its store step
+            return await writer.write(rows)
+
+        writer.flush_when(lambda: handed >= in_flight)
         await writer.start()
         try:
             await writer.ensure_schema()
@@ -108,7 +115,7 @@ def test_rows_go_in_at_once_when_every_batch_in_flight_waits_for_the_insert(
             stamps = await asyncio.wait_for(
                 asyncio.gather(
                     *(
-                        writer.store([row(b * 100 + i) for i in range(100)])
+                        hand([row(b * 100 + i) for i in range(100)])
                         for b in range(in_flight)
                     )
                 ),
@@ -160,7 +167,7 @@ def test_an_older_table_is_upgraded_in_place_by_the_writer_keeping_its_rows(
     )
 
     async def run() -> None:
-        writer = PredictionWriter(
+        writer = ClickHouseSink(
             host="127.0.0.1",
             port=stack.clickhouse_port,
             user=ADMIN_USER,
@@ -173,7 +180,7 @@ def test_an_older_table_is_upgraded_in_place_by_the_writer_keeping_its_rows(
         await writer.start()
         try:
             await writer.ensure_schema()
-            await writer.store([row(2)])
+            await writer.write([row(2)])
         finally:
             await writer.stop()
 

@@ -77,7 +77,7 @@ class Rows:
     def __init__(self) -> None:
         self.rows: list[PredictionRow] = []
 
-    async def store(self, rows: Sequence[PredictionRow]) -> int:
+    async def write(self, rows: Sequence[PredictionRow]) -> int:
         self.rows.extend(rows)
         return 1_767_323_046_100
 
@@ -96,7 +96,7 @@ def processor(
     return BatchProcessor(
         schema=SCHEMA,
         scorer=scorer,
-        store=rows,
+        sinks=[rows],
         dead_letters=letters,
         request_rows=request_rows,
     )
@@ -366,7 +366,11 @@ async def test_text_inputs_travel_as_text_and_are_stored_beside_the_numbers(
     schema = mixed_schema(function_name)
     scorer, rows, letters = EchoScorer(function_name == "regression"), Rows(), Letters()
     handler = BatchProcessor(
-        schema=schema, scorer=scorer, store=rows, dead_letters=letters, request_rows=10
+        schema=schema,
+        scorer=scorer,
+        sinks=[rows],
+        dead_letters=letters,
+        request_rows=10,
     )
     await handler.process(
         [
@@ -400,7 +404,7 @@ async def test_the_record_keys_are_settings() -> None:
     handler = BatchProcessor(
         schema=SCHEMA,
         scorer=scorer,
-        store=rows,
+        sinks=[rows],
         dead_letters=letters,
         request_rows=3,
         keys=RecordKeys(record_id="patient", event_time="seen_at"),

@@ -14,7 +14,7 @@ async def test_a_record_over_the_limit_is_dead_lettered_with_its_first_bytes() -
     handler = BatchProcessor(
         schema=SCHEMA,
         scorer=scorer,
-        store=rows,
+        sinks=[rows],
         dead_letters=letters,
         request_rows=10,
         max_record_bytes=16,

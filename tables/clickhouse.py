@@ -1,0 +1,163 @@
+"""The ClickHouse sink: merged, retried inserts into ``<database>.predictions`` with asynch.
+
+One asynch connection over the native protocol; an insert is the rows as
+tuples (a :class:`~tables.predictions.PredictionRow` plus the stored-at
+pair), no VALUES text. Merging and retrying are the shared
+:class:`~tables.sink.Sink`'s. Repeating an insert is safe because the table
+is a ``ReplacingMergeTree`` on the Kafka coordinates: a record written
+twice keeps one row once parts merge, and ``FINAL`` (the view
+``predictions_unique``) counts it once before they have (see
+:mod:`tables.predictions`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import asynch
+import asynch.errors
+
+from app.settings import Settings
+from tables.predictions import (
+    COLUMNS,
+    PredictionRow,
+    dedup_count_query,
+    insert_statement,
+    prepare_schema,
+    quote_identifier,
+)
+from tables.sink import Sink
+
+__all__ = ["ClickHouseSink"]
+
+logger = logging.getLogger(__name__)
+
+
+class ClickHouseSink(Sink):
+    """Owns the ClickHouse connection; the table deduplicates replays by merging."""
+
+    name = "clickhouse"
+    kind = "ClickHouse"
+    retried = (asynch.errors.Error, OSError, EOFError)
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        database: str,
+        max_rows: int,
+        max_wait_s: float,
+        max_backoff_s: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            address=f"{host}:{port}",
+            max_rows=max_rows,
+            max_wait_s=max_wait_s,
+            max_backoff_s=max_backoff_s,
+            **kwargs,
+        )
+        self._host, self._port, self._user, self._password = host, port, user, password
+        self.database = database
+        self._insert_sql = insert_statement(database)
+        self._connection: asynch.Connection | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> ClickHouseSink:
+        options: dict[str, Any] = {
+            "host": settings.clickhouse_host,
+            "port": settings.clickhouse_port,
+            "user": settings.clickhouse_user,
+            "password": settings.clickhouse_password.get_secret_value(),
+            "database": settings.clickhouse_database,
+            "max_rows": settings.store_max_rows,
+            "max_wait_s": settings.store_max_wait_s,
+            "max_backoff_s": settings.retry_max_backoff_s,
+        }
+        return cls(**{**options, **overrides})
+
+    @property
+    def table(self) -> str:
+        return f"{self.database}.predictions"
+
+    async def _prepare(self) -> None:
+        if self._connection is not None and self._connection.opened:
+            return
+        connection = self._connect()
+        await connection.connect()
+        try:
+            async with connection.cursor() as cursor:
+                for statement in await prepare_schema(cursor, self.database):
+                    logger.info("ClickHouse %s: %s", self.address, statement)
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection = connection
+
+    async def _insert(self, rows: Sequence[PredictionRow], stored_at_ms: int) -> None:
+        assert self._connection is not None
+        stamp = (stored_at_ms // 1000, stored_at_ms)
+        async with self._connection.cursor() as cursor:
+            await cursor.execute(self._insert_sql, [row + stamp for row in rows])
+
+    async def _disconnect(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await connection.close()
+            except self.retried as exc:  # closing a broken socket may fail too
+                logger.debug("closing ClickHouse connection failed: %s", exc)
+
+    def _connect(self) -> asynch.Connection:
+        return asynch.connect(
+            host=self._host,
+            port=self._port,
+            user=self._user,
+            password=self._password,
+            # No database: every statement names its own, and the app's user
+            # may be confined to it (naming `default` would be refused).
+            database="",
+        )
+
+    async def _query(self, query: str) -> list[tuple[Any, ...]]:
+        connection = self._connect()
+        await connection.connect()
+        try:
+            async with connection.cursor() as cursor:
+                await cursor.execute(query)
+                return list(await cursor.fetchall() or [])
+        finally:
+            await connection.close()
+
+    async def count_rows(self) -> int:
+        [(count,)] = await self._query(
+            f"SELECT count() FROM {quote_identifier(self.database)}.predictions"
+        )
+        return int(count)
+
+    async def count_records(self) -> int:
+        [(count,)] = await self._query(dedup_count_query(self.database))
+        return int(count)
+
+    async def rows(self, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        unknown = [c for c in columns if c not in COLUMNS]
+        if unknown:
+            raise ValueError(f"no such column: {', '.join(unknown)}")
+        return await self._query(
+            f"SELECT {', '.join(columns)} FROM "
+            f"{quote_identifier(self.database)}.predictions FINAL"
+        )
+
+    def analysis_hint(self) -> str:
+        return (
+            f"clickhouse-client --port {self._port} --query \\\n"
+            f'                "SELECT predicted_label, count() FROM {self.table} FINAL '
+            'GROUP BY predicted_label"\n'
+            f"              (FINAL, or the view {self.database}.predictions_unique, "
+            "counts each Kafka record once)"
+        )
