@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     stack_timeout_s: float = 120.0
     """Seconds a local service may take to answer after start, or to exit after SIGTERM before SIGKILL."""
 
+    stack_services: str = ""
+    """Extra local services `riskstream stack up` starts besides Kafka and ClickHouse, comma-separated (postgresql); like `--with`."""
+
+    postgresql_port: int = 5432
+    """Port of PostgreSQL (the local stack's, or a remote one); also names its unix socket."""
+
     # --- Kafka (clients) ---------------------------------------------------
     kafka_bootstrap: str = ""
     """Kafka bootstrap servers, comma-separated host:port; default 127.0.0.1:<kafka_port>."""
@@ -62,6 +68,23 @@ class Settings(BaseSettings):
 
     clickhouse_password: SecretStr = SecretStr("")
     """Password of that user (never logged)."""
+
+    # --- stores --------------------------------------------------------------
+    sinks: str = "clickhouse"
+    """Stores the workers write every prediction to, comma-separated: clickhouse, postgresql or both; a batch is acked once every one has it."""
+
+    # --- PostgreSQL (clients) ----------------------------------------------
+    postgresql_host: str = "127.0.0.1"
+    """Host of the PostgreSQL server the worker writes to, or the folder of its unix socket (a path starting with /)."""
+
+    postgresql_database: str = "riskstream"
+    """PostgreSQL database holding the schema riskstream and its predictions table."""
+
+    postgresql_user: str = "riskstream"
+    """PostgreSQL role the app connects as (the local stack creates it with USAGE on the schema and INSERT, SELECT on its table only)."""
+
+    postgresql_password: SecretStr = SecretStr("")
+    """Password of that role (never logged)."""
 
     # --- models --------------------------------------------------------------
     data_dir: Path = Path("data")
@@ -191,6 +214,9 @@ class Settings(BaseSettings):
     clickhouse_password_file: Path | None = None
     """File holding the ClickHouse password instead of RISKSTREAM_CLICKHOUSE_PASSWORD; set one of the two."""
 
+    postgresql_password_file: Path | None = None
+    """File holding the PostgreSQL password instead of RISKSTREAM_POSTGRESQL_PASSWORD; set one of the two. With neither, the password the local stack generated in <stack_dir>/postgresql/app-password, if there is one."""
+
     model_tls_cert: Path | None = None
     """PEM certificate (chain) the model servers present; with RISKSTREAM_MODEL_TLS_KEY they serve HTTPS only."""
 
@@ -232,6 +258,12 @@ class Settings(BaseSettings):
             self.kafka_bootstrap = f"127.0.0.1:{self.kafka_port}"
         if self.model_repository is None:
             self.model_repository = self.data_dir / "models"
+        if (
+            not self.postgresql_password.get_secret_value()
+            and self.postgresql_password_file is None
+            and self.stack_postgresql_password_file.exists()
+        ):
+            self.postgresql_password_file = self.stack_postgresql_password_file
         for secret, path in _SECRET_FILES.items():
             self._read_secret_file(secret, path)
         if (self.model_tls_cert is None) != (self.model_tls_key is None):
@@ -269,6 +301,21 @@ class Settings(BaseSettings):
         return self.model_token.get_secret_value().split(",", 1)[0].strip()
 
     @property
+    def stack_postgresql_password_file(self) -> Path:
+        """Where the local stack keeps the app role's password it generated (none was set)."""
+        return self.stack_dir / "postgresql" / "app-password"
+
+    @property
+    def sink_names(self) -> list[str]:
+        """RISKSTREAM_SINKS as a list, in order, without blanks or repeats."""
+        return _names(self.sinks)
+
+    @property
+    def stack_service_names(self) -> list[str]:
+        """RISKSTREAM_STACK_SERVICES as a list, in order, without blanks or repeats."""
+        return _names(self.stack_services)
+
+    @property
     def kafka_url(self) -> str:
         """The broker list in Faust's ``kafka://`` form."""
         return ";".join(
@@ -294,8 +341,14 @@ class Settings(BaseSettings):
 _SECRET_FILES = {
     "model_token": "model_token_file",
     "clickhouse_password": "clickhouse_password_file",
+    "postgresql_password": "postgresql_password_file",
     "kafka_sasl_password": "kafka_sasl_password_file",
 }
+
+
+def _names(text: str) -> list[str]:
+    """Comma-separated names, trimmed and lower-cased, each once, in order."""
+    return list(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
 
 
 @lru_cache(maxsize=1)

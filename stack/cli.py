@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _SERVICE = click.Choice(control.SERVICE_NAMES)
+_EXTRA = click.Choice(control.EXTRA_SERVICES)
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -33,7 +34,7 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 @click.group()
 def stack() -> None:
-    """Start, stop and inspect the local Kafka + ClickHouse stack.
+    """Start, stop and inspect the local Kafka + ClickHouse (+ PostgreSQL) stack.
 
     Everything (jars, data, logs, pid files) lives under RISKSTREAM_STACK_DIR
     (default .stack). Every command is safe to repeat.
@@ -41,9 +42,17 @@ def stack() -> None:
 
 
 @stack.command()
-def up() -> None:
-    """Start Kafka and ClickHouse; return once both answer."""
-    _run(control.up(get_settings()))
+@click.option(
+    "--with",
+    "extra",
+    type=_EXTRA,
+    multiple=True,
+    help="Also start this service (repeatable); RISKSTREAM_STACK_SERVICES does the same.",
+)
+def up(extra: tuple[str, ...]) -> None:
+    """Start Kafka and ClickHouse (and each --with service); return once all answer."""
+    settings = get_settings()
+    _run(control.up(settings, control.chosen_names(settings, extra)))
 
 
 @stack.command()
@@ -65,12 +74,12 @@ def status() -> None:
 @stack.command()
 @click.argument("service", type=_SERVICE)
 def start(service: str) -> None:
-    """Start one service (kafka or clickhouse) and wait until it answers."""
+    """Start one service (kafka, clickhouse or postgresql) and wait until it answers."""
     _run(control.up(get_settings(), [service]))
 
 
 @stack.command()
 @click.argument("service", type=_SERVICE)
 def stop(service: str) -> None:
-    """Stop one service (kafka or clickhouse), e.g. to see how the pipeline copes."""
+    """Stop one service (kafka, clickhouse or postgresql), e.g. to see how the pipeline copes."""
     _run(control.down(get_settings(), [service]))

@@ -18,16 +18,50 @@ from pathlib import Path
 from app.settings import Settings
 from stack.broker import KafkaService
 from stack.errors import StackError
+from stack.postgresql import PostgreSQLService
 from stack.progress import ticking
 from stack.service import Launch, LocalService, ServiceStatus
 from stack.warehouse import ClickHouseService
 
-__all__ = ["SERVICE_NAMES", "down", "services", "stack_root", "status", "up"]
+__all__ = [
+    "BASE_SERVICES",
+    "EXTRA_SERVICES",
+    "SERVICE_NAMES",
+    "chosen_names",
+    "down",
+    "services",
+    "stack_root",
+    "status",
+    "up",
+]
 
 logger = logging.getLogger(__name__)
 
-#: The services in start order.
-SERVICE_NAMES = ("kafka", "clickhouse")
+_CLASSES: dict[str, type[LocalService]] = {
+    "kafka": KafkaService,
+    "clickhouse": ClickHouseService,
+    "postgresql": PostgreSQLService,
+}
+
+#: Every service, in start order.
+SERVICE_NAMES = tuple(_CLASSES)
+
+#: What ``up`` always starts.
+BASE_SERVICES = ("kafka", "clickhouse")
+
+#: What ``up`` starts only when asked (``--with``, ``RISKSTREAM_STACK_SERVICES``).
+EXTRA_SERVICES = tuple(name for name in SERVICE_NAMES if name not in BASE_SERVICES)
+
+
+def chosen_names(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
+    """The base services plus ``RISKSTREAM_STACK_SERVICES`` and ``extra``, in start order."""
+    wanted = {*BASE_SERVICES, *settings.stack_service_names, *extra}
+    unknown = sorted(wanted - set(SERVICE_NAMES))
+    if unknown:
+        raise StackError(
+            f"unknown service {', '.join(unknown)}; known: {', '.join(SERVICE_NAMES)}"
+        )
+    return [name for name in SERVICE_NAMES if name in wanted]
 
 
 def services(
@@ -35,17 +69,13 @@ def services(
 ) -> list[LocalService]:
     """The named services (all by default), rooted at the absolute stack folder."""
     root = stack_root(settings)
-    classes: dict[str, type[LocalService]] = {
-        "kafka": KafkaService,
-        "clickhouse": ClickHouseService,
-    }
     wanted = list(SERVICE_NAMES if names is None else names)
-    unknown = [name for name in wanted if name not in classes]
+    unknown = [name for name in wanted if name not in _CLASSES]
     if unknown:
         raise StackError(
             f"unknown service {', '.join(unknown)}; known: {', '.join(SERVICE_NAMES)}"
         )
-    return [classes[name](settings, root) for name in wanted]
+    return [_CLASSES[name](settings, root) for name in wanted]
 
 
 def stack_root(settings: Settings) -> Path:
@@ -69,10 +99,12 @@ async def _locked(settings: Settings) -> AsyncIterator[None]:
 async def up(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
     """Start the services that are not running and wait until every one answers.
 
-    Returns the names of the services this call started (empty when all were
-    already up), so that a caller can later stop just those.
+    ``names`` defaults to :func:`chosen_names` (the base services and
+    ``RISKSTREAM_STACK_SERVICES``). Returns the names of the services this
+    call started (empty when all were already up), so that a caller can
+    later stop just those.
     """
-    chosen = services(settings, names)
+    chosen = services(settings, chosen_names(settings) if names is None else names)
     async with _locked(settings):
         launches: list[tuple[LocalService, Launch]] = []
         for service in chosen:
@@ -102,7 +134,7 @@ async def up(settings: Settings, names: Iterable[str] | None = None) -> list[str
 
 
 async def down(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
-    """Stop the services this stack started; returns the names of those that were running."""
+    """Stop the services this stack started (all of them by default); returns those that were running."""
     chosen = services(settings, names)
     if not stack_root(settings).exists():
         return []
@@ -118,7 +150,11 @@ async def down(settings: Settings, names: Iterable[str] | None = None) -> list[s
 
 
 async def status(settings: Settings) -> list[ServiceStatus]:
-    """Each service, its address, our pid (if any) and whether it answers right now."""
-    return list(
-        await asyncio.gather(*(service.status() for service in services(settings)))
-    )
+    """Each chosen service (and any other that runs), its address, our pid and whether it answers."""
+    chosen = chosen_names(settings)
+    shown = [
+        service
+        for service in services(settings)
+        if service.name in chosen or service.pid_file.owned_pid() is not None
+    ]
+    return list(await asyncio.gather(*(service.status() for service in shown)))

@@ -26,21 +26,27 @@ logger = logging.getLogger(__name__)
 _EXTRA_DIRS = ("/usr/sbin", "/usr/bin", "/sbin")
 
 
-def find_program(name: str) -> str | None:
-    """Full path of an executable, looking beyond PATH into the sbin folders."""
+def find_program(name: str, folders: Sequence[str] = ()) -> str | None:
+    """Full path of an executable, looking beyond PATH into the sbin folders and ``folders``."""
     found = shutil.which(name)
     if found:
         return found
-    for folder in _EXTRA_DIRS:
+    for folder in (*_EXTRA_DIRS, *folders):
         candidate = Path(folder) / name
         if os.access(candidate, os.X_OK):
             return str(candidate)
     return None
 
 
-async def ensure_program(name: str, packages: Sequence[str]) -> str:
-    """Path of ``name``, installing the Debian ``packages`` that provide it if missing."""
-    found = find_program(name)
+async def ensure_program(
+    name: str, packages: Sequence[str], folders: Sequence[str] = ()
+) -> str:
+    """Path of ``name``, installing the Debian ``packages`` that provide it if missing.
+
+    ``folders`` are where the packages put it when that is not on PATH
+    (Debian's PostgreSQL: ``/usr/lib/postgresql/<major>/bin``).
+    """
+    found = find_program(name, folders)
     if found:
         return found
     command = ["apt-get", "install", "-y", *packages]
@@ -62,7 +68,7 @@ async def ensure_program(name: str, packages: Sequence[str]) -> str:
         await _run([*prefix, "apt-get", "update"])
         if await _run([*prefix, *command]) != 0:
             raise InstallError(f"`{shown}` failed (see its output above)")
-    found = find_program(name)
+    found = find_program(name, folders)
     if found is None:
         raise InstallError(f"`{shown}` succeeded but {name} is still not found")
     return found

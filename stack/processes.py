@@ -105,20 +105,25 @@ class PidFile:
         return None
 
 
-async def terminate(pid: int, grace_s: float) -> bool:
-    """Stop ``pid`` with SIGTERM, then SIGKILL after ``grace_s`` seconds; wait for its exit.
+async def terminate(
+    pid: int, grace_s: float, signum: signal.Signals = signal.SIGTERM
+) -> bool:
+    """Stop ``pid`` with ``signum`` (SIGTERM), then SIGKILL after ``grace_s`` seconds; wait for its exit.
 
     Returns whether SIGKILL was needed. The caller has checked that the pid
     is ours.
     """
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signum)
     except ProcessLookupError:
         return False
     if await _exited(pid, grace_s):
         return False
     logger.warning(
-        "pid %d still running %.0f s after SIGTERM: sending SIGKILL", pid, grace_s
+        "pid %d still running %.0f s after %s: sending SIGKILL",
+        pid,
+        grace_s,
+        signum.name,
     )
     try:
         os.kill(pid, signal.SIGKILL)

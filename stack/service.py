@@ -12,6 +12,7 @@ import abc
 import asyncio
 import contextlib
 import logging
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ __all__ = [
     "Launch",
     "Listener",
     "LocalService",
+    "RunAs",
     "ServiceStatus",
     "port_answers",
     "render_conf",
@@ -105,6 +107,15 @@ class ServiceStatus:
         return f"{self.name:<11} {self.address:<16} {self.state:<14} {pid:<11} {self.details}".rstrip()
 
 
+@dataclass(frozen=True)
+class RunAs:
+    """An account a server process runs as (a server that refuses root)."""
+
+    name: str
+    uid: int
+    gid: int
+
+
 @dataclass
 class Launch:
     """A service process that is running, possibly not answering yet."""
@@ -129,6 +140,8 @@ class LocalService(abc.ABC):
     """A server the stack runs from its own config under ``<stack_dir>/<name>/``."""
 
     name: ClassVar[str]
+    #: What asks the server to stop (PostgreSQL wants SIGINT: its SIGTERM waits for clients to leave).
+    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
 
     def __init__(self, settings: Settings, root: Path) -> None:
         self.settings = settings
@@ -166,6 +179,10 @@ class LocalService(abc.ABC):
     async def answers(self) -> bool:
         """One readiness probe: a real request a client would make."""
 
+    def run_as(self) -> RunAs | None:
+        """The unprivileged account the server must run as, or None for the current user."""
+        return None
+
     # --- shared behaviour ------------------------------------------------
 
     @property
@@ -198,6 +215,7 @@ class LocalService(abc.ABC):
                 f"==== riskstream stack: starting {self.name} at {self.address}, {stamp} ====\n".encode()
             )
             log.flush()
+            account = self.run_as()
             # Not asyncio's subprocess: its transport kills a still-running
             # child when closed, and the server must outlive this command.
             process = subprocess.Popen(  # noqa: ASYNC220
@@ -209,6 +227,9 @@ class LocalService(abc.ABC):
                 # Its own session: Ctrl-C on `stack up` or the end of `make`
                 # does not take the server down with it.
                 start_new_session=True,
+                user=None if account is None else account.uid,
+                group=None if account is None else account.gid,
+                extra_groups=None if account is None else [],
             )
         self.pid_file.write(process.pid)
         return Launch(pid=process.pid, process=process, started_at=time.monotonic())
@@ -229,7 +250,7 @@ class LocalService(abc.ABC):
             if time.monotonic() >= deadline:
                 # The log's end before stopping it: why it hangs, not how it shut down.
                 log_tail = tail(self.log_path, LOG_TAIL_LINES)
-                await terminate(launch.pid, self.timeout_s)
+                await terminate(launch.pid, self.timeout_s, self.stop_signal)
                 self.pid_file.remove()
                 raise ServiceDidNotStart(
                     f"{self.name} did not answer at {self.address} within {self.timeout_s:.0f} s "
@@ -258,7 +279,7 @@ class LocalService(abc.ABC):
             logger.info("%s is not running (nothing to stop)", self.name)
             return False
         started = time.monotonic()
-        killed = await terminate(pid, self.timeout_s)
+        killed = await terminate(pid, self.timeout_s, self.stop_signal)
         self.pid_file.remove()
         logger.info(
             "%s stopped at %s (pid %d, %.1f s%s)",
