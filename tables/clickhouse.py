@@ -145,12 +145,14 @@ class ClickHouseSink(Sink):
         return int(count)
 
     async def rows(self, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        """Each record's first stored copy, as PostgreSQL keeps it (``FINAL`` would give the last)."""
         unknown = [c for c in columns if c not in COLUMNS]
         if unknown:
             raise ValueError(f"no such column: {', '.join(unknown)}")
         return await self._query(
             f"SELECT {', '.join(columns)} FROM "
-            f"{quote_identifier(self.database)}.predictions FINAL"
+            f"{quote_identifier(self.database)}.predictions ORDER BY stored_at_ms "
+            "LIMIT 1 BY source_topic, source_partition, source_offset"
         )
 
     def analysis_hint(self) -> str:

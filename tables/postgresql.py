@@ -205,9 +205,8 @@ class PostgreSQLSink(Sink):
         max_backoff_s: float,
         **kwargs: Any,
     ) -> None:
-        where = f"{host}:{port}" if not host.startswith("/") else f"{host} ({port})"
         super().__init__(
-            address=f"{where}/{database}",
+            address=f"{host}:{port}/{database}",
             max_rows=max_rows,
             max_wait_s=max_wait_s,
             max_backoff_s=max_backoff_s,

@@ -27,6 +27,15 @@ def stack() -> Iterator[Settings]:
         asyncio.run(stack_control.down(settings, started))
 
 
+@pytest.fixture(scope="session")
+def postgresql_stack(stack: Settings) -> Iterator[Settings]:
+    """The stack's settings with its PostgreSQL answering too (``stack up --with postgresql``)."""
+    started = asyncio.run(stack_control.up(stack, ["postgresql"]))
+    yield stack
+    if started:
+        asyncio.run(stack_control.down(stack, started))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that uses the stack, so ``-m "not stack"`` runs the rest alone."""
     for item in items:

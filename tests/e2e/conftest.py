@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,14 +28,21 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory, stack: Settings) 
 
 @pytest.fixture
 def pipeline(
-    stack: Settings, model_repository: Path, tmp_path: Path
+    request: pytest.FixtureRequest,
+    stack: Settings,
+    model_repository: Path,
+    tmp_path: Path,
 ) -> Iterator[Pipeline]:
-    run = Pipeline(stack, model_repository, tmp_path)
+    """One test's pipeline; ``RISKSTREAM_SINKS`` by indirect parameter (default clickhouse).
+
+    PostgreSQL is brought up (``stack up --with postgresql``) when a sink needs it.
+    """
+    sinks = tuple(getattr(request, "param", "clickhouse").split(","))
+    if "postgresql" in sinks:
+        request.getfixturevalue("postgresql_stack")
+    run = Pipeline(stack, model_repository, tmp_path, sinks=sinks)
     try:
         yield run
     finally:
         run.stop_all()
-        try:
-            run.clickhouse(f"DROP DATABASE IF EXISTS {run.database}")
-        except urllib.error.URLError:
-            pass
+        run.drop_databases()

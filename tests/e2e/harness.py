@@ -2,12 +2,15 @@
 
 The helpers the end-to-end tests drive it with; the fixtures are in conftest.py.
 
-Every test gets its own topics, consumer group and ClickHouse database (a
+Every test gets its own topics, consumer group and database in each sink (a
 fresh run id), so tests neither see nor disturb each other's records; the
 processes are the commands the README runs (``riskstream serve``, ``faust -A
 app worker``, ``riskstream datagen``), configured through ``RISKSTREAM_*``
 variables, on free ports. Every test ends with the account that must
 balance: records produced = predictions stored (each once) + dead letters.
+What is stored is read through the sinks' own queries
+(:class:`tables.sink.Sink`), so a test runs unchanged on ClickHouse,
+PostgreSQL or both (``Pipeline.sinks``).
 """
 
 from __future__ import annotations
@@ -28,16 +31,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from asynch import errors as asynch_errors
 
 from app.settings import Settings
 from datagen.generator import declare_topic
 from stack import control as stack_control
+from stack import postgresql as stack_postgresql
 from stack.errors import StackError
 from stack.launch import Child, faust_worker_argv, riskstream_argv, spawn, wait_http_ok
 from stack.warehouse import ADMIN_USER
+from tables.sink import Sink
+from tables.sinks import build_sink
+
+#: What a query of a table the worker has not created yet raises.
+NO_TABLE_YET = (
+    asynch_errors.ServerException,
+    asyncpg.UndefinedTableError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidSchemaNameError,
+)
 
 #: Seconds a model server or a worker may take to come up on this 2-core machine.
 START_TIMEOUT_S = 90.0
@@ -133,6 +149,8 @@ class Pipeline:
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
     children: list[Child] = field(default_factory=list)
     servers: list[ModelServer] = field(default_factory=list)
+    #: The stores the workers write to (``RISKSTREAM_SINKS``); queries ask the first.
+    sinks: tuple[str, ...] = ("clickhouse",)
 
     @property
     def app_id(self) -> str:
@@ -217,6 +235,13 @@ class Pipeline:
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
+            "RISKSTREAM_SINKS": ",".join(self.sinks),
+            # A per-test database: the stack's admin, through the socket, creates it.
+            "RISKSTREAM_POSTGRESQL_HOST": str(
+                stack_postgresql.socket_dir(self.settings)
+            ),
+            "RISKSTREAM_POSTGRESQL_USER": stack_postgresql.ADMIN_USER,
+            "RISKSTREAM_POSTGRESQL_DATABASE": self.database,
             "RISKSTREAM_APP_ID": self.app_id,
             "RISKSTREAM_FEATURE_TOPIC": self.feature_topic,
             "RISKSTREAM_DLQ_TOPIC": self.dlq_topic,
@@ -300,22 +325,44 @@ class Pipeline:
             text: str = response.read().decode()
             return text
 
-    def count(self, final: bool = True) -> int:
-        try:
-            text = self.clickhouse(
-                f"SELECT count() FROM {self.database}.predictions{' FINAL' if final else ''}"
-            )
-        except urllib.error.HTTPError:
-            return 0  # the worker has not created the table yet
-        return int(text.strip())
-
-    def distinct_record_ids(self) -> tuple[int, int]:
-        """(rows in the dedup view, distinct record ids among them)."""
-        text = self.clickhouse(
-            f"SELECT count(), uniqExact(record_id) FROM {self.database}.predictions FINAL"
+    def sink(self, name: str | None = None) -> Sink:
+        """The sink ``name`` (default: the first of :attr:`sinks`) on this test's database, for queries."""
+        return build_sink(
+            name or self.sinks[0],
+            self.settings,
+            **(
+                {
+                    "host": str(stack_postgresql.socket_dir(self.settings)),
+                    "user": stack_postgresql.ADMIN_USER,
+                    "password": "",
+                }
+                if (name or self.sinks[0]) == "postgresql"
+                else {"user": ADMIN_USER, "password": ""}
+            ),
+            database=self.database,
         )
-        rows, ids = text.split()
-        return int(rows), int(ids)
+
+    def count(self, final: bool = True, sink: str | None = None) -> int:
+        """Records stored once each (``final``), or rows, replays included, in one sink."""
+        store = self.sink(sink)
+        try:
+            return asyncio.run(store.count_records() if final else store.count_rows())
+        except NO_TABLE_YET:
+            return 0  # the worker has not created the table yet
+
+    def rows(
+        self, columns: Sequence[str], sink: str | None = None
+    ) -> list[tuple[Any, ...]]:
+        """``columns`` of every stored record, each once."""
+        try:
+            return asyncio.run(self.sink(sink).rows(columns))
+        except NO_TABLE_YET:
+            return []
+
+    def distinct_record_ids(self, sink: str | None = None) -> tuple[int, int]:
+        """(records stored once each, distinct record ids among them)."""
+        ids = [record_id for (record_id,) in self.rows(["record_id"], sink)]
+        return self.count(sink=sink), len(set(ids))
 
     def committed_offsets(self) -> dict[int, int]:
         """The consumer group's committed offset per feature partition (the next to read)."""
@@ -340,6 +387,7 @@ class Pipeline:
         commits: dict[int, int],
         stored_before_ms: int | None = None,
         count_dead_letters: bool = True,
+        sink: str | None = None,
     ) -> int:
         """Committed offsets with neither a row (stored before ``stored_before_ms``) nor a dead letter.
 
@@ -350,21 +398,16 @@ class Pipeline:
         """
         if not commits:
             return 0
-        stored_by = (
-            f" AND stored_at_ms < {stored_before_ms}"
-            if stored_before_ms is not None
-            else ""
-        )
-        text = self.clickhouse(
-            f"SELECT source_partition, uniqExact(source_offset) FROM {self.database}.predictions "
-            f"WHERE source_topic = '{self.feature_topic}' AND source_offset < transform("
-            f"source_partition, [{', '.join(map(str, commits))}], "
-            f"[{', '.join(map(str, commits.values()))}], toUInt64(0)){stored_by} "
-            f"GROUP BY source_partition"
-        )
-        stored = {
-            int(p): int(n) for p, n in (line.split() for line in text.splitlines())
-        }
+        stored: dict[int, int] = {}
+        for topic, partition, offset, stored_at_ms in self.rows(
+            ["source_topic", "source_partition", "source_offset", "stored_at_ms"], sink
+        ):
+            if (
+                topic == self.feature_topic
+                and offset < commits.get(partition, 0)
+                and (stored_before_ms is None or stored_at_ms < stored_before_ms)
+            ):
+                stored[partition] = stored.get(partition, 0) + 1
         dead: dict[int, int] = {}
         for letter in self.dead_letters() if count_dead_letters else []:
             partition = letter["source_partition"]
@@ -392,26 +435,18 @@ class Pipeline:
 
         return asyncio.run(end_offsets())
 
-    def stored_record_ids(self) -> list[str]:
-        """The record id of every row in the dedup view (one per Kafka record)."""
-        return self.clickhouse(
-            f"SELECT record_id FROM {self.database}.predictions FINAL"
-        ).split()
+    def stored_record_ids(self, sink: str | None = None) -> list[str]:
+        """The record id of every stored record (one per Kafka record)."""
+        return [record_id for (record_id,) in self.rows(["record_id"], sink)]
 
     def stored_beyond_commit(self) -> int:
-        """Rows in ClickHouse whose offsets the consumer group has not committed (to be replayed)."""
+        """Records stored whose offsets the consumer group has not committed (to be replayed)."""
         commits = self.committed_offsets()
-        threshold = (
-            f"transform(source_partition, [{', '.join(map(str, commits))}], "
-            f"[{', '.join(map(str, commits.values()))}], toUInt64(0))"
-            if commits
-            else "0"
+        return sum(
+            1
+            for partition, offset in self.rows(["source_partition", "source_offset"])
+            if offset >= commits.get(partition, 0)
         )
-        text = self.clickhouse(
-            f"SELECT count() FROM {self.database}.predictions FINAL "
-            f"WHERE source_offset >= {threshold}"
-        )
-        return int(text.strip())
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Every dead letter, once per source record (the topic is at-least-once)."""
@@ -443,16 +478,37 @@ class Pipeline:
         return asyncio.run(read())
 
     def account(self, produced: int) -> tuple[int, int]:
-        """Print and check the balance: produced = stored once + dead-lettered."""
-        stored = self.count()
+        """Print and check the balance in every sink: produced = stored once + dead-lettered."""
         dead = len(self.dead_letters())
-        print(
-            f"\n[{self.run_id}] produced {produced}, stored {stored}, dead-lettered {dead}"
-        )
-        assert produced == stored + dead, (
-            f"records do not add up: produced {produced} != stored {stored} + dead-lettered {dead}"
-        )
+        stored = 0
+        for name in self.sinks:
+            stored = self.count(sink=name)
+            print(
+                f"\n[{self.run_id}] {name}: produced {produced}, stored once {stored}, "
+                f"dead-lettered {dead}"
+            )
+            assert produced == stored + dead, (
+                f"{name}: records do not add up: produced {produced} != "
+                f"stored {stored} + dead-lettered {dead}"
+            )
         return stored, dead
+
+    def drop_databases(self) -> None:
+        """Drop this test's database in each sink it used (best effort: the figures are taken)."""
+        try:
+            self.clickhouse(f"DROP DATABASE IF EXISTS {self.database}")
+        except urllib.error.URLError:
+            pass
+        if "postgresql" in self.sinks:
+            try:
+                asyncio.run(
+                    stack_postgresql.admin_execute(
+                        self.settings,
+                        [f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'],
+                    )
+                )
+            except (OSError, asyncpg.PostgresError):
+                pass
 
 
 class CommitWatch:
