@@ -1,6 +1,6 @@
 # riskstream: the README's two commands, `make demo` and `make test`.
-# Each installs what it needs (Python packages into .venv, Kafka jars and
-# ClickHouse through `riskstream stack up`) and is safe to run twice.
+# Each installs what it needs (Python packages into .venv, Kafka jars,
+# ClickHouse and PostgreSQL through `riskstream stack up`) and is safe to run twice.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -33,11 +33,12 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/riskstream demo
 
-# The stack is stopped on every way out (pass, fail, Ctrl-C) and the exit
-# code is pytest's (or `stack up`'s when the stack cannot start).
+# The stack (with PostgreSQL, which the sink tests need) is stopped on every
+# way out (pass, fail, Ctrl-C) and the exit code is pytest's (or `stack up`'s
+# when the stack cannot start).
 test: $(STAMP) browser
 	@trap '$(BIN)/riskstream stack down' EXIT; trap 'exit 130' INT TERM; \
-	$(BIN)/riskstream stack up && $(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/riskstream stack up --with postgresql && $(BIN)/pytest $(PYTEST_ARGS)
 
 # The dashboard's end-to-end test loads it in Debian's headless Chromium.
 browser:

@@ -10,6 +10,7 @@ when they run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -63,10 +64,36 @@ def _run_part(context: click.Context, part: str) -> None:
     run_suite(context.obj, (part,))
 
 
+def _sink_set(text: str) -> tuple[str, ...]:
+    from tables.sinks import SINKS
+
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in SINKS]
+    if not names or unknown:
+        raise click.BadParameter(
+            f"{text!r}: name sinks among {', '.join(SINKS)}, comma-separated"
+        )
+    return names
+
+
 @bench.command()
+@click.option(
+    "--sinks",
+    "sink_sets",
+    multiple=True,
+    metavar="NAME[,NAME]",
+    help="Also measure with these sinks (RISKSTREAM_SINKS), beside ClickHouse alone in "
+    "the same run; repeatable, e.g. --sinks postgresql --sinks clickhouse,postgresql.",
+)
 @click.pass_context
-def throughput(context: click.Context) -> None:
+def throughput(context: click.Context, sink_sets: tuple[str, ...]) -> None:
     """Sustained records/s draining a preloaded topic: 1 and 2 workers x 1 and 3 model servers."""
+    chosen: list[tuple[str, ...]] = [("clickhouse",)]
+    for text in sink_sets:
+        names = _sink_set(text)
+        if names not in chosen:
+            chosen.append(names)
+    context.obj = dataclasses.replace(context.obj, sink_sets=tuple(chosen))
     _run_part(context, "throughput")
 
 

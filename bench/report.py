@@ -59,6 +59,7 @@ def _ratio(results: dict[str, Any]) -> dict[str, float] | None:
     if not reference or not runs or not reference["records_per_s"]:
         return None
     base = reference["records_per_s"]
+    runs = [r for r in runs if r.get("sinks", "clickhouse") == "clickhouse"]
     same = next(
         (r for r in runs if r["workers"] == 1 and r["model_servers"] == 1), None
     )
@@ -79,19 +80,24 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             "",
             (
                 f"sustained throughput: {results['records_preloaded']:,} records preloaded, "
-                "records/s from Kafka into ClickHouse (counted in ClickHouse)"
+                "records/s from Kafka into the sinks (counted in each; with two, the slower), "
+                "CPU per stored record"
             ),
             (
-                f"  {'workers':>7}  {'model servers':>13}  {'records/s':>10}  "
-                f"{'worker CPU':>14}  {'rows counted':>12}  {'load (1 min)':>12}"
+                f"  {'sinks':<21}  {'workers':>7}  {'servers':>7}  {'records/s':>10}  "
+                f"{'worker CPU':>14}  {'database CPU':<34}  {'rows counted':>12}  {'load':>5}"
             ),
         ]
         for run in runs:
+            database_cpu = ", ".join(
+                f"{name} {us:,.1f} us"
+                for name, us in run.get("database_cpu_us_per_record", {}).items()
+            )
             lines.append(
-                f"  {run['workers']:>7}  {run['model_servers']:>13}  "
-                f"{run['records_per_s']:>10,.0f}  "
-                f"{run['worker_cpu_us_per_record']:>8,.1f} us/rec  "
-                f"{run['rows_measured']:>12,}  {run['load_average'][0]:>12.2f}"
+                f"  {run.get('sinks', 'clickhouse'):<21}  {run['workers']:>7}  "
+                f"{run['model_servers']:>7}  {run['records_per_s']:>10,.0f}  "
+                f"{run['worker_cpu_us_per_record']:>8,.1f} us/rec  {database_cpu:<34}  "
+                f"{run['rows_measured']:>12,}  {run['load_average'][0]:>5.2f}"
             )
         best = max(run["records_per_s"] for run in runs)
         lines.append(
@@ -205,7 +211,9 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
     reference = results.get("reference")
     if runs or reference:
         labels = [
-            f"{r['workers']} worker(s)\n{r['model_servers']} server(s)" for r in runs
+            f"{r['workers']} worker(s)\n{r['model_servers']} server(s)\n"
+            f"{r.get('sinks', 'clickhouse').replace(',', '+')}"
+            for r in runs
         ]
         values = [r["records_per_s"] for r in runs]
         colors = ["tab:blue"] * len(runs)
@@ -213,13 +221,13 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
             labels.append("reference\ndesign")
             values.append(reference["records_per_s"])
             colors.append("tab:gray")
-        figure, axis = plt.subplots(figsize=(8, 4.5))
+        figure, axis = plt.subplots(figsize=(max(8, len(labels) * 1.1), 4.5))
         bars = axis.bar(labels, values, color=colors)
         axis.bar_label(bars, labels=[f"{v:,.0f}" for v in values])
         axis.axhline(
             TARGET_RECORDS_PER_S, color="tab:red", linestyle="--", label="target"
         )
-        axis.set_ylabel("records/s, Kafka -> ClickHouse")
+        axis.set_ylabel("records/s, Kafka -> the sinks")
         axis.set_title(f"Sustained throughput\n{subtitle}", fontsize=10)
         axis.legend()
         written.append(_save(figure, folder / "throughput.png"))

@@ -1,6 +1,7 @@
 """The pipeline end to end on the real local stack: sustained throughput, latency, the reference's design.
 
-Every figure is counted in ClickHouse, from the rows the pipeline stored:
+Every figure is counted in the stores, from the rows the pipeline stored,
+through the sinks' own queries (:class:`tables.sink.Sink`):
 
 - **Sustained throughput**: the feature topic is preloaded with ``records``
   CSV records (the generator unthrottled), then 1 or 2 worker processes
@@ -9,7 +10,11 @@ Every figure is counted in ClickHouse, from the rows the pipeline stored:
   are up (a worker takes no record before it has the model's schema), so
   they all start draining together; the rate is the rows stored after the
   first insert over the time from the first insert to the last (stored-at
-  stamps), the same measure as the reference's.
+  stamps), the same measure as the reference's. A run writes to one set
+  of sinks (``RISKSTREAM_SINKS``: ClickHouse, PostgreSQL or both); with
+  two, its rate is the slower sink's. The CPU time of the workers and of
+  each store's server processes (PostgreSQL's postmaster and its
+  backends) is read from ``/proc`` before and after the drain.
 - **Latency**: one worker and three model servers, the generator at a
   fixed rate for ``latency_seconds``; event time (the Kafka timestamp the
   generator's producer set) to stored-at (stamped just before the insert),
@@ -44,18 +49,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+import asyncpg
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from asynch import errors as asynch_errors
 
 from app.security import kafka_client_options
 from app.settings import Settings
 from bench.environment import load_average
 from datagen.generator import declare_topic
 from stack import control
+from stack import postgresql as stack_postgresql
 from stack.launch import Child, faust_worker_argv, riskstream_argv, spawn, wait_http_ok
 from stack.progress import Progress
+from stack.service import LocalService
 from stack.warehouse import ADMIN_USER
+from tables.sink import Sink
+from tables.sinks import build_sink
 
 __all__ = [
     "Rig",
@@ -95,10 +106,32 @@ def say(line: str = "") -> None:
     print(line, flush=True)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3 onwards)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _cpu_seconds(pid: int, reaped_children: bool = False) -> float:
+    """User + system CPU seconds of ``pid`` so far (Linux /proc); with its reaped children's."""
+    fields = _stat(pid)
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid``, its live children and the children it reaped (a server's backends)."""
+    total = _cpu_seconds(pid, reaped_children=True)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int(_stat(int(entry.name))[1]) == pid:
+                total += _cpu_seconds(int(entry.name), reaped_children=True)
+        except (OSError, ValueError, IndexError):
+            continue  # it ended meanwhile
+    return total
 
 
 def _get_json(url: str) -> Any:
@@ -136,6 +169,8 @@ class Rig:
         self._children: list[Child] = []
         self._stack_started: list[str] = []
         self._databases: list[str] = []
+        #: Stores some run writes to: PostgreSQL comes up with the stack if named.
+        self.sink_names: set[str] = {"clickhouse"}
 
     # --- set-up and tear-down --------------------------------------------------------
     def __enter__(self) -> Self:
@@ -151,7 +186,10 @@ class Rig:
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._stack_started = asyncio.run(control.up(self.settings))
+        names = control.chosen_names(
+            self.settings, self.sink_names & set(control.EXTRA_SERVICES)
+        )
+        self._stack_started = asyncio.run(control.up(self.settings, names))
         say(
             "stack: "
             + (
@@ -200,7 +238,14 @@ class Rig:
         for database in self._databases:
             try:
                 self.clickhouse(f"DROP DATABASE IF EXISTS {database}")
-            except (urllib.error.URLError, OSError) as exc:
+                if "postgresql" in self.sink_names:
+                    asyncio.run(
+                        stack_postgresql.admin_execute(
+                            self.settings,
+                            [f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'],
+                        )
+                    )
+            except (urllib.error.URLError, OSError, asyncpg.PostgresError) as exc:
                 logger.warning("cannot drop %s: %s", database, exc)
         try:
             asyncio.run(self._delete_topics())
@@ -251,39 +296,81 @@ class Rig:
         row: dict[str, Any] = orjson.loads(text) if text else {}
         return row
 
-    def count(self, database: str) -> int:
-        """Distinct records stored (a replay stores a record twice); a scan, so not for polling."""
-        return self._scalar(
-            f"SELECT uniqExact(source_partition, source_offset) FROM {database}.predictions"
+    # --- the stores, through the sink interface -------------------------------------
+    def sink(self, name: str, database: str) -> Sink:
+        """The sink ``name`` on a bench database, as the stack's admin (the databases are its own)."""
+        admin: dict[str, Any] = (
+            {
+                "host": str(stack_postgresql.socket_dir(self.settings)),
+                "user": stack_postgresql.ADMIN_USER,
+            }
+            if name == "postgresql"
+            else {"user": ADMIN_USER}
         )
+        return build_sink(name, self.settings, password="", database=database, **admin)
 
-    def rows(self, database: str) -> int:
+    def count(self, database: str, sink: str = "clickhouse") -> int:
+        """Distinct records stored (a replay stores a record twice); a scan, so not for polling."""
+        return self._counted(self.sink(sink, database).count_records)
+
+    def rows(self, database: str, sink: str = "clickhouse") -> int:
         """Rows stored, replays included: cheap enough to poll while the pipeline runs.
 
         Polling the distinct count instead hashed every stored row twice a
         second, CPU taken from the pipeline being measured.
         """
-        return self._scalar(f"SELECT count() FROM {database}.predictions")
+        return self._counted(self.sink(sink, database).count_rows)
 
-    def all_stored(self, database: str, records: int) -> bool:
-        """``records`` distinct records stored (the scan runs only once the rows are there)."""
-        return self.rows(database) >= records and self.count(database) >= records
+    def all_stored(self, database: str, records: int, sinks: Sequence[str]) -> bool:
+        """``records`` distinct records stored in each sink (the scan runs once the rows are there)."""
+        return all(
+            self.rows(database, sink) >= records
+            and self.count(database, sink) >= records
+            for sink in sinks
+        )
 
-    def _scalar(self, query: str) -> int:
+    @staticmethod
+    def _counted(query: Callable[[], Any]) -> int:
         try:
-            return int(self.clickhouse(query))
-        except urllib.error.HTTPError:
+            return int(asyncio.run(query()))
+        except (
+            asynch_errors.ServerException,
+            asyncpg.UndefinedTableError,
+            asyncpg.InvalidCatalogNameError,
+            asyncpg.InvalidSchemaNameError,
+        ):
             return 0  # the table does not exist yet
+
+    def server_pids(self, sinks: Sequence[str]) -> dict[str, int]:
+        """The pid of each store's server process (the stack's own), by sink name."""
+        found: dict[str, int] = {}
+        service: LocalService
+        for service in control.services(self.settings, sinks):
+            pid = service.pid_file.owned_pid()
+            if pid is not None:
+                found[service.name] = pid
+        return found
 
     def clickhouse_version(self) -> str:
         return self.clickhouse("SELECT version()").strip()
 
     # --- processes ---------------------------------------------------------------------
     def env(
-        self, app_id: str, topic: str, database: str, servers: Sequence[str]
+        self,
+        app_id: str,
+        topic: str,
+        database: str,
+        servers: Sequence[str],
+        sinks: Sequence[str] = ("clickhouse",),
     ) -> dict[str, str]:
         """A worker's (or the reference job's) configuration for one run."""
         return {
+            "RISKSTREAM_SINKS": ",".join(sinks),
+            "RISKSTREAM_POSTGRESQL_HOST": str(
+                stack_postgresql.socket_dir(self.settings)
+            ),
+            "RISKSTREAM_POSTGRESQL_USER": stack_postgresql.ADMIN_USER,
+            "RISKSTREAM_POSTGRESQL_DATABASE": database,
             "RISKSTREAM_APP_ID": app_id,
             "RISKSTREAM_FEATURE_TOPIC": topic,
             "RISKSTREAM_DLQ_TOPIC": f"{topic}-dlq",
@@ -440,32 +527,43 @@ def _drain_timeout_s(records: int) -> float:
 
 
 def measure_throughput(
-    rig: Rig, topic: str, records: int, workers: int, servers: int
+    rig: Rig,
+    topic: str,
+    records: int,
+    workers: int,
+    servers: int,
+    sinks: Sequence[str] = ("clickhouse",),
 ) -> dict[str, Any]:
-    """Drain the preloaded ``topic`` with ``workers`` workers and ``servers`` model servers.
+    """Drain the preloaded ``topic`` with ``workers`` workers and ``servers`` model servers into ``sinks``.
 
     The workers start first and split the partitions while their model
     servers are not up yet: a worker takes no record before it has read
     the model's schema, so all of them start draining within a probe
     interval of the servers coming up, and none gets a head start.
     """
-    label = f"w{workers}s{servers}"
+    label = f"w{workers}s{servers}_{'_'.join(sinks)}"
     database = rig.database(f"throughput_{label}")
     env = rig.env(
-        f"bench-{rig.run_id}-{label}", topic, database, rig.server_urls[:servers]
+        f"bench-{rig.run_id}-{label}",
+        topic,
+        database,
+        rig.server_urls[:servers],
+        sinks,
     )
+    databases = rig.server_pids(sinks)
     with rig.workers(workers, env, f"throughput-{label}", ready=False) as children:
         cpu_before = sum(_cpu_seconds(child.pid) for child in children)
+        db_before = {n: _process_tree_cpu_seconds(p) for n, p in databases.items()}
         with rig.model_servers(servers):
             started = time.monotonic()
 
             def progress() -> str:
-                stored = rig.rows(database)
+                stored = min(rig.rows(database, sink) for sink in sinks)
                 elapsed = time.monotonic() - started
                 return f"  stored {stored:,} of {records:,} records, {elapsed:.0f} s"
 
             rig.wait(
-                lambda: rig.all_stored(database, records),
+                lambda: rig.all_stored(database, records, sinks),
                 _drain_timeout_s(records),
                 f"{records:,} stored predictions",
                 children,
@@ -473,30 +571,41 @@ def measure_throughput(
             )
             drain_s = time.monotonic() - started
             cpu_s = sum(_cpu_seconds(child.pid) for child in children) - cpu_before
-    figures = _insert_rate(rig, database)
+            db_s = {
+                n: _process_tree_cpu_seconds(p) - db_before[n]
+                for n, p in databases.items()
+            }
+    per_sink = {sink: _insert_rate(rig, database, sink) for sink in sinks}
+    figures = min(per_sink.values(), key=lambda f: f["records_per_s"])
+    stored = max(figures["records"], 1)
     return {
+        "sinks": ",".join(sinks),
         "workers": workers,
         "model_servers": servers,
         **figures,
+        "records_per_s_by_sink": {s: f["records_per_s"] for s, f in per_sink.items()},
         "drain_s": round(drain_s, 3),
-        "worker_cpu_us_per_record": round(cpu_s / max(figures["records"], 1) * 1e6, 1),
+        "worker_cpu_us_per_record": round(cpu_s / stored * 1e6, 1),
+        "database_cpu_us_per_record": {
+            n: round(seconds / stored * 1e6, 1) for n, seconds in db_s.items()
+        },
         "load_average": load_average(),
     }
 
 
-def _insert_rate(rig: Rig, database: str) -> dict[str, Any]:
+def _insert_rate(rig: Rig, database: str, sink: str = "clickhouse") -> dict[str, Any]:
     """Rows/s from the first insert to the last, by stored-at stamps (the first insert's rows excluded)."""
-    table = f"{database}.predictions"
-    row = rig.clickhouse_row(
-        f"SELECT uniqExact(source_partition, source_offset) AS records, count() AS rows, "
-        f"min(stored_at_ms) AS first_ms, max(stored_at_ms) AS last_ms, "
-        f"countIf(stored_at_ms = (SELECT min(stored_at_ms) FROM {table})) AS first_insert "
-        f"FROM {table}"
-    )
-    span_s = max((int(row["last_ms"]) - int(row["first_ms"])) / 1000.0, 1e-3)
-    measured = int(row["rows"]) - int(row["first_insert"])
+    stamps = [
+        stored_at_ms
+        for (stored_at_ms,) in asyncio.run(
+            rig.sink(sink, database).rows(["stored_at_ms"])
+        )
+    ]
+    first_ms, last_ms = min(stamps), max(stamps)
+    span_s = max((last_ms - first_ms) / 1000.0, 1e-3)
+    measured = len(stamps) - stamps.count(first_ms)
     return {
-        "records": int(row["records"]),
+        "records": len(stamps),
         "rows_measured": measured,
         "measured_s": round(span_s, 3),
         "records_per_s": round(measured / span_s, 1),

@@ -1,7 +1,8 @@
 """What ``riskstream bench`` runs, in which order, and where it writes the figures.
 
 Order: the stack comes up and a model is trained; the topic is preloaded once;
-the four throughput runs (1 and 2 workers x 1 and 3 model servers) and
+the four throughput runs (1 and 2 workers x 1 and 3 model servers, for each
+set of sinks: ClickHouse, then those ``--sinks`` adds) and
 the reference's job read it; then the latency phases run on a topic of
 their own; the pipeline's processes stop, and the model-server benchmark
 (:mod:`bench.serving`) runs last, alone. Results go to
@@ -51,6 +52,8 @@ class SuiteOptions:
     records: int | None
     quick: bool
     results: Path | None
+    #: The sink sets the throughput runs write to, ClickHouse alone first (``--sinks``).
+    sink_sets: tuple[tuple[str, ...], ...] = (("clickhouse",),)
 
     def stream(self) -> StreamBenchmark:
         return StreamBenchmark(
@@ -78,11 +81,13 @@ def run_suite(options: SuiteOptions, parts: tuple[str, ...]) -> dict[str, Any]:
     }
     stream_parts = [part for part in parts if part != "serving"]
     if stream_parts:
-        with Rig(settings, folder / "work") as rig:
+        rig = Rig(settings, folder / "work")
+        rig.sink_names.update(name for sinks in options.sink_sets for name in sinks)
+        with rig:
             results["environment"] = describe_environment(
                 settings, rig.clickhouse_version()
             )
-            _run_stream(rig, config, stream_parts, results)
+            _run_stream(rig, config, stream_parts, results, options.sink_sets)
     if "serving" in parts:
         repository = folder / "work" / "models"
         ensure_model(repository, folder / "work")
@@ -103,12 +108,20 @@ def run_suite(options: SuiteOptions, parts: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _run_stream(
-    rig: Rig, config: StreamBenchmark, parts: list[str], results: dict[str, Any]
+    rig: Rig,
+    config: StreamBenchmark,
+    parts: list[str],
+    results: dict[str, Any],
+    sink_sets: tuple[tuple[str, ...], ...],
 ) -> None:
     steps = (
         (["preload"] if {"throughput", "reference"} & set(parts) else [])
         + (
-            [f"throughput {w}x{s}" for w, s in THROUGHPUT_RUNS]
+            [
+                f"throughput {w}x{s} {','.join(sinks)}"
+                for sinks in sink_sets
+                for w, s in THROUGHPUT_RUNS
+            ]
             if "throughput" in parts
             else []
         )
@@ -126,18 +139,26 @@ def _run_stream(
         results["records_preloaded"] = config.records
     if "throughput" in parts:
         runs = results["throughput"] = []
-        for workers, servers in THROUGHPUT_RUNS:
-            header(
-                f"throughput: {workers} worker(s), {servers} model server(s), "
-                f"draining {config.records:,} records"
-            )
-            run = measure_throughput(rig, topic, config.records, workers, servers)
-            runs.append(run)
-            say(
-                f"  {run['records_per_s']:,.0f} records/s ({run['rows_measured']:,} rows in "
-                f"{run['measured_s']:.1f} s, worker CPU {run['worker_cpu_us_per_record']:.1f} "
-                f"us/record, load {run['load_average'][0]:.2f})"
-            )
+        for sinks in sink_sets:
+            for workers, servers in THROUGHPUT_RUNS:
+                header(
+                    f"throughput into {','.join(sinks)}: {workers} worker(s), "
+                    f"{servers} model server(s), draining {config.records:,} records"
+                )
+                run = measure_throughput(
+                    rig, topic, config.records, workers, servers, sinks
+                )
+                runs.append(run)
+                database_cpu = ", ".join(
+                    f"{name} {us:.1f}"
+                    for name, us in run["database_cpu_us_per_record"].items()
+                )
+                say(
+                    f"  {run['records_per_s']:,.0f} records/s ({run['rows_measured']:,} "
+                    f"rows in {run['measured_s']:.1f} s, worker CPU "
+                    f"{run['worker_cpu_us_per_record']:.1f} us/record, database CPU "
+                    f"{database_cpu} us/record, load {run['load_average'][0]:.2f})"
+                )
     if "reference" in parts:
         header(f"the reference's design for {config.reference_seconds:.0f} s")
         reference = results["reference"] = measure_reference(

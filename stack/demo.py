@@ -1,9 +1,10 @@
 """``riskstream demo``: the README's ``make demo``, the whole pipeline on this machine.
 
-In data-flow order: the local stack (Kafka + ClickHouse), a model (trained
-if the repository has none), a pool of two model servers, one Faust
-worker, and the generator at a modest rate. It then shows where to look
-(dashboard, /stats, /metrics, ClickHouse) and a progress line read from
+In data-flow order: the local stack (Kafka + ClickHouse, and PostgreSQL
+when ``RISKSTREAM_SINKS`` names it), a model (trained if the repository has
+none), a pool of two model servers, one Faust worker, and the generator at
+a modest rate. It then shows where to look (dashboard, /stats, /metrics,
+each sink's query, from the sink itself) and a progress line read from
 /stats until Ctrl-C, which stops everything the demo started, in reverse
 order. The stack is left as it was found: services that were already
 running keep running, those the demo started are stopped.
@@ -35,6 +36,7 @@ from stack.launch import (
     spawn,
     wait_http_ok,
 )
+from tables.sinks import build_sinks
 
 __all__ = ["demo"]
 
@@ -152,7 +154,9 @@ def _run(settings: Settings, rate: float, logs: Path, children: list[Child]) -> 
         logs / "generator.log",
     )
     children.append(generator)
-    db = settings.clickhouse_database
+    stores = "".join(
+        f"  {sink.kind:<11} {sink.analysis_hint()}\n" for sink in build_sinks(settings)
+    )
     click.echo(
         f"""generator: riskstream datagen --rate {rate:g} -> topic {settings.feature_topic} (log {generator.log_path})
 
@@ -160,10 +164,7 @@ The pipeline runs. Look at it:
   dashboard   {web_url}/dashboard
   stats JSON  {web_url}/stats
   Prometheus  {web_url}/metrics
-  ClickHouse  clickhouse-client --port {settings.clickhouse_port} --query \\
-                "SELECT predicted_label, count() FROM {db}.predictions FINAL GROUP BY predicted_label"
-              (FINAL, or the view {db}.predictions_unique, counts each Kafka record once)
-  dead letters: topic {settings.dlq_topic}
+{stores}  dead letters: topic {settings.dlq_topic}
 Ctrl-C stops the generator, the worker, the model servers and the stack services the demo started.
 """
     )
@@ -186,7 +187,16 @@ def demo(rate: float) -> None:
     started: list[str] = []
     previous = {signum: signal.signal(signum, _on_signal) for signum in STOP_SIGNALS}
     try:
-        started = asyncio.run(control.up(settings))
+        # The stores the worker writes to must answer too (PostgreSQL is not in the base stack).
+        started = asyncio.run(
+            control.up(
+                settings,
+                control.chosen_names(
+                    settings,
+                    set(settings.sink_names) & set(control.EXTRA_SERVICES),
+                ),
+            )
+        )
         click.echo(
             "stack: "
             + (
