@@ -19,7 +19,6 @@ from typing import Any
 import asynch
 import asynch.errors
 
-from app.settings import Settings
 from tables.predictions import (
     COLUMNS,
     PredictionRow,
@@ -28,7 +27,7 @@ from tables.predictions import (
     prepare_schema,
     quote_identifier,
 )
-from tables.sink import Sink
+from tables.sink import Server, Sink
 
 __all__ = ["ClickHouseSink"]
 
@@ -42,44 +41,10 @@ class ClickHouseSink(Sink):
     kind = "ClickHouse"
     retried = (asynch.errors.Error, OSError, EOFError)
 
-    def __init__(
-        self,
-        *,
-        host: str,
-        port: int,
-        user: str,
-        password: str,
-        database: str,
-        max_rows: int,
-        max_wait_s: float,
-        max_backoff_s: float,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            address=f"{host}:{port}",
-            max_rows=max_rows,
-            max_wait_s=max_wait_s,
-            max_backoff_s=max_backoff_s,
-            **kwargs,
-        )
-        self._host, self._port, self._user, self._password = host, port, user, password
-        self.database = database
-        self._insert_sql = insert_statement(database)
+    def __init__(self, server: Server, **kwargs: Any) -> None:
+        super().__init__(server, **kwargs)
+        self._insert_sql = insert_statement(server.database)
         self._connection: asynch.Connection | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> ClickHouseSink:
-        options: dict[str, Any] = {
-            "host": settings.clickhouse_host,
-            "port": settings.clickhouse_port,
-            "user": settings.clickhouse_user,
-            "password": settings.clickhouse_password.get_secret_value(),
-            "database": settings.clickhouse_database,
-            "max_rows": settings.store_max_rows,
-            "max_wait_s": settings.store_max_wait_s,
-            "max_backoff_s": settings.retry_max_backoff_s,
-        }
-        return cls(**{**options, **overrides})
 
     @property
     def table(self) -> str:
@@ -115,10 +80,10 @@ class ClickHouseSink(Sink):
 
     def _connect(self) -> asynch.Connection:
         return asynch.connect(
-            host=self._host,
-            port=self._port,
-            user=self._user,
-            password=self._password,
+            host=self.server.host,
+            port=self.server.port,
+            user=self.server.user,
+            password=self.server.password,
             # No database: every statement names its own, and the app's user
             # may be confined to it (naming `default` would be refused).
             database="",
@@ -157,7 +122,7 @@ class ClickHouseSink(Sink):
 
     def analysis_hint(self) -> str:
         return (
-            f"clickhouse-client --port {self._port} --query \\\n"
+            f"clickhouse-client --port {self.server.port} --query \\\n"
             f'                "SELECT predicted_label, count() FROM {self.table} FINAL '
             'GROUP BY predicted_label"\n'
             f"              (FINAL, or the view {self.database}.predictions_unique, "

@@ -28,15 +28,13 @@ schema ``riskstream stack up`` prepared as the admin.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
-from app.settings import Settings
-from tables.predictions import COLUMNS, INSERT_COLUMNS, PredictionRow
-from tables.sink import Sink
+from tables.predictions import COLUMNS, INSERT_COLUMNS, PredictionRow, quote_name
+from tables.sink import Server, Sink
 
 __all__ = [
     "PG_COLUMNS",
@@ -93,16 +91,10 @@ RETRIED_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
 )
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-
 
 def quote_identifier(name: str) -> str:
     """A database or role name safe to splice into SQL (settings are not trusted blindly)."""
-    if not _IDENTIFIER.match(name):
-        raise ValueError(
-            f"{name!r} is not a valid PostgreSQL name here (letters, digits, _ and -)"
-        )
-    return f'"{name}"'
+    return quote_name(name, '"', "PostgreSQL")
 
 
 def create_table_statement() -> str:
@@ -192,44 +184,11 @@ class PostgreSQLSink(Sink):
     kind = "PostgreSQL"
     retried = RETRIED_ERRORS
 
-    def __init__(
-        self,
-        *,
-        host: str,
-        port: int,
-        user: str,
-        password: str,
-        database: str,
-        max_rows: int,
-        max_wait_s: float,
-        max_backoff_s: float,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            address=f"{host}:{port}/{database}",
-            max_rows=max_rows,
-            max_wait_s=max_wait_s,
-            max_backoff_s=max_backoff_s,
-            **kwargs,
-        )
-        self._host, self._port, self._user, self._password = host, port, user, password
-        quote_identifier(database)
-        self.database = database
+    def __init__(self, server: Server, **kwargs: Any) -> None:
+        quote_identifier(server.database)
+        super().__init__(server, **kwargs)
+        self.address = f"{server.host}:{server.port}/{server.database}"
         self._connection: asyncpg.Connection | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> PostgreSQLSink:
-        options: dict[str, Any] = {
-            "host": settings.postgresql_host,
-            "port": settings.postgresql_port,
-            "user": settings.postgresql_user,
-            "password": settings.postgresql_password.get_secret_value(),
-            "database": settings.postgresql_database,
-            "max_rows": settings.store_max_rows,
-            "max_wait_s": settings.store_max_wait_s,
-            "max_backoff_s": settings.retry_max_backoff_s,
-        }
-        return cls(**{**options, **overrides})
 
     @property
     def table(self) -> str:
@@ -237,10 +196,10 @@ class PostgreSQLSink(Sink):
 
     async def _connect(self, database: str | None = None) -> asyncpg.Connection:
         return await connect(
-            host=self._host,
-            port=self._port,
-            user=self._user,
-            password=self._password,
+            host=self.server.host,
+            port=self.server.port,
+            user=self.server.user,
+            password=self.server.password,
             database=database or self.database,
             timeout_s=10.0,
         )
@@ -328,8 +287,8 @@ class PostgreSQLSink(Sink):
 
     def analysis_hint(self) -> str:
         return (
-            f'psql "host={self._host} port={self._port} dbname={self.database} '
-            f'user={self._user}" -c \\\n'
+            f'psql "host={self.server.host} port={self.server.port} '
+            f'dbname={self.database} user={self.server.user}" -c \\\n'
             f'                "SELECT predicted_label, count(*) FROM {QUALIFIED_TABLE} '
             'GROUP BY predicted_label"\n'
             "              (the primary key on the Kafka coordinates keeps each record once)"

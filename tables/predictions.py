@@ -44,6 +44,7 @@ __all__ = [
     "missing_statements",
     "prepare_schema",
     "quote_identifier",
+    "quote_name",
     "upgrade_statements",
 ]
 
@@ -118,13 +119,18 @@ INSERT_COLUMNS: tuple[str, ...] = (*PredictionRow._fields, *STORED_AT_COLUMNS)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def quote_identifier(name: str) -> str:
-    """A database name safe to splice into SQL (settings are not trusted blindly)."""
+def quote_name(name: str, quote: str, dialect: str) -> str:
+    """``name`` between ``quote`` marks, if it is a plain identifier (settings are not trusted blindly)."""
     if not _IDENTIFIER.match(name):
         raise ValueError(
-            f"{name!r} is not a valid ClickHouse identifier (letters, digits, _)"
+            f"{name!r} is not a valid {dialect} identifier (letters, digits, _)"
         )
-    return f"`{name}`"
+    return f"{quote}{name}{quote}"
+
+
+def quote_identifier(name: str) -> str:
+    """A ClickHouse database name safe to splice into SQL."""
+    return quote_name(name, "`", "ClickHouse")
 
 
 def _view_statement(db: str) -> str:

@@ -38,15 +38,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
 
 from mode import Service
 from mode.utils.locks import Event
 
 from app.backoff import Backoff, retry_until_done
+from app.settings import Settings
 from tables.predictions import PredictionRow
 
-__all__ = ["FIRST_BACKOFF_S", "WRITE_TIMEOUT_S", "Sink"]
+__all__ = ["FIRST_BACKOFF_S", "WRITE_TIMEOUT_S", "Server", "Sink"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +59,44 @@ WRITE_TIMEOUT_S = 60.0
 FIRST_BACKOFF_S = 0.1
 
 
+@dataclass(frozen=True)
+class Server:
+    """Where a store is and who the sink is there (``host`` may be a socket folder)."""
+
+    host: str
+    port: int
+    user: str
+    password: str = ""
+    database: str = "riskstream"
+
+    def __repr__(self) -> str:  # never the password
+        return f"Server({self.host}:{self.port}, user {self.user}, database {self.database})"
+
+    @classmethod
+    def of(cls, settings: Settings, store: str) -> Server:
+        """The server ``RISKSTREAM_<STORE>_HOST``, ``_PORT``, ``_USER``, ``_PASSWORD``, ``_DATABASE`` name."""
+
+        def setting(field: str) -> Any:
+            return getattr(settings, f"{store}_{field}")
+
+        return cls(
+            host=setting("host"),
+            port=setting("port"),
+            user=setting("user"),
+            password=setting("password").get_secret_value(),
+            database=setting("database"),
+        )
+
+
 class Sink(Service, abc.ABC):
     """One prediction store: merged, retried writes; schema set-up; the queries riskstream asks.
 
-    ``max_rows`` and ``max_wait_s`` bound a merged write; ``max_backoff_s``
-    is the longest pause between retries.
+    ``server`` says where; ``max_rows`` and ``max_wait_s`` bound a merged
+    write; ``max_backoff_s`` is the longest pause between retries.
     """
 
-    #: The name it is registered and chosen by (``RISKSTREAM_SINKS``), e.g. "postgresql".
+    #: The name it is registered and chosen by (``RISKSTREAM_SINKS``), e.g. "postgresql";
+    #: also the prefix of its settings (``RISKSTREAM_POSTGRESQL_HOST``, ...).
     name: ClassVar[str]
     #: How log lines name the server ("ClickHouse", "PostgreSQL").
     kind: ClassVar[str]
@@ -73,15 +105,17 @@ class Sink(Service, abc.ABC):
 
     def __init__(
         self,
+        server: Server,
         *,
-        address: str,
         max_rows: int,
         max_wait_s: float,
         max_backoff_s: float,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.address = address
+        self.server = server
+        self.database = server.database
+        self.address = f"{server.host}:{server.port}"
         self._max_rows = max_rows
         self._max_wait_s = max_wait_s
         self._max_backoff_s = max_backoff_s
@@ -96,7 +130,19 @@ class Sink(Service, abc.ABC):
         self.inserts = 0
         self.failed_inserts = 0
 
+    @classmethod
+    def from_settings(cls, settings: Settings, **server: Any) -> Self:
+        """The sink as ``settings`` configure it; ``server`` overrides fields of :class:`Server`."""
+        configured = Server.of(settings, cls.name)
+        return cls(
+            Server(**{**configured.__dict__, **server}),
+            max_rows=settings.store_max_rows,
+            max_wait_s=settings.store_max_wait_s,
+            max_backoff_s=settings.retry_max_backoff_s,
+        )
+
     # --- what each store defines ---------------------------------------------
+
     @property
     @abc.abstractmethod
     def table(self) -> str:

@@ -23,6 +23,7 @@ from asynch.connection import Connection
 
 from app.settings import Settings
 from tables.clickhouse import ClickHouseSink
+from tables.sink import Server
 from tests.integration.rows import prediction_row as row
 from tests.private_clickhouse import admin_query, private_clickhouse
 
@@ -72,11 +73,13 @@ def test_the_password_from_the_file_is_the_only_way_in(clickhouse: Settings) -> 
 def test_the_worker_stores_and_reads_back_without_any_ddl(clickhouse: Settings) -> None:
     async def store() -> None:
         writer = ClickHouseSink(
-            host="127.0.0.1",
-            port=clickhouse.clickhouse_port,
-            user=clickhouse.clickhouse_user,
-            password=clickhouse.clickhouse_password.get_secret_value(),
-            database=clickhouse.clickhouse_database,
+            Server(
+                host="127.0.0.1",
+                port=clickhouse.clickhouse_port,
+                user=clickhouse.clickhouse_user,
+                password=clickhouse.clickhouse_password.get_secret_value(),
+                database=clickhouse.clickhouse_database,
+            ),
             max_rows=1000,
             max_wait_s=0.05,
             max_backoff_s=0.5,

@@ -13,6 +13,7 @@ import math
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -21,6 +22,7 @@ from app.settings import Settings
 from stack import control
 from stack.postgresql import ADMIN_USER, admin_execute, socket_dir
 from tables.postgresql import PostgreSQLSink
+from tables.sink import Server
 from tests.integration.rows import prediction_row as row
 
 PASSWORD = "pg-" + secrets.token_hex(8)
@@ -28,12 +30,14 @@ PASSWORD = "pg-" + secrets.token_hex(8)
 
 def admin_sink(settings: Settings, database: str) -> PostgreSQLSink:
     """A sink on a test database of its own, as the stack's admin (through the socket)."""
-    return PostgreSQLSink.from_settings(
-        settings,
-        host=str(socket_dir(settings)),
-        user=ADMIN_USER,
-        password="",
-        database=database,
+    return PostgreSQLSink(
+        Server(
+            str(socket_dir(settings)),
+            settings.postgresql_port,
+            ADMIN_USER,
+            "",
+            database,
+        ),
         max_rows=100_000,
         max_wait_s=0.2,
         max_backoff_s=1.0,
@@ -56,7 +60,7 @@ def test_concurrent_batches_share_a_write_and_a_replay_leaves_one_row_per_record
 ) -> None:
     sink = admin_sink(postgresql_stack, database)
 
-    async def run() -> tuple[list[int], int, int, list[tuple[object, ...]]]:
+    async def run() -> tuple[list[int], int, int, list[tuple[Any, ...]]]:
         await sink.start()
         try:
             await sink.ensure_schema()  # creates the database, schema and table
@@ -155,7 +159,12 @@ def test_the_role_writes_and_reads_its_table_through_the_sink_without_any_ddl(
     app_role: Settings,
 ) -> None:
     assert app_role.postgresql_password.get_secret_value() == PASSWORD  # from the file
-    sink = PostgreSQLSink.from_settings(app_role, max_wait_s=0.05, max_backoff_s=0.5)
+    sink = PostgreSQLSink(
+        Server.of(app_role, "postgresql"),
+        max_rows=1000,
+        max_wait_s=0.05,
+        max_backoff_s=0.5,
+    )
 
     async def run() -> tuple[int, int]:
         await sink.start()

@@ -14,6 +14,7 @@ from app.settings import Settings
 from stack.warehouse import ADMIN_USER
 from tables.clickhouse import ClickHouseSink
 from tables.predictions import PredictionRow, dedup_count_query
+from tables.sink import Server
 from tests.integration.rows import prediction_row as row
 
 
@@ -32,20 +33,23 @@ def database(stack: Settings) -> Iterator[str]:
     clickhouse(stack, f"DROP DATABASE IF EXISTS {name}")
 
 
+def admin_sink(
+    settings: Settings, database: str, *, max_rows: int, max_wait_s: float
+) -> ClickHouseSink:
+    """A sink on a per-test database, as the stack's admin (it creates the database)."""
+    return ClickHouseSink(
+        Server("127.0.0.1", settings.clickhouse_port, ADMIN_USER, "", database),
+        max_rows=max_rows,
+        max_wait_s=max_wait_s,
+        max_backoff_s=1.0,
+    )
+
+
 def test_concurrent_batches_share_inserts_and_replays_are_counted_once(
     stack: Settings, database: str
 ) -> None:
     async def run() -> ClickHouseSink:
-        writer = ClickHouseSink(
-            host="127.0.0.1",
-            port=stack.clickhouse_port,
-            user=ADMIN_USER,  # a per-test database: the stack's admin creates it
-            password="",
-            database=database,
-            max_rows=100_000,
-            max_wait_s=0.2,
-            max_backoff_s=1.0,
-        )
+        writer = admin_sink(stack, database, max_rows=100_000, max_wait_s=0.2)
         await writer.start()
         try:
             await writer.ensure_schema()
@@ -91,11 +95,13 @@ def test_rows_go_in_at_once_when_every_batch_in_flight_waits_for_the_insert(
 
     async def run() -> tuple[ClickHouseSink, float, set[int]]:
         writer = ClickHouseSink(
-            host="127.0.0.1",
-            port=stack.clickhouse_port,
-            user=ADMIN_USER,
-            password="",
-            database=database,
+            Server(
+                host="127.0.0.1",
+                port=stack.clickhouse_port,
+                user=ADMIN_USER,
+                password="",
+                database=database,
+            ),
             max_rows=100_000,
             max_wait_s=60.0,  # would hold the rows for a minute without the trigger
             max_backoff_s=1.0,
@@ -167,16 +173,7 @@ def test_an_older_table_is_upgraded_in_place_by_the_writer_keeping_its_rows(
     )
 
     async def run() -> None:
-        writer = ClickHouseSink(
-            host="127.0.0.1",
-            port=stack.clickhouse_port,
-            user=ADMIN_USER,
-            password="",
-            database=database,
-            max_rows=100,
-            max_wait_s=0.05,
-            max_backoff_s=1.0,
-        )
+        writer = admin_sink(stack, database, max_rows=100, max_wait_s=0.05)
         await writer.start()
         try:
             await writer.ensure_schema()
