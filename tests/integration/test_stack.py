@@ -92,7 +92,10 @@ async def test_clickhouse_stores_and_returns_10000_rows(stack: Settings) -> None
             await cursor.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def test_stack_status_reports_both_services_up(stack: Settings) -> None:
+def test_stack_status_reports_every_running_service_up(
+    postgresql_stack: Settings,
+) -> None:
+    stack = postgresql_stack
     riskstream = Path(sys.executable).with_name("riskstream")
     result = subprocess.run(
         [str(riskstream), "stack", "status"],
@@ -109,6 +112,8 @@ def test_stack_status_reports_both_services_up(stack: Settings) -> None:
     assert reported == {
         "kafka": [f"127.0.0.1:{stack.kafka_port}", "up"],
         "clickhouse": [f"127.0.0.1:{stack.clickhouse_port}", "up"],
+        # Not a base service, but listed while the stack runs it.
+        "postgresql": [f"127.0.0.1:{stack.postgresql_port}", "up"],
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import signal
 import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -11,7 +12,9 @@ import pytest
 
 from app.settings import Settings
 from stack.broker import KafkaService, downloaded_bytes, new_cluster_id
-from stack.errors import PortInUse, ServiceDidNotStart
+from stack.control import chosen_names
+from stack.errors import PortInUse, ServiceDidNotStart, StackError
+from stack.postgresql import PostgreSQLService, scram_verifier, socket_dir
 from stack.service import ServiceStatus, render_conf
 from stack.warehouse import ClickHouseService
 
@@ -83,7 +86,16 @@ def test_every_packaged_config_renders_without_leftover_placeholders(
         "users_config": tmp_path,
         "app_user": "",
     }
-    for name in ("server.properties", "clickhouse-config.xml", "clickhouse-users.xml"):
+    values.update(
+        hba_file=tmp_path, socket_dir=tmp_path, admin="postgres", data_dir=tmp_path
+    )
+    for name in (
+        "server.properties",
+        "clickhouse-config.xml",
+        "clickhouse-users.xml",
+        "postgresql.conf",
+        "pg_hba.conf",
+    ):
         render_conf(name, tmp_path / name, **values)
         assert "${" not in (tmp_path / name).read_text()
 
@@ -160,3 +172,59 @@ def test_status_states(pid: int | None, answers: bool, state: str) -> None:
     )
     assert status.state == state
     assert status.line().split()[:3] == ["kafka", "127.0.0.1:9092", state.split()[0]]
+
+
+def test_postgresql_listens_on_its_port_with_its_socket_under_the_stack_dir(
+    settings: Settings,
+) -> None:
+    root = settings.stack_dir.resolve()
+    settings = settings.model_copy(update={"postgresql_port": 19432})
+    service = PostgreSQLService(settings, root)
+    assert service.address == "127.0.0.1:19432"
+    assert service.socket_dir == socket_dir(settings) == root / "postgresql" / "socket"
+    assert service.pid_file.marker == str(service.config_path)
+    assert service.config_path.is_relative_to(root)
+    assert service.stop_signal == signal.SIGINT  # fast shutdown, not "wait for clients"
+
+
+def test_postgresql_admin_comes_through_the_socket_only(tmp_path: Path) -> None:
+    target = tmp_path / "pg_hba.conf"
+    render_conf("pg_hba.conf", target, admin="postgres")
+    rules = [
+        line.split()
+        for line in target.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert rules[0] == ["local", "all", "postgres", "trust"]
+    assert ["local", "all", "all", "reject"] in rules
+    tcp = [rule for rule in rules if rule[0] == "host"]
+    assert all(rule[-1] == "reject" for rule in tcp if rule[2] == "postgres")
+    assert all(rule[-1] == "scram-sha-256" for rule in tcp if rule[2] != "postgres")
+
+
+def test_the_base_stack_plus_the_services_asked_for_in_start_order(
+    settings: Settings,
+) -> None:
+    assert chosen_names(settings) == ["kafka", "clickhouse"]
+    assert chosen_names(settings, ["postgresql"]) == [
+        "kafka",
+        "clickhouse",
+        "postgresql",
+    ]
+    extra = settings.model_copy(update={"stack_services": " PostgreSQL, "})
+    assert chosen_names(extra) == ["kafka", "clickhouse", "postgresql"]
+    with pytest.raises(StackError, match="unknown service mysql"):
+        chosen_names(settings, ["mysql"])
+
+
+def test_the_scram_verifier_is_rfc_7677s_for_its_test_vector() -> None:
+    # RFC 7677's example: password "pencil", this salt, 4096 iterations.
+    salt = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
+    assert scram_verifier("pencil", salt) == (
+        "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ=="
+        "$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"
+        "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
+    )
+    assert scram_verifier("pencil") != scram_verifier(
+        "pencil"
+    )  # a fresh salt each time
