@@ -109,8 +109,20 @@ async def prepare_schema(connection: asyncpg.Connection) -> list[str]:
     """Create what is missing of the schema and table, add newer columns; returns the statements run.
 
     A role without DDL rights (the local stack's app role) runs none
-    against a schema the stack already prepared.
+    against a schema the stack already prepared. Workers starting together
+    take turns (a transaction-scoped advisory lock): ``CREATE ... IF NOT
+    EXISTS`` is not safe against a concurrent create of the same name.
     """
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
+        return await _create_missing(connection)
+
+
+#: The advisory lock key that serialises riskstream's DDL in a database.
+_DDL_LOCK = 0x7269736B  # "risk"
+
+
+async def _create_missing(connection: asyncpg.Connection) -> list[str]:
     has_schema, has_table = await connection.fetchrow(
         "SELECT to_regnamespace($1) IS NOT NULL, to_regclass($2) IS NOT NULL",
         SCHEMA,
@@ -227,14 +239,20 @@ class PostgreSQLSink(Sink):
         """Create the missing database (a role allowed to: the tests' and bench's admin)."""
         maintenance = await self._connect("postgres")
         try:
-            await maintenance.execute(
-                f"CREATE DATABASE {quote_identifier(self.database)}"
-            )
-        except asyncpg.DuplicateDatabaseError:
-            pass  # created meanwhile by another worker
+            # CREATE DATABASE cannot run in a transaction: a session lock (released
+            # with the connection) makes workers starting together take turns.
+            await maintenance.execute("SELECT pg_advisory_lock($1)", _DDL_LOCK)
+            if not await maintenance.fetchval(
+                "SELECT 1 FROM pg_database WHERE datname = $1", self.database
+            ):
+                await maintenance.execute(
+                    f"CREATE DATABASE {quote_identifier(self.database)}"
+                )
+                logger.info(
+                    "PostgreSQL %s: CREATE DATABASE %s", self.address, self.database
+                )
         finally:
             await maintenance.close()
-        logger.info("PostgreSQL %s: CREATE DATABASE %s", self.address, self.database)
 
     async def _insert(self, rows: Sequence[PredictionRow], stored_at_ms: int) -> None:
         connection = self._connection

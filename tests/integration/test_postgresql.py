@@ -224,3 +224,21 @@ def test_the_password_is_in_no_file_of_the_stack_and_no_log(app_role: Settings) 
         assert PASSWORD not in path.read_text(errors="replace"), path
     for path in (root / "postgresql").glob("*.conf"):
         assert PASSWORD not in path.read_text(errors="replace"), path
+
+
+def test_workers_starting_together_create_the_schema_once_without_a_race(
+    postgresql_stack: Settings, database: str
+) -> None:
+    """``CREATE TABLE IF NOT EXISTS`` races on PostgreSQL; the sinks take turns instead."""
+    sinks = [admin_sink(postgresql_stack, database) for _ in range(4)]
+
+    async def run() -> int:
+        await asyncio.gather(*(sink.ensure_schema() for sink in sinks))
+        try:
+            return await sinks[0].count_rows()
+        finally:
+            for sink in sinks:
+                await sink.stop()
+
+    assert asyncio.run(run()) == 0
+    assert all(sink.failed_inserts == 0 for sink in sinks)
