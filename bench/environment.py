@@ -28,6 +28,7 @@ LIBRARIES = (
     "mode-streaming",
     "aiokafka",
     "asynch",
+    "asyncpg",
     "aiohttp",
     "orjson",
     "scikit-learn",

@@ -85,7 +85,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             ),
             (
                 f"  {'sinks':<21}  {'workers':>7}  {'servers':>7}  {'records/s':>10}  "
-                f"{'worker CPU':>14}  {'database CPU':<34}  {'rows counted':>12}  {'load':>5}"
+                f"{'worker CPU':>14}  {'database CPU':<40}  {'rows counted':>12}  {'load':>5}"
             ),
         ]
         for run in runs:
@@ -96,7 +96,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             lines.append(
                 f"  {run.get('sinks', 'clickhouse'):<21}  {run['workers']:>7}  "
                 f"{run['model_servers']:>7}  {run['records_per_s']:>10,.0f}  "
-                f"{run['worker_cpu_us_per_record']:>8,.1f} us/rec  {database_cpu:<34}  "
+                f"{run['worker_cpu_us_per_record']:>8,.1f} us/rec  {database_cpu:<40}  "
                 f"{run['rows_measured']:>12,}  {run['load_average'][0]:>5.2f}"
             )
         best = max(run["records_per_s"] for run in runs)
@@ -212,7 +212,7 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
     if runs or reference:
         labels = [
             f"{r['workers']} worker(s)\n{r['model_servers']} server(s)\n"
-            f"{r.get('sinks', 'clickhouse').replace(',', '+')}"
+            + "\n+ ".join(r.get("sinks", "clickhouse").split(","))
             for r in runs
         ]
         values = [r["records_per_s"] for r in runs]
