@@ -33,6 +33,7 @@ import pwd
 import secrets
 import shutil
 import signal
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -174,6 +175,8 @@ class PostgreSQLService(LocalService):
         initdb = await ensure_program("initdb", PACKAGES, BIN_DIRS)
         await _ensure_account()
         account = self.run_as()
+        if account is not None:
+            _check_reachable(self.home, account)
         for folder in (self.data_dir, self.socket_dir):
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(0o700)
@@ -340,6 +343,26 @@ class PostgreSQLService(LocalService):
             database=database,
             timeout_s=PROBE_TIMEOUT_S,
         )
+
+
+def _check_reachable(folder: Path, account: RunAs) -> None:
+    """Fail clearly if ``account`` cannot enter a parent of ``folder`` (PostgreSQL would, obscurely)."""
+    for parent in reversed(folder.parents):
+        if not parent.exists():
+            break
+        info = parent.stat()
+        if info.st_uid == account.uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid == account.gid:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            raise StackError(
+                f"PostgreSQL runs as {account.name}, which cannot enter {parent} "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}): allow it to (chmod o+x {parent}) "
+                "or set RISKSTREAM_STACK_DIR to a folder it can reach"
+            )
 
 
 async def _ensure_account() -> None:

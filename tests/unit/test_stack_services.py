@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import os
+import shutil
 import signal
 import socket
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -14,8 +17,13 @@ from app.settings import Settings
 from stack.broker import KafkaService, downloaded_bytes, new_cluster_id
 from stack.control import chosen_names
 from stack.errors import PortInUse, ServiceDidNotStart, StackError
-from stack.postgresql import PostgreSQLService, scram_verifier, socket_dir
-from stack.service import ServiceStatus, render_conf
+from stack.postgresql import (
+    PostgreSQLService,
+    _check_reachable,
+    scram_verifier,
+    socket_dir,
+)
+from stack.service import RunAs, ServiceStatus, render_conf
 from stack.warehouse import ClickHouseService
 
 
@@ -228,3 +236,20 @@ def test_the_scram_verifier_is_rfc_7677s_for_its_test_vector() -> None:
     assert scram_verifier("pencil") != scram_verifier(
         "pencil"
     )  # a fresh salt each time
+
+
+def test_a_stack_folder_the_server_account_cannot_enter_is_named_with_the_fix() -> None:
+    # Not under pytest's tmp_path: its folders are 0700 themselves.
+    base = Path(tempfile.mkdtemp(prefix="riskstream-reach-"))
+    try:
+        base.chmod(0o711)
+        locked = base / "locked"
+        (locked / "stack" / "postgresql").mkdir(parents=True)
+        locked.chmod(0o700)
+        stranger = RunAs("riskstream-pg", os.getuid() + 4242, os.getgid() + 4242)
+        with pytest.raises(StackError, match=rf"cannot enter {locked} \(mode 0700\)"):
+            _check_reachable(locked / "stack" / "postgresql", stranger)
+        locked.chmod(0o711)
+        _check_reachable(locked / "stack" / "postgresql", stranger)
+    finally:
+        shutil.rmtree(base)
