@@ -1,8 +1,11 @@
-"""A prediction row as the pipeline builds it, for the storage tests on the real ClickHouse."""
+"""A prediction row as the pipeline builds it, and a worker's use of a sink, for the storage tests."""
 
 from __future__ import annotations
 
+import asyncio
+
 from tables.predictions import PredictionRow
+from tables.sink import Sink
 
 
 def prediction_row(offset: int) -> PredictionRow:
@@ -29,3 +32,15 @@ def prediction_row(offset: int) -> PredictionRow:
         text_feature_values=["yes"],
         predicted_value=float("nan"),
     )
+
+
+async def write_as_the_worker(sink: Sink, count: int = 100) -> None:
+    """What a worker does with a sink: start, check the schema (the stack made it), write, stop."""
+    await sink.start()
+    try:
+        await asyncio.wait_for(sink.ensure_schema(), 30)
+        await asyncio.wait_for(
+            sink.write([prediction_row(i) for i in range(count)]), 30
+        )
+    finally:
+        await sink.stop()

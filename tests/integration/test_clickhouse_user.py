@@ -24,7 +24,7 @@ from asynch.connection import Connection
 from app.settings import Settings
 from tables.clickhouse import ClickHouseSink
 from tables.sink import Server
-from tests.integration.rows import prediction_row as row
+from tests.integration.rows import write_as_the_worker
 from tests.private_clickhouse import admin_query, private_clickhouse
 
 PASSWORD = "ch-" + secrets.token_hex(8)
@@ -84,12 +84,7 @@ def test_the_worker_stores_and_reads_back_without_any_ddl(clickhouse: Settings) 
             max_wait_s=0.05,
             max_backoff_s=0.5,
         )
-        await writer.start()
-        try:
-            await asyncio.wait_for(writer.ensure_schema(), 30)  # the stack made it
-            await asyncio.wait_for(writer.write([row(i) for i in range(100)]), 30)
-        finally:
-            await writer.stop()
+        await write_as_the_worker(writer)  # no DDL: the stack made the schema
         assert writer.failed_inserts == 0
 
     asyncio.run(store())

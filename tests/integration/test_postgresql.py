@@ -24,6 +24,7 @@ from stack.postgresql import ADMIN_USER, admin_execute, socket_dir
 from tables.postgresql import PostgreSQLSink
 from tables.sink import Server
 from tests.integration.rows import prediction_row as row
+from tests.integration.rows import write_as_the_worker
 
 PASSWORD = "pg-" + secrets.token_hex(8)
 
@@ -167,12 +168,7 @@ def test_the_role_writes_and_reads_its_table_through_the_sink_without_any_ddl(
     )
 
     async def run() -> tuple[int, int]:
-        await sink.start()
-        try:
-            await asyncio.wait_for(sink.ensure_schema(), 30)  # the stack made it
-            await asyncio.wait_for(sink.write([row(i) for i in range(100)]), 30)
-        finally:
-            await sink.stop()
+        await write_as_the_worker(sink)
         return await sink.count_rows(), await sink.count_records()
 
     assert asyncio.run(run()) == (100, 100)
