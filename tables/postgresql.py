@@ -81,7 +81,11 @@ PG_COLUMNS: dict[str, str] = {name: _pg_column(kind) for name, kind in COLUMNS.i
 _TIMESTAMPS = frozenset(n for n, k in COLUMNS.items() if k == "DateTime")
 
 #: Failures worth a retry: the server going away or starting up, the network,
-#: overload, a serialisation conflict. Anything else is a bug.
+#: overload, a serialisation conflict. Anything else is a bug. A connection
+#: the server terminated while it was idle (``stack stop postgresql`` between
+#: two writes) is not known closed yet: its next use fails with asyncpg's
+#: ``InternalClientError`` ("another operation (2) is in progress"), and a
+#: new connection is the cure.
 RETRIED_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
@@ -89,6 +93,7 @@ RETRIED_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.TransactionRollbackError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 

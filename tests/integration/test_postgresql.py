@@ -238,3 +238,28 @@ def test_workers_starting_together_create_the_schema_once_without_a_race(
 
     assert asyncio.run(run()) == 0
     assert all(sink.failed_inserts == 0 for sink in sinks)
+
+
+def test_a_connection_the_server_ended_while_idle_is_replaced_for_the_next_write(
+    postgresql_stack: Settings, database: str
+) -> None:
+    """``stack stop postgresql`` and ``start`` between two writes: the next one still lands.
+
+    Whether it meets the dead connection (and retries) or asyncpg noticed the
+    end first (and the sink reconnects) is a race this test does not steer.
+    """
+    sink = admin_sink(postgresql_stack, database)
+
+    async def run() -> int:
+        await sink.start()
+        try:
+            await sink.ensure_schema()
+            await sink.write([row(1)])
+            await control.down(postgresql_stack, ["postgresql"])
+            await control.up(postgresql_stack, ["postgresql"])
+            await asyncio.wait_for(sink.write([row(2)]), 30)
+        finally:
+            await sink.stop()
+        return await sink.count_records()
+
+    assert asyncio.run(run()) == 2
