@@ -9,6 +9,11 @@ and ``pg_hba.conf`` that ``stack up`` renders on every start (port
 when the stack runs as root the server (and ``initdb``) run as the
 dedicated system account :data:`SERVER_ACCOUNT`, created if missing, which
 owns only the data and socket folders; otherwise as the current user.
+That account must be able to enter every folder above them: when the
+stack folder sits under one it cannot (``/root`` is mode 0700), the
+server's folder (config, data, socket) is one of its own under
+:data:`OUTSIDE_ROOT`, named after the stack folder (:func:`server_dir`),
+rather than asking anyone to open ``/root`` to others.
 
 Two roles: :data:`ADMIN_USER`, the superuser ``initdb`` makes, reachable
 only through the socket (``trust``: entering the socket's folder is the
@@ -76,6 +81,9 @@ ADMIN_USER = "postgres"
 #: The system account the server runs as when the stack runs as root.
 SERVER_ACCOUNT = "riskstream-pg"
 
+#: Where the server's folders go when that account cannot enter the stack folder.
+OUTSIDE_ROOT = Path("/var/lib/riskstream-pg")
+
 #: Debian's PostgreSQL 15: the package, and where it puts initdb and postgres.
 PACKAGES = ("postgresql-15",)
 BIN_DIRS = ("/usr/lib/postgresql/15/bin",)
@@ -84,9 +92,32 @@ BIN_DIRS = ("/usr/lib/postgresql/15/bin",)
 SCRAM_ITERATIONS = 4096
 
 
+def server_dir(settings: Settings) -> Path:
+    """The folder of the server's config, data and socket.
+
+    ``<stack_dir>/postgresql``, unless the stack runs as root under a
+    folder others may not enter: then a folder under :data:`OUTSIDE_ROOT`
+    named after the stack folder, so that each stack keeps its own cluster.
+    """
+    inside = settings.stack_dir.resolve() / "postgresql"
+    if os.geteuid() != 0 or _others_may_enter(inside):
+        return inside
+    digest = hashlib.sha256(str(inside).encode()).hexdigest()[:16]
+    return OUTSIDE_ROOT / digest
+
+
+def _others_may_enter(folder: Path) -> bool:
+    """Whether an account that owns none of ``folder``'s existing parents may enter them all."""
+    return all(
+        parent.stat().st_mode & stat.S_IXOTH
+        for parent in folder.parents
+        if parent.exists()
+    )
+
+
 def socket_dir(settings: Settings) -> Path:
     """Where the local server's unix socket lives (the admin's way in)."""
-    return settings.stack_dir.resolve() / "postgresql" / "socket"
+    return server_dir(settings) / "socket"
 
 
 def scram_verifier(password: str, salt: bytes | None = None) -> str:
@@ -139,14 +170,16 @@ class PostgreSQLService(LocalService):
 
     def __init__(self, settings: Settings, root: Path) -> None:
         super().__init__(settings, root)
-        self.data_dir = self.home / "data"
-        self.socket_dir = self.home / "socket"
-        self.hba_path = self.home / "pg_hba.conf"
+        #: config, data and socket: what the server's account must reach
+        self.server_dir = server_dir(settings)
+        self.data_dir = self.server_dir / "data"
+        self.socket_dir = self.server_dir / "socket"
+        self.hba_path = self.server_dir / "pg_hba.conf"
         self.server = "postgres"
 
     @property
     def config_path(self) -> Path:
-        return self.home / "postgresql.conf"
+        return server_dir(self.settings) / "postgresql.conf"
 
     @property
     def listeners(self) -> list[Listener]:
@@ -175,8 +208,17 @@ class PostgreSQLService(LocalService):
         initdb = await ensure_program("initdb", PACKAGES, BIN_DIRS)
         await _ensure_account()
         account = self.run_as()
+        if self.server_dir != self.home:
+            OUTSIDE_ROOT.mkdir(mode=0o755, exist_ok=True)
+            self.server_dir.mkdir(mode=0o755, exist_ok=True)
+            logger.info(
+                "postgresql: %s cannot enter the stack folder: its config, data and "
+                "socket are in %s",
+                SERVER_ACCOUNT,
+                self.server_dir,
+            )
         if account is not None:
-            _check_reachable(self.home, account)
+            _check_reachable(self.server_dir, account)
         for folder in (self.data_dir, self.socket_dir):
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(0o700)

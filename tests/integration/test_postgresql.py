@@ -20,7 +20,7 @@ import pytest
 
 from app.settings import Settings
 from stack import control
-from stack.postgresql import ADMIN_USER, admin_execute, socket_dir
+from stack.postgresql import ADMIN_USER, admin_execute, server_dir, socket_dir
 from tables.postgresql import PostgreSQLSink
 from tables.sink import Server
 from tests.integration.rows import prediction_row as row
@@ -218,7 +218,7 @@ def test_the_password_is_in_no_file_of_the_stack_and_no_log(app_role: Settings) 
     root = Path(app_role.stack_dir).resolve()
     for path in (root / "logs").glob("*.log"):
         assert PASSWORD not in path.read_text(errors="replace"), path
-    for path in (root / "postgresql").glob("*.conf"):
+    for path in server_dir(app_role).glob("*.conf"):
         assert PASSWORD not in path.read_text(errors="replace"), path
 
 

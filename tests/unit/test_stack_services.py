@@ -18,9 +18,11 @@ from stack.broker import KafkaService, downloaded_bytes, new_cluster_id
 from stack.control import chosen_names
 from stack.errors import PortInUse, ServiceDidNotStart, StackError
 from stack.postgresql import (
+    OUTSIDE_ROOT,
     PostgreSQLService,
     _check_reachable,
     scram_verifier,
+    server_dir,
     socket_dir,
 )
 from stack.service import RunAs, ServiceStatus, render_conf
@@ -182,17 +184,40 @@ def test_status_states(pid: int | None, answers: bool, state: str) -> None:
     assert status.line().split()[:3] == ["kafka", "127.0.0.1:9092", state.split()[0]]
 
 
-def test_postgresql_listens_on_its_port_with_its_socket_under_the_stack_dir(
+def test_postgresql_listens_on_its_port_with_its_socket_in_its_folder(
     settings: Settings,
 ) -> None:
     root = settings.stack_dir.resolve()
     settings = settings.model_copy(update={"postgresql_port": 19432})
     service = PostgreSQLService(settings, root)
     assert service.address == "127.0.0.1:19432"
-    assert service.socket_dir == socket_dir(settings) == root / "postgresql" / "socket"
+    assert service.socket_dir == socket_dir(settings) == server_dir(settings) / "socket"
     assert service.pid_file.marker == str(service.config_path)
-    assert service.config_path.is_relative_to(root)
+    assert service.config_path.parent == service.data_dir.parent == server_dir(settings)
     assert service.stop_signal == signal.SIGINT  # fast shutdown, not "wait for clients"
+
+
+def test_the_servers_folder_leaves_a_stack_folder_its_account_cannot_enter(
+    tmp_path: Path,
+) -> None:
+    open_stack = tmp_path / "open"
+    open_stack.mkdir()
+    tmp_path.chmod(0o755)
+    closed = tmp_path / "closed"
+    (closed / "stack").mkdir(parents=True)
+    closed.chmod(0o700)
+    inside = Settings(stack_dir=open_stack / ".stack")
+    outside = Settings(stack_dir=closed / "stack" / ".stack")
+    if os.geteuid() != 0:  # as a user the server runs as that user: it may enter
+        assert server_dir(outside) == closed / "stack" / ".stack" / "postgresql"
+        return
+    parents_open = all(p.stat().st_mode & 0o001 for p in tmp_path.parents)
+    if parents_open:
+        assert server_dir(inside) == open_stack / ".stack" / "postgresql"
+    assert server_dir(outside).parent == OUTSIDE_ROOT
+    assert server_dir(outside) == server_dir(outside)  # the same stack, the same folder
+    other = Settings(stack_dir=closed / "stack" / ".other")
+    assert server_dir(other) != server_dir(outside)
 
 
 def test_postgresql_admin_comes_through_the_socket_only(tmp_path: Path) -> None:
