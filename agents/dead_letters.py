@@ -16,7 +16,6 @@ import logging
 from collections.abc import Sequence
 
 import faust
-from aiokafka.errors import KafkaError
 
 from app.backoff import Backoff, retry_until_done
 from models.records import DeadLetter
@@ -52,7 +51,6 @@ class DeadLetterPublisher:
             send_all,
             where=f"Kafka topic {self._topic.get_topic_name()}",
             what=f"publish {len(letters)} dead letters",
-            retried=(KafkaError, OSError, TimeoutError),
             backoff=Backoff(FIRST_BACKOFF_S, self._max_backoff_s),
             log=logger,
         )

@@ -5,6 +5,13 @@ batch, see ``agents/score.py``), and the generator never drops what Kafka
 did not acknowledge: both retry until it works or they stop. One policy
 keeps their logs and pauses alike: the pause starts at ``first_s`` and
 doubles up to ``max_s``.
+
+And one answer to "is this failure worth retrying", :func:`worth_retrying`:
+Kafka says so itself (aiokafka marks each error ``retriable``: a broker
+moving or down is, an authorization failure or a record too large is
+not), the network and timeouts are, and each store names its driver's
+transient errors. Anything else is permanent or a bug: retrying it would
+loop forever, so it stops the caller with a line saying why.
 """
 
 from __future__ import annotations
@@ -13,7 +20,26 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-__all__ = ["Backoff", "retry_until_done"]
+from aiokafka.errors import KafkaError, KafkaTimeoutError
+
+__all__ = ["Backoff", "retry_until_done", "worth_retrying"]
+
+#: Failures of the network and of waiting, whichever service they come from.
+TRANSIENT: tuple[type[BaseException], ...] = (OSError, EOFError, TimeoutError)
+
+
+def worth_retrying(
+    error: BaseException, transient: tuple[type[BaseException], ...] = ()
+) -> bool:
+    """Whether ``error`` may pass if the same action is tried again later.
+
+    ``transient`` adds a service's own passing errors (a store's driver).
+    aiokafka's ``KafkaTimeoutError`` (a send that found no broker in time) is
+    not marked retriable but is the very outage the generator waits out.
+    """
+    if isinstance(error, KafkaError):
+        return bool(error.retriable) or isinstance(error, KafkaTimeoutError)
+    return isinstance(error, (*TRANSIENT, *transient))
 
 
 class Backoff:
@@ -36,22 +62,33 @@ async def retry_until_done(
     *,
     where: str,
     what: str,
-    retried: tuple[type[BaseException], ...],
     backoff: Backoff,
     log: logging.Logger,
+    transient: tuple[type[BaseException], ...] = (),
     on_failure: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Run ``action`` until it returns, pausing after each failure in ``retried``.
+    """Run ``action`` until it returns, pausing after each failure :func:`worth_retrying`.
 
     ``where`` and ``what`` name the service and the action in the log
-    lines ("ClickHouse 127.0.0.1:9000: cannot insert 500 rows ..."); ``on_failure`` runs after each failure (e.g. drop a
-    broken connection). Any other exception propagates: it is a bug, not an
-    outage, and must stop the caller rather than be retried forever.
+    lines ("ClickHouse 127.0.0.1:9000: cannot insert 500 rows ...");
+    ``transient`` are the service's own passing errors; ``on_failure`` runs
+    after each failure (e.g. drop a broken connection). Any other exception
+    is logged as permanent and propagates: it must stop the caller rather
+    than be retried forever.
     """
     while True:
         try:
             await action()
-        except retried as exc:
+        except Exception as exc:
+            if not worth_retrying(exc, transient):
+                log.error(
+                    "%s: cannot %s: %s: %s; a permanent failure, not retried",
+                    where,
+                    what,
+                    type(exc).__name__,
+                    exc,
+                )
+                raise
             if on_failure is not None:
                 await on_failure()
             log.warning(

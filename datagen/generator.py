@@ -41,9 +41,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from app.backoff import Backoff
+from app.backoff import Backoff, worth_retrying
 from models.records import (
     DecodeError,
     FeatureField,
@@ -467,13 +467,6 @@ class SentRecord:
     acknowledged: bool = False
 
 
-def _retriable(error: BaseException) -> bool:
-    """Kafka could not take the record now (broker down or moving), as opposed to never."""
-    return isinstance(error, KafkaTimeoutError) or bool(
-        isinstance(error, KafkaError) and error.retriable
-    )
-
-
 class Delivery:
     """Sends records and makes sure Kafka acknowledged each, sending the others again."""
 
@@ -496,7 +489,7 @@ class Delivery:
         try:
             future = await self._producer.send(self._topic, value, key=key)
         except KafkaError as error:
-            if not _retriable(error):
+            if not worth_retrying(error):
                 raise
             return SentRecord(key, value, None, error)
         return SentRecord(key, value, future)
@@ -514,7 +507,7 @@ class Delivery:
                         if record.future.cancelled()
                         else record.future.exception()
                     )
-                if record.error is not None and not _retriable(record.error):
+                if record.error is not None and not worth_retrying(record.error):
                     raise record.error
             failed = []
             for record in records:

@@ -39,7 +39,7 @@ class ClickHouseSink(Sink):
 
     name = "clickhouse"
     kind = "ClickHouse"
-    retried = (asynch.errors.Error, OSError, EOFError)
+    transient = (asynch.errors.Error, OSError, EOFError)
 
     def __init__(self, server: Server, **kwargs: Any) -> None:
         super().__init__(server, **kwargs)
@@ -75,7 +75,7 @@ class ClickHouseSink(Sink):
         if connection is not None:
             try:
                 await connection.close()
-            except self.retried as exc:  # closing a broken socket may fail too
+            except self.transient as exc:  # closing a broken socket may fail too
                 logger.debug("closing ClickHouse connection failed: %s", exc)
 
     def _connect(self) -> asynch.Connection:

@@ -199,7 +199,7 @@ class PostgreSQLSink(Sink):
 
     name = "postgresql"
     kind = "PostgreSQL"
-    retried = RETRIED_ERRORS
+    transient = RETRIED_ERRORS
 
     def __init__(self, server: Server, **kwargs: Any) -> None:
         quote_identifier(server.database)

@@ -22,7 +22,7 @@ asks (stored rows, distinct records, rows for analysis). Everything about
   it succeeds or the worker stops, in which case the callers' waits are
   cancelled and their offsets stay uncommitted. Repeating a write is safe
   because every store keeps one row per Kafka record (its own way: see
-  each implementation). Errors outside :attr:`Sink.retried` are bugs and
+  each implementation). Errors outside :attr:`Sink.transient` (and :func:`app.backoff.worth_retrying`) are permanent or bugs and
   propagate.
 
 Queries (:meth:`Sink.count_rows`, :meth:`Sink.count_records`,
@@ -101,7 +101,7 @@ class Sink(Service, abc.ABC):
     #: How log lines name the server ("ClickHouse", "PostgreSQL").
     kind: ClassVar[str]
     #: Failures worth a retry: the server, the network, a timeout.
-    retried: ClassVar[tuple[type[BaseException], ...]]
+    transient: ClassVar[tuple[type[BaseException], ...]]
 
     def __init__(
         self,
@@ -287,7 +287,7 @@ class Sink(Service, abc.ABC):
             attempt,
             where=f"{self.kind} {self.address}",
             what=what,
-            retried=(*self.retried, TimeoutError),
+            transient=self.transient,
             backoff=Backoff(FIRST_BACKOFF_S, self._max_backoff_s),
             log=logger,
             on_failure=failed,

@@ -1,12 +1,19 @@
-"""The one retry policy: pauses double up to a cap, outages are waited out, bugs propagate."""
+"""The one retry policy: pauses double up to a cap, outages are waited out, permanent failures and bugs propagate."""
 
 from __future__ import annotations
 
 import logging
 
 import pytest
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    TopicAuthorizationFailedError,
+)
 
-from app.backoff import Backoff, retry_until_done
+from app.backoff import Backoff, retry_until_done, worth_retrying
 
 
 async def test_pauses_double_up_to_the_cap() -> None:
@@ -37,7 +44,6 @@ async def test_a_transient_failure_is_retried_until_the_action_succeeds(
             flaky,
             where="ClickHouse 127.0.0.1:9000",
             what="insert 5 rows",
-            retried=(OSError,),
             backoff=Backoff(0.001, 0.01),
             log=logging.getLogger("test"),
             on_failure=on_failure,
@@ -62,8 +68,59 @@ async def test_an_error_that_is_not_an_outage_propagates_at_once() -> None:
             broken,
             where="Kafka",
             what="publish",
-            retried=(OSError,),
             backoff=Backoff(0.001, 0.01),
             log=logging.getLogger("test"),
         )
     assert calls == [1]
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (KafkaConnectionError("broker down"), True),
+        (NotLeaderForPartitionError(), True),
+        (KafkaTimeoutError(), True),
+        (TopicAuthorizationFailedError(), False),
+        (MessageSizeTooLargeError(), False),
+        (ConnectionRefusedError(), True),
+        (TimeoutError(), True),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_one_answer_to_whether_a_failure_is_worth_retrying(
+    error: BaseException, retried: bool
+) -> None:
+    assert worth_retrying(error) is retried
+
+
+def test_a_store_adds_its_drivers_transient_errors() -> None:
+    class ServerRestarting(Exception):
+        pass
+
+    assert not worth_retrying(ServerRestarting())
+    assert worth_retrying(ServerRestarting(), transient=(ServerRestarting,))
+
+
+async def test_a_permanent_kafka_failure_stops_the_caller_with_a_clear_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = []
+
+    async def forbidden() -> None:
+        calls.append(1)
+        raise TopicAuthorizationFailedError()
+
+    with pytest.raises(TopicAuthorizationFailedError):
+        await retry_until_done(
+            forbidden,
+            where="Kafka topic features-dlq",
+            what="publish 3 dead letters",
+            backoff=Backoff(0.001, 0.01),
+            log=logging.getLogger("test"),
+        )
+    assert calls == [1]
+    assert (
+        "Kafka topic features-dlq: cannot publish 3 dead letters: "
+        "TopicAuthorizationFailedError"
+    ) in caplog.text
+    assert "a permanent failure, not retried" in caplog.text

@@ -24,7 +24,7 @@ class MemorySink(Sink):
 
     name = "memory"
     kind = "Memory"
-    retried = (ConnectionResetError,)
+    transient = (ConnectionResetError,)
 
     def __init__(self, failures: int = 0, **options: Any) -> None:
         options = {
