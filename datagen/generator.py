@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -71,6 +71,7 @@ __all__ = [
     "read_csv_records",
     "replay_rows",
     "typed_value",
+    "unread_records",
 ]
 
 logger = logging.getLogger(__name__)
@@ -363,6 +364,43 @@ async def declare_topic(
             except TopicAlreadyExistsError:
                 pass
     finally:
+        await admin.close()
+
+
+async def unread_records(
+    bootstrap: str,
+    topic: str,
+    group: str,
+    client_options: dict[str, Any] | None = None,
+) -> int:
+    """Records of ``topic`` the consumer group ``group`` has not committed yet (its lag).
+
+    A partition the group never committed counts from its first record,
+    where a new worker starts (``consumer_auto_offset_reset="earliest"``).
+    """
+    options = client_options or {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **options)
+    await admin.start()
+    await consumer.start()
+    try:
+        if topic not in await admin.list_topics():
+            return 0
+        (described,) = await admin.describe_topics([topic])
+        partitions = [
+            TopicPartition(topic, entry["partition"])
+            for entry in described["partitions"]
+        ]
+        committed = {
+            tp: meta.offset
+            for tp, meta in (await admin.list_consumer_group_offsets(group)).items()
+            if meta.offset >= 0
+        }
+        first = await consumer.beginning_offsets(partitions)
+        last = await consumer.end_offsets(partitions)
+        return sum(last[tp] - committed.get(tp, first[tp]) for tp in partitions)
+    finally:
+        await consumer.stop()
         await admin.close()
 
 

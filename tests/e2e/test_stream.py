@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -410,6 +412,56 @@ def test_the_dashboard_shows_live_counts_in_headless_chromium(
 
 
 @pytest.mark.parametrize("pipeline", ["clickhouse", "postgresql"], indirect=True)
+@pytest.mark.parametrize("ending", ["pipe closed, then Ctrl-C", "terminal hung up"])
+def test_the_demo_cleans_up_whatever_happens_to_its_stdout_or_terminal(
+    pipeline: Pipeline, ending: str
+) -> None:
+    """``make demo | tee demo.log``, then Ctrl-C: tee dies first and the pipe breaks."""
+    first_port = wait_until(consecutive_free_ports, 10, "two free consecutive ports")
+    web_port = free_port()
+    env = pipeline.env(
+        RISKSTREAM_MODEL_SERVER_PORT=str(first_port), RISKSTREAM_WEB_PORT=str(web_port)
+    )
+    demo = subprocess.Popen(
+        riskstream_argv("demo", "--rate", "50"),
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert demo.stdout is not None
+        lines: list[str] = []
+        while not any("| stored " in line for line in lines):
+            line = demo.stdout.readline().decode()
+            assert line, "the demo closed its stdout before showing progress"
+            lines.append(line)
+        wait_until(
+            lambda: pipeline.count() >= 100,
+            DRAIN_TIMEOUT_S,
+            "the demo to store 100 predictions",
+        )
+        demo.stdout.close()  # the reader is gone: the next write breaks the pipe
+        if ending == "terminal hung up":
+            demo.send_signal(signal.SIGHUP)
+        else:
+            time.sleep(1)
+            demo.send_signal(signal.SIGINT)
+        assert demo.wait(90) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    shown = (pipeline.workdir / "data" / "demo" / "demo.log").read_text()
+    for part in ("generator", "worker", "model servers"):
+        assert f"stopped {part} (exit code 0)" in shown, shown[-2000:]
+    for port in (first_port, first_port + 1, web_port):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, (
+                f"port {port} still answers after: {ending}"
+            )
+
+
 def test_the_demo_runs_the_pipeline_and_ctrl_c_stops_everything_it_started(
     pipeline: Pipeline,
 ) -> None:

@@ -6,10 +6,16 @@ import asyncio
 import secrets
 import time
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.settings import Settings
-from datagen.generator import GeneratorConfig, field_ranges, generate, random_rows
+from datagen.generator import (
+    GeneratorConfig,
+    field_ranges,
+    generate,
+    random_rows,
+    unread_records,
+)
 from models.records import FeatureField, FeatureSchema, decode_features
 
 SCHEMA = FeatureSchema(
@@ -81,3 +87,37 @@ def test_a_rate_limit_spreads_the_records_over_time(stack: Settings) -> None:
     assert 1.8 <= report.elapsed_s <= 4.0, (
         f"600 records at 300/s took {report.elapsed_s:.2f} s"
     )
+
+
+def test_unread_records_are_what_the_group_has_not_committed(stack: Settings) -> None:
+    topic, group = f"it-lag-{secrets.token_hex(4)}", f"it-lag-{secrets.token_hex(4)}"
+    config = GeneratorConfig(
+        bootstrap=stack.kafka_bootstrap,
+        topic=topic,
+        partitions=2,
+        schema=SCHEMA,
+        count=1_000,
+    )
+    asyncio.run(generate(config, random_rows(field_ranges(SCHEMA, {}), seed=5)))
+
+    async def commit_part_of_partition_0() -> int:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=stack.kafka_bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            partition = TopicPartition(topic, 0)
+            consumer.assign([partition])
+            end = (await consumer.end_offsets([partition]))[partition]
+            await consumer.commit({partition: end - 10})
+            return end - 10
+        finally:
+            await consumer.stop()
+
+    bootstrap = stack.kafka_bootstrap
+    assert asyncio.run(unread_records(bootstrap, topic, group)) == 1_000
+    committed = asyncio.run(commit_part_of_partition_0())
+    assert asyncio.run(unread_records(bootstrap, topic, group)) == 1_000 - committed
+    assert asyncio.run(unread_records(bootstrap, "no-such-topic", group)) == 0
