@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -ra
 
-.PHONY: install demo test lint clean browser
+.PHONY: install demo test unit lint clean browser
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	@trap '$(BIN)/riskstream stack down' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/riskstream stack up --with postgresql && $(BIN)/pytest $(PYTEST_ARGS)
+
+# The unit tests alone: no services, a few minutes (the parity tests score
+# 100,000 rows per model).
+unit: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS) tests/unit
 
 # The dashboard's end-to-end test loads it in Debian's headless Chromium.
 browser:
