@@ -8,7 +8,6 @@ latency histogram built from the same fixed buckets as the stats table.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,8 +25,6 @@ from agents.pipeline import BatchOutcome
 from tables.histogram import LATENCY_BUCKETS_MS
 
 __all__ = ["StreamMetrics"]
-
-logger = logging.getLogger(__name__)
 
 
 class StreamMetrics(Collector):

@@ -20,7 +20,6 @@ worker.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,7 +39,6 @@ from tables.sinks import build_sinks
 
 __all__ = ["pipeline", "pool", "score_features", "sinks"]
 
-logger = logging.getLogger(__name__)
 
 settings = get_settings()
 

@@ -10,8 +10,6 @@ than paying for one Faust model per message.
 
 from __future__ import annotations
 
-import logging
-
 from app.application import app
 from app.settings import get_settings
 from app.transport import RawSchema
@@ -19,7 +17,6 @@ from models.records import DeadLetter
 
 __all__ = ["dead_letter_topic", "feature_topic"]
 
-logger = logging.getLogger(__name__)
 
 settings = get_settings()
 

@@ -7,8 +7,6 @@ explicit list, so that ``faust -A app worker`` loads exactly them.
 
 from __future__ import annotations
 
-import logging
-
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 from app.security import kafka_credentials
@@ -17,7 +15,6 @@ from app.transport import RiskstreamApp
 
 __all__ = ["app"]
 
-logger = logging.getLogger(__name__)
 
 #: The modules that register agents, tables and web views on the App.
 DISCOVERED_MODULES = ["agents.score", "tables.stats", "app.web"]

@@ -14,7 +14,6 @@ from the environment or a ``*_FILE``; nothing here logs them.
 
 from __future__ import annotations
 
-import logging
 import ssl
 from typing import Any
 
@@ -25,8 +24,6 @@ from faust.types.auth import CredentialsT
 from app.settings import Settings
 
 __all__ = ["kafka_client_options", "kafka_credentials", "model_client_ssl"]
-
-logger = logging.getLogger(__name__)
 
 
 def _kafka_ssl_context(settings: Settings) -> ssl.SSLContext:

@@ -11,14 +11,11 @@ when they run.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 
 import click
 
 __all__ = ["bench"]
-
-logger = logging.getLogger(__name__)
 
 
 @click.group(invoke_without_command=True)

@@ -8,7 +8,6 @@ this record.
 
 from __future__ import annotations
 
-import logging
 import os
 import platform
 import re
@@ -20,7 +19,6 @@ from stack.control import stack_root
 
 __all__ = ["LIBRARIES", "describe_environment", "kafka_version", "load_average"]
 
-logger = logging.getLogger(__name__)
 
 #: The libraries whose versions shape the figures.
 LIBRARIES = (

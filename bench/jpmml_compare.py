@@ -15,7 +15,6 @@ this process. Figures only; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import logging
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,8 +28,6 @@ from bench.serving import _machine, _random_rows
 from models.pmml_schema import PmmlSchema, read_schema
 
 __all__ = ["compare"]
-
-logger = logging.getLogger(__name__)
 
 
 def _rate(call: Callable[[], Any], rows: int, minimum_s: float = 2.0) -> float:

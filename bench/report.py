@@ -8,7 +8,6 @@ backend (no display needed).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ __all__ = [
     "write_json",
 ]
 
-logger = logging.getLogger(__name__)
 
 #: The issue's targets, for the verdicts.
 TARGET_RECORDS_PER_S = 20_000

@@ -19,7 +19,6 @@ and the load comes from a separate process, so the server's CPU time
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import platform
 import re
@@ -44,7 +43,6 @@ from models.repository import ModelRepository
 
 __all__ = ["ServingBenchmark", "run"]
 
-logger = logging.getLogger(__name__)
 
 _LIBRARIES = (
     "aiohttp",

@@ -12,7 +12,6 @@ children's logs to ``<results>/work/``.
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -34,7 +33,6 @@ from bench.stream import (
 
 __all__ = ["PARTS", "SuiteOptions", "run_suite"]
 
-logger = logging.getLogger(__name__)
 
 #: The parts of a full run, in the order they run.
 PARTS = ("throughput", "reference", "latency", "serving")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import signal
 from collections.abc import Iterator, Sequence
@@ -35,7 +34,6 @@ from stack.progress import Progress
 
 __all__ = ["datagen", "parse_field_options"]
 
-logger = logging.getLogger(__name__)
 
 _FIELD_OPTION = re.compile(
     r"^(?P<name>[^.=\s]+)\.(?:(?P<bound>min|max)=(?P<number>\S+)|values=(?P<values>.+))$"

@@ -9,7 +9,6 @@ when it was made and with which library versions.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import platform
 import re
 import subprocess
@@ -23,7 +22,6 @@ from models.training import ALGORITHMS, INVALID_VALUES, TrainingParams
 
 __all__ = ["build_card", "library_versions"]
 
-logger = logging.getLogger(__name__)
 
 _LIBRARIES = ("scikit-learn", "sklearn2pmml", "pypmml", "numpy", "pandas", "matplotlib")
 

@@ -8,7 +8,6 @@ and exit status 1 instead of a traceback.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +24,6 @@ from models.training import ALGORITHMS, INVALID_VALUES, TrainingParams
 
 __all__ = ["models", "train"]
 
-logger = logging.getLogger(__name__)
 
 _DEFAULTS = TrainingParams()
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
-import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ __all__ = [
     "load_dataset",
 ]
 
-logger = logging.getLogger(__name__)
 
 #: The vendored UCI file (see models/datasets/README.md for its provenance).
 ORIGINAL_PATH = Path(__file__).with_name("datasets") / "breast-cancer-wisconsin.data"

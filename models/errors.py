@@ -7,8 +7,6 @@ message says what went wrong and what to do about it.
 
 from __future__ import annotations
 
-import logging
-
 __all__ = [
     "DatasetError",
     "ExportError",
@@ -16,8 +14,6 @@ __all__ = [
     "ParityError",
     "RepositoryError",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 class ModelsError(Exception):

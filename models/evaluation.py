@@ -8,7 +8,6 @@ model is the same recipe fitted on all rows.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,6 @@ from models.training import TrainingParams, fit_pipeline
 
 __all__ = ["METRICS", "Evaluation", "Scores", "evaluate", "score"]
 
-logger = logging.getLogger(__name__)
 
 #: metric -> what it measures (positive: class 1, the risk), for the report.
 METRICS: dict[str, str] = {

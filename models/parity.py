@@ -10,7 +10,6 @@ numbers are the served model's numbers.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from models.pmml_schema import read_schema
 
 __all__ = ["PROBABILITY_TOLERANCE", "ParityReport", "check_parity", "score_pmml"]
 
-logger = logging.getLogger(__name__)
 
 PROBABILITY_TOLERANCE = 1e-9
 

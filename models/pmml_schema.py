@@ -9,7 +9,6 @@ MiningSchema, in MiningSchema order), the target and the output fields.
 
 from __future__ import annotations
 
-import logging
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -28,7 +27,6 @@ __all__ = [
     "read_schema",
 ]
 
-logger = logging.getLogger(__name__)
 
 #: Top-level elements that hold a model (PMML 4.x); the first one present is read.
 MODEL_ELEMENTS = (

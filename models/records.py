@@ -30,7 +30,6 @@ Dead letters are :class:`DeadLetter` records (few, so built one by one).
 from __future__ import annotations
 
 import base64
-import logging
 import math
 import time
 from collections.abc import Sequence
@@ -65,8 +64,6 @@ __all__ = [
     "feature_record_type",
     "parse_text",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

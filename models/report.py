@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import io
-import logging
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,6 @@ from models.training import CLASSIFIER_STEP, INVALID_VALUES, model_columns
 
 __all__ = ["REPORT_FILE", "feature_importances", "render_report"]
 
-logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
 

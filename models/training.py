@@ -16,7 +16,6 @@ ad-hoc Python in the server.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -46,7 +45,6 @@ __all__ = [
     "model_columns",
 ]
 
-logger = logging.getLogger(__name__)
 
 #: Pipeline step names the PMML export and the report look up. The domains
 #: step is a ColumnTransformer with one entry per input, named after it: the

@@ -7,7 +7,6 @@ from tests and scripts the same way.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from models.training import TrainingParams, fit_pipeline
 
 __all__ = ["CV_FOLDS", "TrainingResult", "train_model"]
 
-logger = logging.getLogger(__name__)
 
 CV_FOLDS = 10
 HOLDOUT_TEST_SIZE = 0.25

@@ -12,7 +12,6 @@ clients (which send the first token of their own setting) move over.
 from __future__ import annotations
 
 import hmac
-import logging
 
 from pydantic import SecretStr
 
@@ -20,8 +19,6 @@ from models.protocol import TOKEN_HEADER
 from serving.errors import Unauthorized
 
 __all__ = ["TOKEN_HEADER", "TokenCheck"]
-
-logger = logging.getLogger(__name__)
 
 
 class TokenCheck:

@@ -6,7 +6,6 @@ typo in ``--model`` is a one-line error instead of N replicas failing.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -19,8 +18,6 @@ from serving.pool import run_pool
 from serving.server import ServerConfig, run_replica
 
 __all__ = ["serve"]
-
-logger = logging.getLogger(__name__)
 
 
 @click.command(

@@ -7,8 +7,6 @@ learns what was wrong with its request and nothing internal leaks out.
 
 from __future__ import annotations
 
-import logging
-
 __all__ = [
     "BadRequest",
     "ModelLoadError",
@@ -18,8 +16,6 @@ __all__ = [
     "Unauthorized",
     "UnsupportedModel",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 class ServingError(Exception):

@@ -11,7 +11,6 @@ already replaced, non-numeric inputs as category codes) and answer with a
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +18,6 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Evaluator", "Scores"]
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass

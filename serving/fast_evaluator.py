@@ -37,7 +37,6 @@ back to pypmml for that model.
 
 from __future__ import annotations
 
-import logging
 import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -59,8 +58,6 @@ from serving.transformations import (
 )
 
 __all__ = ["FastEvaluator", "build_fast_evaluator"]
-
-logger = logging.getLogger(__name__)
 
 
 # --- what a compiled model part answers ---------------------------------------------

@@ -26,7 +26,6 @@ only values that need an explanation take the slow path.
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections.abc import Callable
@@ -42,7 +41,6 @@ from serving.errors import ModelLoadError
 
 __all__ = ["EncodedBatch", "FeatureEncoder", "positional_name"]
 
-logger = logging.getLogger(__name__)
 
 #: Value types that numpy converts to float64 exactly as Python's float() does.
 _PLAIN_NUMBER_TYPES = frozenset({int, float, type(None)})

@@ -12,7 +12,6 @@ parse either, but the layout is the reference's, so we keep it.
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -20,8 +19,6 @@ import numpy as np
 import orjson
 
 __all__ = ["java_double", "java_doubles", "output_text", "prediction_text"]
-
-logger = logging.getLogger(__name__)
 
 
 def java_double(value: float) -> str:

@@ -9,13 +9,10 @@ cannot create series at will.
 
 from __future__ import annotations
 
-import logging
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["ServerMetrics"]
 
-logger = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (
     0.0005,

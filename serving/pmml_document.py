@@ -8,15 +8,12 @@ and strips namespaces, giving every other module plain ``find("TreeModel")``.
 from __future__ import annotations
 
 import io
-import logging
 import xml.etree.ElementTree as ET
 
 from models.pmml_schema import MODEL_ELEMENTS
 from serving.errors import ModelLoadError
 
 __all__ = ["model_element", "parse_document"]
-
-logger = logging.getLogger(__name__)
 
 
 def parse_document(document: bytes) -> ET.Element:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import logging
 import math
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +41,6 @@ from serving.evaluator import Evaluator, Scores
 
 __all__ = ["Answers", "ReferenceEvaluator", "answering_document", "reference_executor"]
 
-logger = logging.getLogger(__name__)
 
 #: Names of the output fields added to a document that does not declare them.
 _LABEL_OUTPUT = "riskstream(label)"

@@ -8,7 +8,6 @@ feature list and both sides agree on the document's shape.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from models.pmml_schema import InputField, OutputField
@@ -34,7 +33,6 @@ from serving.model import LoadedModel
 
 __all__ = ["openscoring_schema", "tf_serving_status", "v2_metadata", "v2_outputs"]
 
-logger = logging.getLogger(__name__)
 
 #: PMML dataType -> Open Inference Protocol tensor datatype.
 _V2_DATATYPES = {

@@ -23,7 +23,6 @@ categorical field. Anything else raises
 
 from __future__ import annotations
 
-import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,7 +41,6 @@ __all__ = [
     "lookup_index",
 ]
 
-logger = logging.getLogger(__name__)
 
 #: A column of a batch, computed from the columns already known (by key).
 Column = Callable[[Mapping[str, np.ndarray]], np.ndarray]

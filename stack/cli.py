@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -16,7 +15,6 @@ from stack.errors import StackError
 
 __all__ = ["stack"]
 
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import logging
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
@@ -35,7 +34,6 @@ __all__ = [
     "up",
 ]
 
-logger = logging.getLogger(__name__)
 
 _CLASSES: dict[str, type[LocalService]] = {
     "kafka": KafkaService,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -53,7 +52,6 @@ from tables.sinks import build_sinks
 
 __all__ = ["demo"]
 
-logger = logging.getLogger(__name__)
 
 #: Model-server replicas the demo runs.
 REPLICAS = 2

@@ -8,13 +8,11 @@ workers before reading p50/p95/p99 off the sum.
 
 from __future__ import annotations
 
-import logging
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
 __all__ = ["LATENCY_BUCKETS_MS", "bucket_counts", "percentile"]
 
-logger = logging.getLogger(__name__)
 
 #: Upper bounds (ms, inclusive) of the latency buckets; one more bucket holds the rest.
 LATENCY_BUCKETS_MS: tuple[int, ...] = (

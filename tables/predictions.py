@@ -26,7 +26,6 @@ rows get the default) and re-creates the view over the new columns.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Collection
 from typing import Any, NamedTuple, Protocol
@@ -48,7 +47,6 @@ __all__ = [
     "upgrade_statements",
 ]
 
-logger = logging.getLogger(__name__)
 
 TABLE = "predictions"
 UNIQUE_VIEW = "predictions_unique"

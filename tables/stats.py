@@ -21,7 +21,6 @@ reported by its one owner.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["local_report", "merge_reports", "record_outcome", "stats", "summarize"]
 
-logger = logging.getLogger(__name__)
 
 settings = get_settings()
 
