@@ -24,6 +24,7 @@ __all__ = [
     "OutputField",
     "PmmlSchema",
     "array_items",
+    "qualifier",
     "read_schema",
 ]
 
@@ -150,8 +151,17 @@ class PmmlSchema:
         )
 
 
-def _namespace(root: ET.Element) -> str:
-    return root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
+def qualifier(root: ET.Element) -> Callable[[str], str]:
+    """Element name -> the tag ElementTree gives it in ``root``'s document.
+
+    PMML documents come with a version's namespace
+    (``http://www.dmg.org/PMML-4_4``), or none; readers and writers of the
+    document name elements through this, whichever it is.
+    """
+    namespace = root.tag[1:].partition("}")[0] if root.tag.startswith("{") else ""
+    if not namespace:
+        return lambda name: name
+    return lambda name: f"{{{namespace}}}{name}"
 
 
 def _float_or_none(text: str | None) -> float | None:
@@ -240,8 +250,7 @@ def read_schema(source: Path | bytes | str) -> PmmlSchema:
         raise ExportError(
             f"cannot read PMML {source if isinstance(source, Path) else ''}: {exc}"
         ) from exc
-    ns = _namespace(root)
-    q = (lambda tag: f"{{{ns}}}{tag}") if ns else (lambda tag: tag)
+    q = qualifier(root)
     if root.tag != q("PMML"):
         raise ExportError(f"not a PMML document (root element {root.tag})")
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from models.pmml_schema import PmmlSchema
+from models.pmml_schema import PmmlSchema, qualifier
 from serving.errors import ModelLoadError
 from serving.evaluator import Evaluator, Scores
 
@@ -92,11 +92,8 @@ def answering_document(
     if label is not None and not missing:
         return text, answers
     root = ET.fromstring(document)
-    namespace = root.tag[1:].partition("}")[0] if root.tag.startswith("{") else ""
+    tag = qualifier(root)
     _keep_prefixes(document)
-
-    def tag(name: str) -> str:
-        return f"{{{namespace}}}{name}" if namespace else name
 
     model = next(child for child in root if child.tag.endswith(schema.model_element))
     output = model.find(tag("Output"))
