@@ -62,6 +62,10 @@ START_TIMEOUT_S = 90.0
 PARTITIONS = 4
 
 
+#: Seconds a pipeline may take to store what was produced.
+DRAIN_TIMEOUT_S = 180.0
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -358,6 +362,22 @@ class Pipeline:
             return asyncio.run(self.sink(sink).rows(columns))
         except NO_TABLE_YET:
             return []
+
+    def store_the_rest_with_a_new_worker(
+        self, generator: Child, name: str = "worker-restarted", **settings: str
+    ) -> int:
+        """After a fault: a new worker, then every record ``generator`` produced stored once.
+
+        Returns how many it produced.
+        """
+        self.start_worker(name, **settings)
+        produced = produced_by(generator)
+        wait_until(
+            lambda: self.count() >= produced, DRAIN_TIMEOUT_S, "every record stored"
+        )
+        rows, distinct = self.distinct_record_ids()
+        assert rows == distinct == produced
+        return produced
 
     def distinct_record_ids(self, sink: str | None = None) -> tuple[int, int]:
         """(records stored once each, distinct record ids among them)."""

@@ -19,6 +19,7 @@ import pytest
 
 from tests.e2e.fault_proxy import FaultProxy
 from tests.e2e.harness import (
+    DRAIN_TIMEOUT_S,
     Pipeline,
     Worker,
     generator_run_id,
@@ -27,9 +28,6 @@ from tests.e2e.harness import (
 )
 
 pytestmark = pytest.mark.slow
-
-#: Seconds the pipeline may take to drain what was produced.
-DRAIN_TIMEOUT_S = 180.0
 
 #: How long the outages last.
 OUTAGE_S = 30.0
@@ -323,13 +321,7 @@ def test_sigterm_abandons_stuck_batches_within_the_timeout_and_commits_only_what
         commits = pipeline.committed_offsets()
         assert pipeline.committed_but_not_stored(commits) == 0
         proxy.delay_s = 0.0
-        pipeline.start_worker("worker-restarted", **settings)
-        produced = produced_by(generator)
-        wait_until(
-            lambda: pipeline.count() >= produced, DRAIN_TIMEOUT_S, "every record stored"
-        )
-        rows, distinct = pipeline.distinct_record_ids()
-        assert rows == distinct == produced
+        produced = pipeline.store_the_rest_with_a_new_worker(generator, **settings)
         print(
             f"\n[{pipeline.run_id}] SIGTERM with {stuck['records_in_flight']} records stuck "
             f"in flight: exited 0 after {took_s:.1f} s, abandoned {abandoned.group(1)} unacked, "

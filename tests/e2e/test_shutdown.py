@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.e2e.harness import Pipeline, produced_by, wait_until
+from tests.e2e.harness import DRAIN_TIMEOUT_S, Pipeline, produced_by, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +22,6 @@ SHUTDOWN_TIMEOUT_S = 5.0
 
 #: What Faust's stop may add to it (services, consumer, producer, web server).
 STOP_SLACK_S = 7.0
-
-DRAIN_TIMEOUT_S = 180.0
 
 
 @pytest.mark.parametrize("down", ["kafka", "clickhouse", "model servers"])
@@ -68,11 +66,5 @@ def test_sigterm_exits_in_bounded_time_whatever_is_down(
     if commits is not None:
         assert pipeline.committed_but_not_stored(commits) == 0
     assert pipeline.committed_but_not_stored(pipeline.committed_offsets()) == 0
-    pipeline.start_worker("worker-restarted", **settings)
-    produced = produced_by(generator)
-    wait_until(
-        lambda: pipeline.count() >= produced, DRAIN_TIMEOUT_S, "every record stored"
-    )
-    rows, distinct = pipeline.distinct_record_ids()
-    assert rows == distinct == produced
+    produced = pipeline.store_the_rest_with_a_new_worker(generator, **settings)
     pipeline.account(produced)

@@ -16,6 +16,7 @@ from tables.clickhouse import ClickHouseSink
 from tables.predictions import PredictionRow, dedup_count_query
 from tables.sink import Server
 from tests.integration.rows import prediction_row as row
+from tests.schema_history import PREDICTIONS_0_1
 
 
 def clickhouse(settings: Settings, query: str) -> str:
@@ -143,23 +144,11 @@ def test_rows_go_in_at_once_when_every_batch_in_flight_waits_for_the_insert(
     )
 
 
-#: The table as riskstream 0.1 created it, before text inputs and regressions.
-OLD_TABLE = """CREATE TABLE {db}.predictions (
-    source_topic String, source_partition UInt32, source_offset UInt64,
-    record_id String, event_time DateTime, event_time_ms UInt64, scored_at_ms UInt64,
-    feature_names Array(String), feature_values Array(Float64), predicted_label String,
-    probability_labels Array(String), probabilities Array(Float64), true_label String,
-    model_name String, model_version String, model_server String,
-    scoring_latency_ms Float64, stored_at DateTime, stored_at_ms UInt64
-) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(event_time)
-ORDER BY (source_topic, source_partition, source_offset)"""
-
-
 def test_an_older_table_is_upgraded_in_place_by_the_writer_keeping_its_rows(
     stack: Settings, database: str
 ) -> None:
     clickhouse(stack, f"CREATE DATABASE {database}")
-    clickhouse(stack, OLD_TABLE.format(db=database))
+    clickhouse(stack, PREDICTIONS_0_1.format(db=database))
     clickhouse(
         stack,
         f"CREATE VIEW {database}.predictions_unique AS "

@@ -15,9 +15,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
@@ -25,7 +34,7 @@ from pydantic import SecretStr
 from models.repository import ModelRepository
 from serving.api import create_app
 from serving.auth import TokenCheck
-from serving.loader import ModelRegistry, RepositorySource, ServedModel
+from serving.loader import FileSource, ModelRegistry, RepositorySource, ServedModel
 from serving.metrics import ServerMetrics
 
 RISKSTREAM = str(Path(sys.executable).with_name("riskstream"))
@@ -194,3 +203,23 @@ def start_serving(
         if served.process.poll() is None:
             served.process.kill()
             served.process.wait()
+
+
+async def served_file(serve: Serve, path: Path) -> tuple[ServedModel, TestClient]:
+    """A server of the PMML file at ``path`` under the name m, and a client of it."""
+    served = ServedModel("m", FileSource(path))
+    registry = ModelRegistry([served])
+    await registry.load_all()
+    return served, await serve(registry)
+
+
+async def predict(
+    client: TestClient, instances: Sequence[Mapping[str, object]]
+) -> list[dict[str, Any]]:
+    """The predictions of ``instances`` on the reference's route (which must answer 200)."""
+    response = await client.post(
+        "/v1/models/m:predict", data=orjson.dumps({"instances": instances})
+    )
+    assert response.status == 200, await response.text()
+    predictions: list[dict[str, Any]] = (await response.json())["predictions"]
+    return predictions

@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import orjson
-from aiohttp.test_utils import TestClient
 
 from models.pmml_schema import read_schema
-from serving.loader import FileSource, ModelRegistry, ServedModel
 from serving.reference_evaluator import ReferenceEvaluator
 
-from .conftest import REFERENCE_INSTANCE, Serve
-
-
-async def served_file(serve: Serve, path: Path) -> tuple[ServedModel, TestClient]:
-    served = ServedModel("m", FileSource(path))
-    registry = ModelRegistry([served])
-    await registry.load_all()
-    return served, await serve(registry)
-
-
-async def predict(
-    client: TestClient, instances: Sequence[Mapping[str, object]]
-) -> list[dict[str, str]]:
-    response = await client.post(
-        "/v1/models/m:predict", data=orjson.dumps({"instances": instances})
-    )
-    assert response.status == 200
-    predictions: list[dict[str, str]] = (await response.json())["predictions"]
-    return predictions
+from .conftest import REFERENCE_INSTANCE, Serve, predict, served_file
 
 
 async def test_a_model_type_the_fast_evaluator_refuses_is_served_by_pypmml(

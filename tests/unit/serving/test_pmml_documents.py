@@ -16,40 +16,19 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from aiohttp.test_utils import TestClient
 
 from serving.errors import ModelLoadError
-from serving.loader import FileSource, ModelRegistry, ServedModel
+from serving.loader import FileSource, ServedModel
 
-from .conftest import Serve
+from .conftest import Serve, predict, served_file
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "pmml"
 JPMML = FIXTURES / "jpmml-evaluator"
 HANDWRITTEN = FIXTURES / "handwritten"
-
-
-async def served_file(serve: Serve, path: Path) -> tuple[ServedModel, TestClient]:
-    served = ServedModel("m", FileSource(path))
-    registry = ModelRegistry([served])
-    await registry.load_all()
-    return served, await serve(registry)
-
-
-async def predict(
-    client: TestClient, instances: Sequence[Mapping[str, object]]
-) -> list[dict[str, Any]]:
-    response = await client.post(
-        "/v1/models/m:predict", data=orjson.dumps({"instances": instances})
-    )
-    assert response.status == 200, await response.text()
-    predictions: list[dict[str, Any]] = (await response.json())["predictions"]
-    return predictions
 
 
 def audit_rows() -> list[dict[str, Any]]:

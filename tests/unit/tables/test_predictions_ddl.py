@@ -18,17 +18,7 @@ from tables.predictions import (
     quote_identifier,
     upgrade_statements,
 )
-
-#: The table as riskstream 0.1 created it (before text inputs and regressions).
-OLD_TABLE = """CREATE TABLE rs_old.predictions (
-    source_topic String, source_partition UInt32, source_offset UInt64,
-    record_id String, event_time DateTime, event_time_ms UInt64, scored_at_ms UInt64,
-    feature_names Array(String), feature_values Array(Float64), predicted_label String,
-    probability_labels Array(String), probabilities Array(Float64), true_label String,
-    model_name String, model_version String, model_server String,
-    scoring_latency_ms Float64, stored_at DateTime, stored_at_ms UInt64
-) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(event_time)
-ORDER BY (source_topic, source_partition, source_offset)"""
+from tests.schema_history import PREDICTIONS_0_1
 
 
 @pytest.fixture
@@ -113,7 +103,7 @@ def test_an_older_table_is_upgraded_in_place_keeping_its_rows(
     clickhouse: session.Session,
 ) -> None:
     clickhouse.query("CREATE DATABASE rs_old")
-    clickhouse.query(OLD_TABLE)
+    clickhouse.query(PREDICTIONS_0_1.format(db="rs_old"))
     clickhouse.query(
         "CREATE VIEW rs_old.predictions_unique AS SELECT * FROM rs_old.predictions FINAL"
     )
