@@ -142,11 +142,17 @@ def _at_minute(samples: Sequence[Sample], minute: int) -> Sample | None:
 
 
 def summarize(samples: Sequence[Sample]) -> dict[str, Any]:
-    """Per process: memory at start, at the milestones, peak, slope over the last minutes; lag, p99."""
+    """Per process: memory at start, at the milestones, peak, slope over the last minutes; lag, p99.
+
+    The slope is fitted over the last :data:`SLOPE_WINDOW_MIN` minutes, or
+    from minute 1 in a shorter run.
+    """
     if not samples:
         return {}
     last = samples[-1].minute
-    window = [s for s in samples if s.minute >= last - SLOPE_WINDOW_MIN]
+    # Minute 0 is taken before the load starts: a fit through it measures the warm-up.
+    window = [s for s in samples if s.minute >= max(1, last - SLOPE_WINDOW_MIN)]
+    window = window or list(samples)
     processes: dict[str, Any] = {}
     for name in samples[0].rss_mib:
         series = [(s.minute, s.rss_mib[name]) for s in samples if name in s.rss_mib]
