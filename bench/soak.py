@@ -507,7 +507,11 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
 
 
 def plot(results: Mapping[str, Any], path: Path) -> Path:
-    """Memory per process over the run (MiB), and lag (records) and p99 (ms) below it."""
+    """One panel per process (resident memory, MiB), then lag (records) and p99 (ms).
+
+    Each process has its own scale: on a shared axis a worker's 90 MiB
+    sits flat under Kafka's 500 and its megabyte a minute cannot be seen.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -515,20 +519,28 @@ def plot(results: Mapping[str, Any], path: Path) -> Path:
 
     samples = results["samples"]
     minutes = [s["minute"] for s in samples]
-    figure, (memory, stream) = plt.subplots(
-        2, 1, figsize=(9, 7), sharex=True, height_ratios=(2, 1)
+    names = list(samples[0]["rss_mib"])
+    figure, axes = plt.subplots(
+        len(names) + 1, 1, figsize=(9, 1.7 * (len(names) + 1) + 0.8), sharex=True
     )
-    for name in samples[0]["rss_mib"]:
-        memory.plot(minutes, [s["rss_mib"].get(name) for s in samples], label=name)
-    memory.set_ylabel("resident memory, MiB")
-    memory.legend(fontsize=8)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (axis, name) in enumerate(zip(axes, names, strict=False)):
+        axis.plot(
+            minutes,
+            [s["rss_mib"].get(name) for s in samples],
+            color=colors[index % len(colors)],
+        )
+        axis.set_ylabel("RSS, MiB")
+        axis.set_title(f"{name}: resident memory", fontsize=9, loc="left")
     options = results["options"]
-    memory.set_title(
+    figure.suptitle(
         f"Soak: {options['rate_records_per_s']:,.0f} records/s, {options['workers']} "
         f"worker(s), {options['model_servers']} model server(s); "
         f"{results['environment']['cores']} cores (shared)",
         fontsize=10,
     )
+    stream = axes[-1]
+    stream.set_title("consumer lag and p99 latency", fontsize=9, loc="left")
     stream.plot(minutes, [s["lag_records"] for s in samples], color="tab:purple")
     stream.set_ylabel("consumer lag, records", color="tab:purple")
     stream.set_xlabel("minute")
