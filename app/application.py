@@ -57,6 +57,12 @@ app = RiskstreamApp(
     web_port=settings.web_port,
 )
 
+if settings.tracemalloc_dir is not None:
+    # Diagnosis only (riskstream bench soak --tracemalloc): tracing slows the worker.
+    from app.allocations import trace_allocations
+
+    trace_allocations(app, settings.tracemalloc_dir)
+
 if settings.faust_metrics:
     # Faust's own Prometheus sensor and its /metrics page; riskstream's
     # metrics join the same (default) registry. Without it, app/web.py

@@ -207,6 +207,10 @@ class Settings(BaseSettings):
     model_max_instances: int = 10000
     """Most instances (rows) one request to a model server may hold; more get HTTP 413."""
 
+    # --- diagnostics -----------------------------------------------------------
+    tracemalloc_dir: Path | None = None
+    """Folder where a worker writes, every minute, the allocation sites whose memory grew most since its first minute (tracemalloc; slows the worker); unset: no tracing."""
+
     # --- security --------------------------------------------------------------
     model_token_file: Path | None = None
     """File holding the model token(s) instead of RISKSTREAM_MODEL_TOKEN (e.g. a Docker or Kubernetes secret); set one of the two."""

@@ -199,3 +199,69 @@ def serving(
             evaluator_rows=evaluator_rows,
         )
     )
+
+
+@bench.command("soak")
+@click.option(
+    "--minutes",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Minutes of steady load (one sample a minute).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=1),
+    default=2000.0,
+    show_default=True,
+    help="Records per second the generator offers.",
+)
+@click.option(
+    "--results",
+    "soak_results",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for soak.json, soak.png and the children's logs "
+    "[default: bench/results/soak-<date-time>].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes (faust -A app worker).",
+)
+@click.option(
+    "--servers",
+    type=click.IntRange(1, 3),
+    default=1,
+    show_default=True,
+    help="Model-server processes (riskstream serve --replicas N).",
+)
+@click.option(
+    "--tracemalloc",
+    is_flag=True,
+    help="The workers write the allocation sites that grew, every minute, to "
+    "<results>/tracemalloc (RISKSTREAM_TRACEMALLOC_DIR; slows them).",
+)
+def soak(
+    minutes: int,
+    rate: float,
+    soak_results: Path | None,
+    workers: int,
+    servers: int,
+    tracemalloc: bool,
+) -> None:
+    """Steady load for a long time: memory, fds, lag and p99 of every process, every minute."""
+    from bench.soak import SoakOptions, run_soak
+
+    run_soak(
+        SoakOptions(
+            minutes=minutes,
+            rate=rate,
+            results=soak_results,
+            workers=workers,
+            servers=servers,
+            tracemalloc=tracemalloc,
+        )
+    )

@@ -19,6 +19,7 @@ __all__ = [
     "TARGET_RECORDS_PER_S",
     "environment_lines",
     "plot",
+    "save_figure",
     "summary_lines",
     "write_json",
 ]
@@ -228,7 +229,7 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
         axis.set_ylabel("records/s, Kafka -> the sinks")
         axis.set_title(f"Sustained throughput\n{subtitle}", fontsize=10)
         axis.legend()
-        written.append(_save(figure, folder / "throughput.png"))
+        written.append(save_figure(figure, folder / "throughput.png"))
     latency = results.get("latency") or []
     if latency:
         figure, axis = plt.subplots(figsize=(8, 4.5))
@@ -246,11 +247,11 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
         axis.set_ylabel("event time -> stored, ms")
         axis.set_title(f"Latency (1 worker, 3 model servers)\n{subtitle}", fontsize=10)
         axis.legend()
-        written.append(_save(figure, folder / "latency.png"))
+        written.append(save_figure(figure, folder / "latency.png"))
     return written
 
 
-def _save(figure: Any, path: Path) -> Path:
+def save_figure(figure: Any, path: Path) -> Path:
     """Write ``figure`` as a PNG at ``path`` and free it."""
     import matplotlib.pyplot as plt
 

@@ -167,6 +167,8 @@ class Rig:
             f"http://127.0.0.1:{first + i}" for i in range(MODEL_SERVERS)
         ]
         self._children: list[Child] = []
+        #: the ``riskstream serve`` process while :meth:`model_servers` runs
+        self.serving: Child | None = None
         self._stack_started: list[str] = []
         self._databases: list[str] = []
         #: Stores some run writes to: PostgreSQL comes up with the stack if named.
@@ -223,11 +225,13 @@ class Rig:
             self.workdir / f"model-servers-{count}.log",
         )
         self._children.append(servers)
+        self.serving = servers
         try:
             for url in urls:
                 wait_http_ok(f"{url}/v2/health/ready", servers, START_TIMEOUT_S)
             yield urls
         finally:
+            self.serving = None
             servers.stop(timeout_s=30)
             self._children.remove(servers)
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from types import SimpleNamespace
+
+import pytest
 
 from agents.pipeline import BatchOutcome, PartitionTally
 from tables import stats
@@ -99,3 +102,75 @@ def test_summary_names_units_and_reads_percentiles_off_the_summed_histogram() ->
     first = summary["windows"][0]
     assert first["start_epoch_s"] == 0 and first["end_epoch_s"] == summary["window_s"]
     assert first["stored_rate_records_per_s"] == 60 / summary["window_s"]
+
+
+async def test_the_expiry_heap_holds_one_entry_per_window_and_partition_not_per_write() -> (
+    None
+):
+    # Faust's own bookkeeping pushed a window end per table write and kept it
+    # for the whole retention: these 200 batches left 1,400 entries behind.
+    table = stats.stats.table
+    table.data.clear()
+    table._partition_timestamps.clear()
+    table._partition_timestamp_keys.clear()
+    for _ in range(200):
+        stats.record_outcome(
+            _outcome(3, received=10, stored=9, labels={"0": 4, "1": 5})
+        )
+    windows = [
+        end for partition, end in table._partition_timestamp_keys if partition == 3
+    ]
+    assert sorted(table._partition_timestamps[3]) == sorted(windows)
+    assert len(windows) <= 2  # a window boundary may fall inside the loop
+    keys = table._partition_timestamp_keys[(3, max(windows))]
+    assert {key for key, _ in keys} >= {"3|received", "3|stored", "3|label:1"}
+
+
+async def test_an_expired_window_leaves_the_table_and_the_expiry_bookkeeping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    table = stats.stats.table
+    table.data.clear()
+    table._partition_timestamps.clear()
+    table._partition_timestamp_keys.clear()
+    stats.record_outcome(_outcome(1, received=5, stored=5, labels={"1": 5}))
+    assert table.data
+    later = (
+        time.time()
+        + stats.settings.stats_retention_s
+        + 2 * stats.settings.stats_window_s
+    )
+    monkeypatch.setattr(time, "time", lambda: later)
+    await table._del_old_keys()
+    assert not table.data
+    assert not table._partition_timestamps[1]
+    assert not table._partition_timestamp_keys
+
+
+async def test_windows_recovered_from_the_changelog_expire_like_written_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Faust's recovery noted no recovered window for expiry: they stayed for good.
+    table = stats.stats.table
+    table.data.clear()
+    table._partition_timestamps.clear()
+    table._partition_timestamp_keys.clear()
+    window_s = stats.settings.stats_window_s
+    start = float(int(time.time()) // window_s * window_s)
+    recovered = [
+        SimpleNamespace(
+            key=[
+                f"2|{metric}",
+                [start, start + window_s - 0.1],
+            ],  # as JSON gives it back
+            value=amount,
+            message=SimpleNamespace(partition=2, value=str(amount).encode()),
+        )
+        for metric, amount in (("received", 7), ("stored", 6))
+    ]
+    table.apply_changelog_batch(recovered)
+    assert table.data[("2|received", (start, start + window_s - 0.1))] == 7
+    later = time.time() + stats.settings.stats_retention_s + 2 * window_s
+    monkeypatch.setattr(time, "time", lambda: later)
+    await table._del_old_keys()
+    assert not table.data
