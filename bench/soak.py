@@ -38,14 +38,13 @@ from types import FrameType
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from app.security import kafka_client_options
 from app.settings import Settings, get_settings
 from bench.environment import describe_environment, load_average
 from bench.report import environment_lines, save_figure
 from bench.stream import MODEL_SERVERS, Rig, say
+from datagen.generator import unread_records
 from stack import control
 from stack.launch import Child
 from stack.progress import Progress
@@ -54,7 +53,6 @@ __all__ = [
     "MODEL_SERVERS",
     "Sample",
     "SoakOptions",
-    "consumer_lag",
     "fd_count",
     "rss_mib",
     "run_soak",
@@ -127,14 +125,6 @@ def slope_per_min(points: Sequence[tuple[float, float]]) -> float | None:
     if spread == 0:
         return None
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
-
-
-def consumer_lag(end_offsets: Mapping[Any, int], committed: Mapping[Any, int]) -> int:
-    """Records behind: each partition's end offset minus its committed offset (none: from 0)."""
-    return sum(
-        max(end - committed.get(partition, 0), 0)
-        for partition, end in end_offsets.items()
-    )
 
 
 def _at_minute(samples: Sequence[Sample], minute: int) -> Sample | None:
@@ -237,29 +227,6 @@ def watched_processes(
 
 
 # --- Kafka and ClickHouse -----------------------------------------------------------
-
-
-async def _lag(settings: Settings, group: str, topic: str) -> int:
-    options = kafka_client_options(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **options)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, **options)
-    await admin.start()
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        end = await consumer.end_offsets(tps)
-        offsets = await admin.list_consumer_group_offsets(group, partitions=tps)
-        committed = {
-            tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0
-        }
-        return consumer_lag(end, committed)
-    finally:
-        await consumer.stop()
-        await admin.close()
 
 
 def _minute_figures(
@@ -407,7 +374,14 @@ def _sample_minutes(
             minute=minute,
             rss_mib={name: rss_mib(pid) for name, pid in pids.items()},
             open_fds={name: fd_count(pid) for name, pid in pids.items()},
-            lag_records=asyncio.run(_lag(rig.settings, group, topic)),
+            lag_records=asyncio.run(
+                unread_records(
+                    rig.settings.kafka_bootstrap,
+                    topic,
+                    group,
+                    kafka_client_options(rig.settings),
+                )
+            ),
             p99_ms=p99,
             stored_records_per_s=per_s,
             load_average=load_average(),

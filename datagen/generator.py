@@ -398,7 +398,8 @@ async def unread_records(
         }
         first = await consumer.beginning_offsets(partitions)
         last = await consumer.end_offsets(partitions)
-        return sum(last[tp] - committed.get(tp, first[tp]) for tp in partitions)
+        # committed was read first: an end read after it is never behind it
+        return sum(max(last[tp] - committed.get(tp, first[tp]), 0) for tp in partitions)
     finally:
         await consumer.stop()
         await admin.close()

@@ -8,7 +8,6 @@ import pytest
 
 from bench.soak import (
     Sample,
-    consumer_lag,
     fd_count,
     parse_vm_rss_kib,
     rss_mib,
@@ -48,16 +47,6 @@ def test_the_slope_is_per_minute_and_needs_two_distinct_minutes() -> None:
     assert slope_per_min([(m, 80.0) for m in range(5)]) == pytest.approx(0.0)
     assert slope_per_min([(3, 80.0)]) is None
     assert slope_per_min([(3, 80.0), (3, 81.0)]) is None
-
-
-def test_lag_is_end_minus_committed_and_an_uncommitted_partition_counts_from_zero() -> (
-    None
-):
-    end = {0: 1_000, 1: 500, 2: 40}
-    committed = {0: 990, 1: 500}
-    assert consumer_lag(end, committed) == 10 + 0 + 40
-    # a commit past the end offset read a moment earlier is no negative lag
-    assert consumer_lag({0: 100}, {0: 103}) == 0
 
 
 def _sample(minute: int, worker_mib: float, lag: int = 0) -> Sample:
