@@ -91,14 +91,20 @@ class Letters:
 
 
 def processor(
-    scorer: RuleScorer, rows: Rows, letters: Letters, request_rows: int = 3
+    scorer: RuleScorer,
+    rows: Rows,
+    letters: Letters,
+    request_rows: int = 3,
+    **options: Any,
 ) -> BatchProcessor:
+    """The batch handler of SCHEMA over these stand-ins; ``options`` as BatchProcessor takes them."""
     return BatchProcessor(
         schema=SCHEMA,
         scorer=scorer,
         sinks=[rows],
         dead_letters=letters,
         request_rows=request_rows,
+        **options,
     )
 
 
@@ -401,12 +407,10 @@ async def test_text_inputs_travel_as_text_and_are_stored_beside_the_numbers(
 
 async def test_the_record_keys_are_settings() -> None:
     scorer, rows, letters = RuleScorer(), Rows(), Letters()
-    handler = BatchProcessor(
-        schema=SCHEMA,
-        scorer=scorer,
-        sinks=[rows],
-        dead_letters=letters,
-        request_rows=3,
+    handler = processor(
+        scorer,
+        rows,
+        letters,
         keys=RecordKeys(record_id="patient", event_time="seen_at"),
     )
     raw = (

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import base64
 
-from agents.pipeline import BatchProcessor
-
-from .test_pipeline import SCHEMA, Letters, Message, Rows, RuleScorer
+from .test_pipeline import Letters, Message, Rows, RuleScorer, processor
 
 
 async def test_a_record_over_the_limit_is_dead_lettered_with_its_first_bytes() -> None:
     scorer, rows, letters = RuleScorer(), Rows(), Letters()
-    handler = BatchProcessor(
-        schema=SCHEMA,
-        scorer=scorer,
-        sinks=[rows],
-        dead_letters=letters,
-        request_rows=10,
-        max_record_bytes=16,
-    )
+    handler = processor(scorer, rows, letters, request_rows=10, max_record_bytes=16)
     huge = b"7," + b"1" * 100
     outcome = await handler.process(
         [

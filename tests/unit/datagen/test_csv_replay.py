@@ -24,18 +24,7 @@ from datagen.generator import (
 from models.dataset import BIRTHWT_PATH
 from models.records import FeatureField, FeatureSchema
 
-SCHEMA = FeatureSchema(
-    "birthwt",
-    "1",
-    (
-        FeatureField("age", 14.0, 45.0, "float"),
-        FeatureField(
-            "race", None, None, "string", "categorical", ("white", "black", "other")
-        ),
-        FeatureField("smoke", None, None, "string", "categorical", ("no", "yes")),
-        FeatureField("ptl", 0.0, 3.0, "float"),
-    ),
-)
+from .test_generator import BIRTHWT as SCHEMA
 
 #: columns in another order than the schema's, one column the model does not take
 TABLE = """\
