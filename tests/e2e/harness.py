@@ -16,6 +16,7 @@ PostgreSQL or both (``Pipeline.sinks``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -73,27 +74,30 @@ def free_port() -> int:
         return port
 
 
-def restartable_port() -> int:
-    """A free port below the kernel's ephemeral range, for a server that restarts on it.
+def restartable_port(count: int = 1) -> int:
+    """The first of ``count`` free consecutive ports below the kernel's ephemeral range.
 
-    A client retrying a stopped server on a port inside the range can be
-    given that very port as its own source port and connect to itself;
-    the socket then holds the port (60 s in TIME_WAIT) and the server
-    cannot bind it again. Below the range that cannot happen.
+    For a server that restarts on its port, or several a command starts on
+    consecutive ports (the demo's model servers): a client retrying a
+    stopped server on a port inside the range can be given that very port
+    as its own source port and connect to itself, and any outgoing
+    connection may take a free port of the range between our check and the
+    server's bind. Below the range neither can happen.
     """
     try:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         low = 32768
     for _ in range(100):
-        port = random.randrange(10000, max(low, 10001))
-        with socket.socket() as probe:
+        first = random.randrange(10000, max(low - count, 10001))
+        with contextlib.ExitStack() as held:
             try:
-                probe.bind(("127.0.0.1", port))
+                for port in range(first, first + count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
-    raise AssertionError(f"no free port between 10000 and {low}")
+            return first
+    raise AssertionError(f"no {count} free consecutive ports between 10000 and {low}")
 
 
 def wait_until(

@@ -20,6 +20,7 @@ import pytest
 from stack.launch import Child, riskstream_argv, spawn
 from tests.certificates import make_certificates
 from tests.e2e.harness import (
+    DRAIN_TIMEOUT_S,
     Pipeline,
     get_json,
     produced_by,
@@ -29,8 +30,6 @@ from tests.e2e.harness import (
 from tests.private_clickhouse import private_clickhouse
 
 pytestmark = pytest.mark.slow
-
-DRAIN_TIMEOUT_S = 180.0
 
 
 def wait_https_ok(url: str, context: ssl.SSLContext, child: Child) -> None:

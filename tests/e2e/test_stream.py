@@ -19,26 +19,24 @@ from models.dataset import load_dataset
 from models.repository import ModelRepository
 from stack.launch import riskstream_argv, spawn
 from tests.e2e.harness import (
+    DRAIN_TIMEOUT_S,
     CommitWatch,
     Pipeline,
-    free_port,
     produced_by,
+    restartable_port,
     wait_until,
 )
 
 pytestmark = pytest.mark.slow
 
-#: Seconds the pipeline may take to drain what was produced.
-DRAIN_TIMEOUT_S = 180.0
 
 GOOD_LINE = b"5,1,1,1,2,1,3,1,1"
 
 
-def consecutive_free_ports() -> int | None:
-    """A port p with p and p+1 free (the demo's two model servers), or None."""
-    port = free_port()
-    with socket.socket() as probe:
-        return port if probe.connect_ex(("127.0.0.1", port + 1)) != 0 else None
+def demo_ports() -> tuple[int, int]:
+    """The demo's first model-server port (it takes that one and the next) and its web port."""
+    first = restartable_port(3)
+    return first, first + 2
 
 
 @pytest.mark.parametrize("pipeline", ["clickhouse", "postgresql"], indirect=True)
@@ -411,14 +409,19 @@ def test_the_dashboard_shows_live_counts_in_headless_chromium(
     pipeline.account(produced)
 
 
+def demo_log(pipeline: Pipeline) -> str:
+    """What the demo wrote to its own log file, whatever became of its stdout."""
+    path = pipeline.workdir / "data" / "demo" / "demo.log"
+    return path.read_text() if path.exists() else f"(no {path})"
+
+
 @pytest.mark.parametrize("pipeline", ["clickhouse", "postgresql"], indirect=True)
 @pytest.mark.parametrize("ending", ["pipe closed, then Ctrl-C", "terminal hung up"])
 def test_the_demo_cleans_up_whatever_happens_to_its_stdout_or_terminal(
     pipeline: Pipeline, ending: str
 ) -> None:
     """``make demo | tee demo.log``, then Ctrl-C: tee dies first and the pipe breaks."""
-    first_port = wait_until(consecutive_free_ports, 10, "two free consecutive ports")
-    web_port = free_port()
+    first_port, web_port = demo_ports()
     env = pipeline.env(
         RISKSTREAM_MODEL_SERVER_PORT=str(first_port), RISKSTREAM_WEB_PORT=str(web_port)
     )
@@ -435,7 +438,10 @@ def test_the_demo_cleans_up_whatever_happens_to_its_stdout_or_terminal(
         lines: list[str] = []
         while not any("| stored " in line for line in lines):
             line = demo.stdout.readline().decode()
-            assert line, "the demo closed its stdout before showing progress"
+            assert line, (
+                f"the demo closed its stdout before showing progress "
+                f"(exit code {demo.wait(30)}):\n{demo_log(pipeline)[-3000:]}"
+            )
             lines.append(line)
         wait_until(
             lambda: pipeline.count() >= 100,
@@ -452,7 +458,7 @@ def test_the_demo_cleans_up_whatever_happens_to_its_stdout_or_terminal(
     finally:
         if demo.poll() is None:
             demo.kill()
-    shown = (pipeline.workdir / "data" / "demo" / "demo.log").read_text()
+    shown = demo_log(pipeline)
     for part in ("generator", "worker", "model servers"):
         assert f"stopped {part} (exit code 0)" in shown, shown[-2000:]
     for port in (first_port, first_port + 1, web_port):
@@ -465,8 +471,7 @@ def test_the_demo_cleans_up_whatever_happens_to_its_stdout_or_terminal(
 def test_the_demo_runs_the_pipeline_and_ctrl_c_stops_everything_it_started(
     pipeline: Pipeline,
 ) -> None:
-    first_port = wait_until(consecutive_free_ports, 10, "two free consecutive ports")
-    web_port = free_port()
+    first_port, web_port = demo_ports()
     demo = spawn(
         "demo",
         riskstream_argv("demo", "--rate", "50"),
