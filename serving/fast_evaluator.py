@@ -878,23 +878,24 @@ class _Regression(_Part):
         self._table_classes = np.argsort(class_tables or [])
         self._rescale = rescale
 
-    def _design(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
-        # a missing category contributes nothing (PMML4S); a missing number makes the row missing
-        return np.column_stack(
-            [
-                columns[key]
-                if code is None
-                else (columns[key] == code).astype(np.float64)
-                for key, code in self._terms
-            ]
-        )
+    def _scores(self, columns: Mapping[str, np.ndarray], rows: int) -> np.ndarray:
+        """Intercept plus each term in the PMML's order, row by row.
+
+        Summed term by term rather than with a matrix product, whose BLAS
+        kernel (and so the last bit of every score) depends on how many
+        rows came together: a record scores the same alone or in a batch.
+        A missing category contributes nothing (PMML4S); a missing number
+        makes the row missing.
+        """
+        scores = np.tile(self._intercepts, (rows, 1))
+        for (key, code), weights in zip(self._terms, self._coefficients, strict=True):
+            column = columns[key]
+            values = column if code is None else (column == code).astype(np.float64)
+            scores += values[:, np.newaxis] * weights
+        return scores
 
     def _evaluate(self, columns: dict[str, np.ndarray], rows: int) -> _Result:
-        scores = (
-            self._intercepts + self._design(columns) @ self._coefficients
-            if self._terms
-            else np.tile(self._intercepts, (rows, 1))
-        )
+        scores = self._scores(columns, rows)
         no_result = np.isnan(scores).any(axis=1)
         if self._class_tables is None:
             predicted = scores[:, 0]

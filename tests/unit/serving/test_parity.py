@@ -137,3 +137,21 @@ def test_fast_evaluator_agrees_with_pypmml(
     assert difference.max() <= 1e-9, (
         f"largest probability difference {difference.max()}"
     )
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_a_record_scores_the_same_alone_and_in_any_batch(
+    name: str, pmml_paths: dict[str, Path], repository: ModelRepository
+) -> None:
+    """Bit for bit: a patient's probability must not depend on who else was in the request."""
+    document = pmml_paths[name].read_bytes()
+    schema = read_schema(document)
+    fast = build_fast_evaluator(document, schema)
+    rows = data_set_rows(repository, name, schema)[:64]
+    together = fast.score(rows).probabilities
+    for size in (1, 2, 3, 7, 64):
+        for start in range(0, len(rows), size):
+            part = fast.score(rows[start : start + size]).probabilities
+            assert np.array_equal(
+                part, together[start : start + size], equal_nan=True
+            ), f"rows {start}..{start + size - 1} score otherwise in a batch of {size}"
