@@ -9,6 +9,7 @@ MiningSchema, in MiningSchema order), the target and the output fields.
 
 from __future__ import annotations
 
+import io
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -24,6 +25,8 @@ __all__ = [
     "OutputField",
     "PmmlSchema",
     "array_items",
+    "model_element",
+    "parse_document",
     "qualifier",
     "read_schema",
 ]
@@ -83,12 +86,6 @@ class InputField:
     def numeric(self) -> bool:
         """Whether the input's values are numbers (continuous, or a numeric category)."""
         return self.data_type in NUMERIC_TYPES
-
-    def accepts(self, value: float) -> bool:
-        """Whether ``value`` lies in the declared valid interval (closed at both ends)."""
-        if self.valid_min is not None and value < self.valid_min:
-            return False
-        return not (self.valid_max is not None and value > self.valid_max)
 
 
 @dataclass(frozen=True)
@@ -164,16 +161,45 @@ def qualifier(root: ET.Element) -> Callable[[str], str]:
     return lambda name: f"{{{namespace}}}{name}"
 
 
+def parse_document(document: bytes) -> ET.Element:
+    """The PMML document's root element, every tag without its namespace.
+
+    Readers of a document care about element names only; the namespace
+    (``http://www.dmg.org/PMML-4_4``, another version's, or none) is
+    dropped once here, so they write plain ``find("TreeModel")``. A writer
+    of the document keeps it instead (:func:`qualifier`).
+    """
+    try:
+        root: ET.Element | None = None
+        for _, element in ET.iterparse(io.BytesIO(document), events=("start",)):
+            if root is None:
+                root = element
+            element.tag = element.tag.rpartition("}")[2]
+    except ET.ParseError as exc:
+        raise ExportError(f"the PMML is not well-formed XML: {exc}") from exc
+    if root is None or root.tag != "PMML":
+        raise ExportError(
+            f"not a PMML document (root element {'none' if root is None else root.tag})"
+        )
+    return root
+
+
+def model_element(root: ET.Element) -> ET.Element:
+    """The document's (first) top-level model element."""
+    for element in root:
+        if element.tag in MODEL_ELEMENTS:
+            return element
+    raise ExportError("the PMML holds no model element")
+
+
 def _float_or_none(text: str | None) -> float | None:
     return None if text is None else float(text)
 
 
-def _declared_values(
-    data_field: ET.Element, q: Callable[[str], str]
-) -> dict[str, list[str]]:
+def _declared_values(data_field: ET.Element) -> dict[str, list[str]]:
     """The DataField's ``Value`` elements by property (valid, invalid, missing)."""
     declared: dict[str, list[str]] = {}
-    for item in data_field.findall(q("Value")):
+    for item in data_field.findall("Value"):
         declared.setdefault(item.get("property", "valid"), []).append(
             item.get("value", "")
         )
@@ -189,9 +215,7 @@ def array_items(array: ET.Element) -> list[str]:
     ]
 
 
-def _compared_constants(
-    root: ET.Element, q: Callable[[str], str]
-) -> dict[str, list[str]]:
+def _compared_constants(root: ET.Element) -> dict[str, list[str]]:
     """Field name -> the constants the document compares it with, first seen first.
 
     Read from every place PMML tests a field against a value: predicates
@@ -214,14 +238,14 @@ def _compared_constants(
         elif tag == "CategoricalPredictor":
             note(element.get("name"), element.get("value"))
         elif tag == "SimpleSetPredicate":
-            array = element.find(q("Array"))
+            array = element.find("Array")
             for item in [] if array is None else array_items(array):
                 note(element.get("field"), item)
         elif tag == "MapValues":
-            table = element.find(q("InlineTable"))
-            for pair in element.findall(q("FieldColumnPair")):
-                column = q(pair.get("column", ""))
-                for row in [] if table is None else table.findall(q("row")):
+            table = element.find("InlineTable")
+            for pair in element.findall("FieldColumnPair"):
+                column = pair.get("column", "").rpartition(":")[2]
+                for row in [] if table is None else table.findall("row"):
                     cell = row.find(column)
                     note(pair.get("field"), None if cell is None else cell.text)
     return root_constants
@@ -241,33 +265,24 @@ def _categories(
 
 def read_schema(source: Path | bytes | str) -> PmmlSchema:
     """Read the schema of the PMML at ``source`` (a path, or the document's bytes/text)."""
-    try:
-        if isinstance(source, Path):
-            root = ET.parse(source).getroot()
-        else:
-            root = ET.fromstring(source)
-    except (OSError, ET.ParseError) as exc:
-        raise ExportError(
-            f"cannot read PMML {source if isinstance(source, Path) else ''}: {exc}"
-        ) from exc
-    q = qualifier(root)
-    if root.tag != q("PMML"):
-        raise ExportError(f"not a PMML document (root element {root.tag})")
-
-    data_fields = {field.get("name"): field for field in root.iter(q("DataField"))}
-    model = next(
-        (el for el in root if el.tag in {q(name) for name in MODEL_ELEMENTS}), None
-    )
-    if model is None:
-        raise ExportError("the PMML holds no model element")
-    mining_schema = model.find(q("MiningSchema"))
+    if isinstance(source, Path):
+        try:
+            document = source.read_bytes()
+        except OSError as exc:
+            raise ExportError(f"cannot read PMML {source}: {exc}") from exc
+    else:
+        document = source.encode() if isinstance(source, str) else source
+    root = parse_document(document)
+    data_fields = {field.get("name"): field for field in root.iter("DataField")}
+    model = model_element(root)
+    mining_schema = model.find("MiningSchema")
     if mining_schema is None:
         raise ExportError("the PMML model has no MiningSchema")
 
-    compared = _compared_constants(root, q)
+    compared = _compared_constants(root)
     inputs: list[InputField] = []
     target: str | None = None
-    for mining_field in mining_schema.findall(q("MiningField")):
+    for mining_field in mining_schema.findall("MiningField"):
         name = mining_field.get("name", "")
         usage = mining_field.get("usageType", "active")
         if usage in {"target", "predicted"}:
@@ -278,8 +293,8 @@ def read_schema(source: Path | bytes | str) -> PmmlSchema:
         data_field = data_fields.get(name)
         if data_field is None:
             raise ExportError(f"MiningField {name!r} has no DataField")
-        interval = data_field.find(q("Interval"))
-        declared = _declared_values(data_field, q)
+        interval = data_field.find("Interval")
+        declared = _declared_values(data_field)
         valid = tuple(declared.get("valid", ()))
         inputs.append(
             InputField(
@@ -308,10 +323,10 @@ def read_schema(source: Path | bytes | str) -> PmmlSchema:
     target_values: tuple[str, ...] = ()
     if target is not None and target in data_fields:
         target_values = tuple(
-            v.get("value", "") for v in data_fields[target].findall(q("Value"))
+            v.get("value", "") for v in data_fields[target].findall("Value")
         )
 
-    output = model.find(q("Output"))
+    output = model.find("Output")
     outputs = tuple(
         OutputField(
             name=field.get("name", ""),
@@ -319,11 +334,11 @@ def read_schema(source: Path | bytes | str) -> PmmlSchema:
             value=field.get("value"),
             data_type=field.get("dataType"),
         )
-        for field in ([] if output is None else output.findall(q("OutputField")))
+        for field in ([] if output is None else output.findall("OutputField"))
     )
     return PmmlSchema(
         version=root.get("version", ""),
-        model_element=model.tag.removeprefix(q("")),
+        model_element=model.tag,
         function_name=model.get("functionName", ""),
         inputs=tuple(inputs),
         target=target,

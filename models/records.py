@@ -17,12 +17,12 @@ Kafka coordinates, and its event time is its event-time field, else its
 Kafka timestamp (the pipeline fills in what the record lacks).
 
 The inputs are not constants: :class:`FeatureSchema` is read from the served
-model (its PMML), and :func:`feature_record_type` builds the matching
-``faust.Record``. The generator and the agents do not create one Record per
-message, though: at tens of thousands of records per second that costs more
-than the rest of the pipeline, so :func:`encode_json`, :func:`encode_csv` and
-:func:`decode_features` implement the same wire format directly, and a unit
-test proves them equal to the Record's own ``dumps``/``loads``.
+model (its PMML). The generator and the agents do not create one
+``faust.Record`` per message: at tens of thousands of records per second
+that costs more than the rest of the pipeline, so :func:`encode_json`,
+:func:`encode_csv` and :func:`decode_features` implement the wire format
+directly, for both sides; a unit test proves them equal to a Faust Record
+of the same fields (``tests/unit/models/test_records.py``).
 
 Dead letters are :class:`DeadLetter` records (few, so built one by one).
 """
@@ -54,14 +54,12 @@ __all__ = [
     "DecodeError",
     "DecodedRecord",
     "FeatureField",
-    "FeatureRecord",
     "FeatureSchema",
     "RecordKeys",
     "Value",
     "decode_features",
     "encode_csv",
     "encode_json",
-    "feature_record_type",
     "parse_text",
 ]
 
@@ -191,45 +189,6 @@ class FeatureSchema:
         )
 
 
-class FeatureRecord(
-    faust.Record,
-    serializer="json",
-    include_metadata=False,
-    coerce=True,
-    validation=True,
-):
-    """A JSON feature record without its inputs; :func:`feature_record_type` adds them."""
-
-    record_id: Optional[str] = None  # noqa: UP045  (faust reads the annotation at runtime)
-    event_time: Optional[float] = None  # noqa: UP045
-    label: Optional[str] = None  # noqa: UP045
-
-
-def feature_record_type(
-    schema: FeatureSchema, keys: RecordKeys = DEFAULT_KEYS
-) -> type[FeatureRecord]:
-    """The JSON feature record of ``schema``: one optional value per model input.
-
-    Built at run time because the inputs come from the served model's PMML
-    (a number for a numeric input, a string otherwise); an absent or null
-    input is a missing value, which the model's own missing-value treatment
-    handles.
-    """
-    keys.check(schema)
-    for name in schema.names:
-        if not name.isidentifier():
-            raise ValueError(f"model input {name!r} cannot be a JSON record field")
-    annotations = {
-        field.name: Optional[float] if field.numeric else Optional[str]  # noqa: UP045
-        for field in schema.fields
-    }
-    namespace: dict[str, Any] = {"__annotations__": annotations}
-    namespace.update(dict.fromkeys(schema.names))
-    namespace["__module__"] = __name__
-    name = f"FeatureRecord_{schema.model_name}_{schema.model_version}".replace("-", "_")
-    return type(name, (FeatureRecord,), namespace)
-
-
 class DeadLetter(
     faust.Record,
     serializer="json",
@@ -318,7 +277,7 @@ def encode_json(
     values: Sequence[float | str | bool | None],
     label: str | None = None,
 ) -> bytes:
-    """A JSON feature record, byte for byte what ``feature_record_type(schema)`` parses."""
+    """A JSON feature record: the ids, then the inputs by name (None for a missing value)."""
     keys = DEFAULT_KEYS
     body: dict[str, Any] = {
         keys.record_id: record_id,

@@ -45,10 +45,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from models.pmml_schema import PmmlSchema, array_items
+from models.pmml_schema import PmmlSchema, array_items, model_element, parse_document
 from serving.errors import UnsupportedModel
 from serving.evaluator import Evaluator, Scores
-from serving.pmml_document import model_element, parse_document
 from serving.transformations import (
     DerivedColumn,
     FieldInfo,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import math
+from typing import Any, Optional
 
+import faust
 import orjson
 import pytest
 
@@ -19,7 +21,6 @@ from models.records import (
     decode_features,
     encode_csv,
     encode_json,
-    feature_record_type,
 )
 
 SCHEMA = FeatureSchema(
@@ -192,6 +193,31 @@ def test_iso_event_time_is_accepted() -> None:
     assert decode_features(raw, SCHEMA).event_time_ms == 1_767_323_045_500
 
 
+class FeatureRecord(
+    faust.Record,
+    serializer="json",
+    include_metadata=False,
+    coerce=True,
+    validation=True,
+):
+    """The JSON feature record as Faust would declare it, the yardstick of the fast codecs."""
+
+    record_id: Optional[str] = None  # noqa: UP045  (faust reads the annotation at runtime)
+    event_time: Optional[float] = None  # noqa: UP045
+    label: Optional[str] = None  # noqa: UP045
+
+
+def feature_record_type(schema: FeatureSchema) -> type[FeatureRecord]:
+    """``FeatureRecord`` with one optional value per model input of ``schema``."""
+    annotations = {
+        field.name: Optional[float] if field.numeric else Optional[str]  # noqa: UP045
+        for field in schema.fields
+    }
+    namespace: dict[str, Any] = {"__annotations__": annotations, "__module__": __name__}
+    namespace.update(dict.fromkeys(schema.names))
+    return type(f"FeatureRecord_{schema.model_name}", (FeatureRecord,), namespace)
+
+
 def test_fast_json_codec_and_the_faust_record_agree() -> None:
     record_type = feature_record_type(SCHEMA)
     fast = encode_json(SCHEMA, "r-1", 1.5e9, [5, None, 3], "0")
@@ -217,12 +243,6 @@ def test_json_record_has_no_faust_metadata_for_other_readers() -> None:
 def test_csv_encoding_is_the_references() -> None:
     assert encode_csv([5.0, 1, 3.0]) == b"5,1,3"
     assert encode_csv([5.5, None, float("nan")]) == b"5.5,,"
-
-
-def test_record_type_refuses_inputs_that_are_not_field_names() -> None:
-    bad = FeatureSchema("m", "1", (FeatureField("mean radius"),))
-    with pytest.raises(ValueError, match="cannot be a JSON record field"):
-        feature_record_type(bad)
 
 
 def test_dead_letter_keeps_the_raw_bytes_and_the_source() -> None:
