@@ -55,7 +55,7 @@ browser:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy app agents models tables serving stack datagen bench tests
+	$(BIN)/mypy core transport app agents models tables serving stack datagen bench riskstream tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

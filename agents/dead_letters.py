@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import faust
 
-from app.backoff import Backoff, retry_until_done
+from core.backoff import Backoff, retry_until_done
 from models.records import DeadLetter
 
 __all__ = ["DeadLetterPublisher"]

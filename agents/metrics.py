@@ -21,8 +21,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from agents.pipeline import BatchOutcome
 from tables.histogram import LATENCY_BUCKETS_MS
+from tables.tally import BatchOutcome
 
 __all__ = ["StreamMetrics"]
 

@@ -29,9 +29,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from mode import Service
@@ -56,14 +56,13 @@ from models.records import (
     RecordKeys,
     decode_features,
 )
-from tables.histogram import LATENCY_BUCKETS_MS, bucket_counts
+from tables.histogram import bucket_counts
 from tables.predictions import PredictionRow
+from tables.tally import BatchOutcome, PartitionTally
 
 __all__ = [
-    "BatchOutcome",
     "BatchProcessor",
     "MessageLike",
-    "PartitionTally",
     "Pipeline",
 ]
 
@@ -101,32 +100,6 @@ class RowStore(Protocol):
 
 class DeadLetterSink(Protocol):
     async def publish(self, letters: Sequence[DeadLetter]) -> None: ...
-
-
-@dataclass
-class PartitionTally:
-    """What one batch did to the records of one source partition."""
-
-    received: int = 0
-    stored: int = 0
-    dead_lettered: int = 0
-    labels: Counter[str] = field(default_factory=Counter)
-    latency_counts: list[int] = field(
-        default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1)
-    )
-    latency_sum_ms: float = 0.0
-
-
-@dataclass
-class BatchOutcome:
-    """The result of one batch: tallies per source partition and dead letters by stage."""
-
-    partitions: dict[int, PartitionTally] = field(default_factory=dict)
-    dead_letters_by_stage: Counter[str] = field(default_factory=Counter)
-    stored_at_ms: int = 0
-
-    def total(self, attribute: str) -> int:
-        return sum(getattr(tally, attribute) for tally in self.partitions.values())
 
 
 class BatchProcessor:

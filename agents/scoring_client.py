@@ -50,8 +50,8 @@ import aiohttp
 import orjson
 from mode import Service
 
-from app.security import model_client_ssl
-from app.settings import Settings
+from core.security import model_client_ssl
+from core.settings import Settings
 from models.protocol import (
     READY_PATH,
     TOKEN_HEADER,

@@ -3,35 +3,46 @@
 Both are declared by the app (``internal=True`` makes Faust create them if
 missing, with the configured partition count) because the broker does not
 auto-create topics. Keys and values of the feature topic stay raw bytes
-(:class:`~app.transport.RawSchema`, not even a serializer look-up): the
+(:class:`~transport.stream.RawSchema`, not even a serializer look-up): the
 pipeline decodes whole batches itself (see :mod:`models.records`) rather
 than paying for one Faust model per message.
 """
 
 from __future__ import annotations
 
-from app.application import app
-from app.settings import get_settings
-from app.transport import RawSchema
+from dataclasses import dataclass
+
+import faust
+
+from core.settings import Settings
 from models.records import DeadLetter
+from transport.stream import RawSchema
 
-__all__ = ["dead_letter_topic", "feature_topic"]
+__all__ = ["StreamTopics"]
 
 
-settings = get_settings()
+@dataclass(frozen=True)
+class StreamTopics:
+    """The feature topic the agent reads and the dead-letter topic it writes."""
 
-feature_topic = app.topic(
-    settings.feature_topic,
-    schema=RawSchema(key_type=bytes, value_type=bytes),
-    partitions=settings.topic_partitions,
-    internal=True,
-)
+    features: faust.TopicT
+    dead_letters: faust.TopicT
 
-dead_letter_topic = app.topic(
-    settings.dlq_topic,
-    key_type=bytes,
-    value_type=DeadLetter,
-    key_serializer="raw",
-    partitions=settings.topic_partitions,
-    internal=True,
-)
+    @classmethod
+    def from_settings(cls, app: faust.App, settings: Settings) -> StreamTopics:
+        return cls(
+            features=app.topic(
+                settings.feature_topic,
+                schema=RawSchema(key_type=bytes, value_type=bytes),
+                partitions=settings.topic_partitions,
+                internal=True,
+            ),
+            dead_letters=app.topic(
+                settings.dlq_topic,
+                key_type=bytes,
+                value_type=DeadLetter,
+                key_serializer="raw",
+                partitions=settings.topic_partitions,
+                internal=True,
+            ),
+        )

@@ -1,27 +1,14 @@
-"""riskstream's Faust application package.
+"""The worker's entry point: ``faust -A app worker`` reads this package's ``app``.
 
-``faust -A app worker`` imports this package and reads its ``app``
-attribute. The App is built lazily (PEP 562) so that the settings and the
-CLI, which also live here, can be imported by the model server and the
-generator without importing Faust and registering agents.
+The settings are read here, once, from the environment, and passed down;
+the App and everything it runs are built by :func:`app.application.create_app`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import faust
+from app.application import create_app
+from core.settings import get_settings
 
 __all__ = ["app"]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "app":
-        from app.application import app
-
-        return app
-    raise AttributeError(f"module 'app' has no attribute {name!r}")
-
-
-app: faust.App
+app = create_app(get_settings())

@@ -1,70 +1,79 @@
-"""The Faust App of riskstream, configured from the one settings object.
+"""The Faust App of riskstream, built from one settings object: the top of the house.
 
-Only the App is created here; topics, agents, tables and web views import
-it (imports follow the data flow) and are found by autodiscovery from an
-explicit list, so that ``faust -A app worker`` loads exactly them.
+Everything a worker runs is added here, explicitly and in the order the
+data flows: the topics, the stats table, the scoring agent (which reads
+the feature topic through the transport, scores, stores and acks), and the
+web views that report on them. ``app/__init__.py`` calls
+:func:`create_app` with the environment's settings for ``faust -A app
+worker``; nothing below reads the environment itself.
 """
 
 from __future__ import annotations
 
 from faust.sensors.prometheus import setup_prometheus_sensors
 
-from app.security import kafka_credentials
-from app.settings import get_settings
-from app.transport import RiskstreamApp
+from agents.score import add_scoring_agent
+from agents.topics import StreamTopics
+from app.web import add_web_views
+from core.security import kafka_credentials
+from core.settings import Settings
+from tables.stats import StreamStats
+from transport.driver import RiskstreamApp, broker_url
 
-__all__ = ["app"]
+__all__ = ["create_app"]
 
 
-#: The modules that register agents, tables and web views on the App.
-DISCOVERED_MODULES = ["agents.score", "tables.stats", "app.web"]
+def create_app(settings: Settings) -> RiskstreamApp:
+    """The worker's App with its topics, stats table, scoring agent and web views."""
+    # Faust creates its data directory without parents; the data folder may be new.
+    datadir = settings.data_dir / "workers"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = RiskstreamApp(
+        settings.app_id,
+        # riskstream:// selects the transport of transport/driver.py by name.
+        broker=broker_url(settings.kafka_bootstrap),
+        # SASL/SSL from RISKSTREAM_KAFKA_* (None: PLAINTEXT), as the generator uses them.
+        broker_credentials=kafka_credentials(settings),
+        # Stats tables are small and rebuilt from their changelog on start.
+        store="memory://",
+        datadir=str(datadir),
+        # Agents, tables and views are added below, not discovered.
+        autodiscover=False,
+        origin="app",
+        topic_partitions=settings.topic_partitions,
+        # Auto-creation is off on the broker: the app declares its own topics.
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        # A feature topic created after the worker joined (by the generator, or by
+        # this app's own declaration racing the join) is picked up within seconds.
+        consumer_metadata_max_age_ms=5_000,
+        # Heartbeats run in the consumer's own thread, so a short session only
+        # shortens the failover after a crash (Faust's default waits 60 s).
+        broker_session_timeout=settings.worker_session_timeout_s,
+        broker_commit_interval=settings.commit_interval_s,
+        # A stop waits this long at most for records in flight to be stored and acked.
+        shutdown_timeout_s=settings.worker_shutdown_timeout_s,
+        # Part of the delivery guarantee: a rebalance first waits until every
+        # record taken from Kafka is acked, i.e. stored or dead-lettered.
+        stream_wait_empty=True,
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+    )
+    topics = StreamTopics.from_settings(app, settings)
+    stats = StreamStats.from_settings(app, settings)
+    scoring = add_scoring_agent(app, settings, topics, stats)
+    add_web_views(app, topics, stats, scoring, faust_metrics=settings.faust_metrics)
 
-settings = get_settings()
+    if settings.tracemalloc_dir is not None:
+        # Diagnosis only (riskstream bench soak --tracemalloc): tracing slows the worker.
+        from app.allocations import trace_allocations
 
-# Faust creates its data directory without parents; the data folder may be new.
-datadir = settings.data_dir / "workers"
-datadir.mkdir(parents=True, exist_ok=True)
+        trace_allocations(app, settings.tracemalloc_dir)
 
-# Faust's App with the fast record path (app/transport.py).
-app = RiskstreamApp(
-    settings.app_id,
-    broker=settings.kafka_url,
-    # SASL/SSL from RISKSTREAM_KAFKA_* (None: PLAINTEXT), as the generator uses them.
-    broker_credentials=kafka_credentials(settings),
-    # Stats tables are small and rebuilt from their changelog on start.
-    store="memory://",
-    datadir=str(datadir),
-    autodiscover=DISCOVERED_MODULES,
-    origin="app",
-    topic_partitions=settings.topic_partitions,
-    # Auto-creation is off on the broker: the app declares its own topics.
-    topic_allow_declare=True,
-    consumer_auto_offset_reset="earliest",
-    # A feature topic created after the worker joined (by the generator, or by
-    # this app's own declaration racing the join) is picked up within seconds.
-    consumer_metadata_max_age_ms=5_000,
-    # Heartbeats run in the consumer's own thread, so a short session only
-    # shortens the failover after a crash (Faust's default waits 60 s).
-    broker_session_timeout=settings.worker_session_timeout_s,
-    broker_commit_interval=settings.commit_interval_s,
-    # A stop waits this long at most for records in flight to be stored and acked.
-    shutdown_timeout_s=settings.worker_shutdown_timeout_s,
-    # Part of the delivery guarantee: a rebalance first waits until every
-    # record taken from Kafka is acked, i.e. stored or dead-lettered.
-    stream_wait_empty=True,
-    web_host=settings.web_host,
-    web_bind=settings.web_host,
-    web_port=settings.web_port,
-)
-
-if settings.tracemalloc_dir is not None:
-    # Diagnosis only (riskstream bench soak --tracemalloc): tracing slows the worker.
-    from app.allocations import trace_allocations
-
-    trace_allocations(app, settings.tracemalloc_dir)
-
-if settings.faust_metrics:
-    # Faust's own Prometheus sensor and its /metrics page; riskstream's
-    # metrics join the same (default) registry. Without it, app/web.py
-    # serves riskstream's alone.
-    setup_prometheus_sensors(app, pattern="/metrics")
+    if settings.faust_metrics:
+        # Faust's own Prometheus sensor and its /metrics page; riskstream's
+        # metrics join the same (default) registry. Without it, app/web.py
+        # serves riskstream's alone.
+        setup_prometheus_sensors(app, pattern="/metrics")
+    return app

@@ -17,16 +17,16 @@ from importlib import resources
 from typing import Any
 
 import aiohttp
+import faust
 from aiohttp.web import Response
 from faust import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from agents.score import pipeline, pool
-from agents.topics import feature_topic
-from app.application import app, settings
-from tables.stats import local_report, merge_reports, stats, summarize
+from agents.score import Scoring
+from agents.topics import StreamTopics
+from tables.stats import StreamStats, merge_reports
 
-__all__ = ["dashboard", "group_stats", "local_stats"]
+__all__ = ["add_web_views"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,25 +43,6 @@ UNITS = {
 }
 
 
-def _own_url() -> str:
-    return str(app.conf.canonical_url).rstrip("/")
-
-
-def _local_body() -> dict[str, Any]:
-    topic = feature_topic.get_topic_name()
-    partitions = sorted(
-        tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic
-    )
-    return {
-        "worker": _own_url(),
-        "partitions": partitions,
-        "windows": local_report(partitions),
-        "pipeline": pipeline.snapshot(),
-        "model_servers": pool.snapshot(),
-        "model_pool": pool.availability(),
-    }
-
-
 async def _peer_report(
     session: aiohttp.ClientSession, url: str
 ) -> dict[str, Any] | None:
@@ -76,58 +57,6 @@ async def _peer_report(
     except (aiohttp.ClientError, TimeoutError) as exc:
         logger.warning("worker %s did not answer /stats/local: %s", url, exc)
     return None
-
-
-async def _group_reports() -> tuple[list[dict[str, Any]], list[str]]:
-    own = _own_url()
-    try:
-        peers = {url.rstrip("/") for url in app.router.table_metadata(stats.table.name)}
-    except KeyError:
-        peers = set()
-    peers.discard(own)
-    reports = [_local_body()]
-    unreachable: list[str] = []
-    if peers:
-        timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            answers = await asyncio.gather(
-                *(_peer_report(session, url) for url in sorted(peers))
-            )
-        for url, answer in zip(sorted(peers), answers, strict=True):
-            if answer is None:
-                unreachable.append(url)
-            else:
-                reports.append(answer)
-    return reports, unreachable
-
-
-@app.page("/stats/local")
-async def local_stats(self: web.View, request: web.Request) -> web.Response:
-    """This worker's share: its partitions' windows, its pipeline and model-server view."""
-    return self.json(_local_body())
-
-
-@app.page("/stats")
-async def group_stats(self: web.View, request: web.Request) -> web.Response:
-    """The whole consumer group's stats, whichever worker is asked."""
-    reports, unreachable = await _group_reports()
-    body = summarize(
-        merge_reports(report["windows"] for report in reports), time.time()
-    )
-    body["units"] = UNITS
-    body["workers"] = [
-        {
-            "url": report["worker"],
-            "partitions": report["partitions"],
-            "pipeline": report["pipeline"],
-            "model_servers": report["model_servers"],
-            "model_pool": report.get("model_pool"),
-        }
-        for report in reports
-    ]
-    body["unreachable_workers"] = unreachable
-    body["model_servers"] = _servers_overview(reports)
-    return self.json(body)
 
 
 #: A model server's counts that /stats sums over the workers.
@@ -163,17 +92,98 @@ def _servers_overview(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(overview.values())
 
 
-@app.page("/dashboard")
-async def dashboard(self: web.View, request: web.Request) -> web.Response:
-    """A self-contained live page (inline JS and SVG, no CDN) polling /stats."""
-    page = resources.files("app").joinpath("dashboard.html").read_text(encoding="utf-8")
-    return self.html(page)
+def add_web_views(
+    app: faust.App,
+    topics: StreamTopics,
+    stats: StreamStats,
+    scoring: Scoring,
+    faust_metrics: bool,
+) -> None:
+    """Add the pages to ``app``; ``/metrics`` too unless Faust's sensor serves it (``faust_metrics``)."""
 
+    def own_url() -> str:
+        return str(app.conf.canonical_url).rstrip("/")
 
-if not settings.faust_metrics:
+    def local_body() -> dict[str, Any]:
+        topic = topics.features.get_topic_name()
+        partitions = sorted(
+            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic
+        )
+        return {
+            "worker": own_url(),
+            "partitions": partitions,
+            "windows": stats.local_report(partitions),
+            "pipeline": scoring.pipeline.snapshot(),
+            "model_servers": scoring.pool.snapshot(),
+            "model_pool": scoring.pool.availability(),
+        }
 
-    @app.page("/metrics")
-    async def metrics(self: web.View, request: web.Request) -> web.Response:
-        """riskstream's Prometheus metrics alone (Faust's per-message sensor is off)."""
-        body = generate_latest(REGISTRY)
-        return Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})  # type: ignore[return-value]
+    async def group_reports() -> tuple[list[dict[str, Any]], list[str]]:
+        own = own_url()
+        try:
+            peers = {
+                url.rstrip("/")
+                for url in app.router.table_metadata(stats.table.table.name)
+            }
+        except KeyError:
+            peers = set()
+        peers.discard(own)
+        reports = [local_body()]
+        unreachable: list[str] = []
+        if peers:
+            timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                answers = await asyncio.gather(
+                    *(_peer_report(session, url) for url in sorted(peers))
+                )
+            for url, answer in zip(sorted(peers), answers, strict=True):
+                if answer is None:
+                    unreachable.append(url)
+                else:
+                    reports.append(answer)
+        return reports, unreachable
+
+    @app.page("/stats/local")
+    async def local_stats(self: web.View, request: web.Request) -> web.Response:
+        """This worker's share: its partitions' windows, its pipeline and model-server view."""
+        return self.json(local_body())
+
+    @app.page("/stats")
+    async def group_stats(self: web.View, request: web.Request) -> web.Response:
+        """The whole consumer group's stats, whichever worker is asked."""
+        reports, unreachable = await group_reports()
+        body = stats.summarize(
+            merge_reports(report["windows"] for report in reports), time.time()
+        )
+        body["units"] = UNITS
+        body["workers"] = [
+            {
+                "url": report["worker"],
+                "partitions": report["partitions"],
+                "pipeline": report["pipeline"],
+                "model_servers": report["model_servers"],
+                "model_pool": report.get("model_pool"),
+            }
+            for report in reports
+        ]
+        body["unreachable_workers"] = unreachable
+        body["model_servers"] = _servers_overview(reports)
+        return self.json(body)
+
+    @app.page("/dashboard")
+    async def dashboard(self: web.View, request: web.Request) -> web.Response:
+        """A self-contained live page (inline JS and SVG, no CDN) polling /stats."""
+        page = (
+            resources.files("app")
+            .joinpath("dashboard.html")
+            .read_text(encoding="utf-8")
+        )
+        return self.html(page)
+
+    if not faust_metrics:
+
+        @app.page("/metrics")
+        async def metrics(self: web.View, request: web.Request) -> web.Response:
+            """riskstream's Prometheus metrics alone (Faust's per-message sensor is off)."""
+            body = generate_latest(REGISTRY)
+            return Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})  # type: ignore[return-value]

@@ -14,7 +14,7 @@ import re
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from app.settings import Settings
+from core.settings import Settings
 from stack.control import stack_root
 
 __all__ = ["LIBRARIES", "describe_environment", "kafka_version", "load_average"]

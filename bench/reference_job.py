@@ -54,8 +54,8 @@ import click
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from app.security import kafka_client_options
-from app.settings import Settings, get_settings
+from core.security import kafka_client_options
+from core.settings import Settings, get_settings
 from tables.predictions import create_statements, quote_identifier
 
 __all__ = [

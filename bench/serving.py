@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.settings import get_settings
+from core.settings import get_settings
 from models.pmml_schema import PmmlSchema, read_schema
 from models.repository import ModelRepository
 

@@ -39,15 +39,15 @@ from typing import Any
 
 import orjson
 
-from app.security import kafka_client_options
-from app.settings import Settings, get_settings
 from bench.environment import describe_environment, load_average
 from bench.report import environment_lines, save_figure
 from bench.stream import MODEL_SERVERS, Rig, say
+from core.progress import Progress
+from core.security import kafka_client_options
+from core.settings import Settings, get_settings
 from datagen.generator import unread_records
 from stack import control
 from stack.launch import Child
-from stack.progress import Progress
 
 __all__ = [
     "MODEL_SERVERS",

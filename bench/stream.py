@@ -55,14 +55,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from asynch import errors as asynch_errors
 
-from app.security import kafka_client_options
-from app.settings import Settings
 from bench.environment import load_average
+from core.progress import Progress
+from core.security import kafka_client_options
+from core.settings import Settings
 from datagen.generator import declare_topic
 from stack import control
 from stack import postgresql as stack_postgresql
 from stack.launch import Child, faust_worker_argv, riskstream_argv, spawn, wait_http_ok
-from stack.progress import Progress
 from stack.service import LocalService
 from stack.warehouse import ADMIN_USER
 from tables.sink import Sink

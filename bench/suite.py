@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.settings import get_settings
 from bench.environment import describe_environment, load_average
 from bench.report import plot, summary_lines, write_json
 from bench.stream import (
@@ -30,6 +29,7 @@ from bench.stream import (
     measure_throughput,
     say,
 )
+from core.settings import get_settings
 
 __all__ = ["PARTS", "SuiteOptions", "run_suite"]
 

@@ -320,13 +320,6 @@ class Settings(BaseSettings):
         return _names(self.stack_services)
 
     @property
-    def kafka_url(self) -> str:
-        """The broker list in Faust's ``kafka://`` form."""
-        return ";".join(
-            f"kafka://{hp.strip()}" for hp in self.kafka_bootstrap.split(",")
-        )
-
-    @property
     def model_server_urls(self) -> list[str]:
         """The model servers' base URLs, without trailing slashes."""
         return [

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import click
 
-from app.security import kafka_client_options, model_client_ssl
-from app.settings import get_settings
+from core.progress import Progress
+from core.security import model_client_ssl
+from core.settings import Settings, get_settings
 from datagen.generator import (
     Block,
     FieldOverride,
@@ -30,7 +31,6 @@ from datagen.generator import (
 from datagen.schema import dataset_for, schema_from_repository, schema_from_servers
 from models.errors import ModelsError
 from models.records import FeatureSchema
-from stack.progress import Progress
 
 __all__ = ["datagen", "parse_field_options"]
 
@@ -87,8 +87,7 @@ def _texts(value: float | tuple[str, ...] | None) -> tuple[str, ...] | None:
     return value if isinstance(value, tuple) else None
 
 
-async def _schema(source: str, model: str | None) -> FeatureSchema:
-    settings = get_settings()
+async def _schema(settings: Settings, source: str, model: str | None) -> FeatureSchema:
     if model is None and source in ("auto", "server"):
         schema = await schema_from_servers(
             settings.model_server_urls,
@@ -168,46 +167,8 @@ def _check_csv(schema: FeatureSchema, rows: Sequence[Row]) -> None:
         raise click.ClickException(str(error)) from None
 
 
-async def _run(
-    *,
-    count: int | None,
-    rate: float | None,
-    replay: bool,
-    from_csv: Path | None,
-    label_column: str | None,
-    id_column: str | None,
-    fmt: str | None,
-    fields: tuple[str, ...],
-    seed: int | None,
-    schema_from: str,
-    model: str | None,
-) -> GeneratorReport:
-    if replay and from_csv is not None:
-        raise click.UsageError("--replay and --from-csv are two replays: choose one")
-    if (label_column or id_column) and from_csv is None:
-        raise click.UsageError("--label-column and --id-column go with --from-csv")
-    if fields and (replay or from_csv is not None):
-        raise click.UsageError("--field applies to random rows, not to a replay")
-    settings = get_settings()
-    schema = await _schema(schema_from, model)
-    config = GeneratorConfig(
-        bootstrap=settings.kafka_bootstrap,
-        topic=settings.feature_topic,
-        partitions=settings.topic_partitions,
-        schema=schema,
-        count=count,
-        rate=rate,
-        format=fmt or ("json" if from_csv is not None else "csv"),
-        seed=seed,
-        client_options=kafka_client_options(settings),
-        max_backoff_s=settings.retry_max_backoff_s,
-    )
-    if from_csv is not None:
-        rows = _csv_replay(from_csv, label_column, id_column, schema, config)
-    elif replay:
-        rows = _dataset_replay(schema, config)
-    else:
-        rows = _random(fields, seed, schema, config.format)
+async def _produce(config: GeneratorConfig, rows: Iterator[Block]) -> GeneratorReport:
+    """Send ``rows`` with a progress line until done, Ctrl-C or SIGTERM."""
     progress = Progress()
 
     def show(produced: int, elapsed_s: float) -> None:
@@ -322,23 +283,31 @@ def datagen(
     Ctrl-C (or SIGTERM) stops a run cleanly: what was sent is flushed and
     counted.
     """
-    report = asyncio.run(
-        _run(
-            count=count,
-            rate=rate,
-            replay=replay,
-            from_csv=from_csv,
-            label_column=label_column,
-            id_column=id_column,
-            fmt=fmt,
-            fields=fields,
-            seed=seed,
-            schema_from=schema_from,
-            model=model,
-        )
+    if replay and from_csv is not None:
+        raise click.UsageError("--replay and --from-csv are two replays: choose one")
+    if (label_column or id_column) and from_csv is None:
+        raise click.UsageError("--label-column and --id-column go with --from-csv")
+    if fields and (replay or from_csv is not None):
+        raise click.UsageError("--field applies to random rows, not to a replay")
+    settings = get_settings()
+    schema = asyncio.run(_schema(settings, schema_from, model))
+    config = GeneratorConfig.from_settings(
+        settings,
+        schema,
+        count=count,
+        rate=rate,
+        format=fmt or ("json" if from_csv is not None else "csv"),
+        seed=seed,
     )
+    if from_csv is not None:
+        rows = _csv_replay(from_csv, label_column, id_column, schema, config)
+    elif replay:
+        rows = _dataset_replay(schema, config)
+    else:
+        rows = _random(fields, seed, schema, config.format)
+    report = asyncio.run(_produce(config, rows))
     click.echo(
-        f"produced {report.produced:,} records to {get_settings().feature_topic} in "
+        f"produced {report.produced:,} records to {settings.feature_topic} in "
         f"{report.elapsed_s:.1f} s: {report.rate_per_s:,.0f} records/s (run id {report.run_id})"
         + (
             f"; {report.resent:,} sent again after Kafka did not acknowledge them"

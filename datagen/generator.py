@@ -43,7 +43,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from app.backoff import Backoff, worth_retrying
+from core.backoff import Backoff, worth_retrying
+from core.security import kafka_client_options
+from core.settings import Settings
 from models.records import (
     DecodeError,
     FeatureField,
@@ -147,10 +149,25 @@ class GeneratorConfig:
     overrides: dict[str, FieldRange] = field(default_factory=dict)
     seed: int | None = None
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
-    #: aiokafka's security options (``app.security.kafka_client_options``)
+    #: aiokafka's security options (``core.security.kafka_client_options``)
     client_options: dict[str, Any] = field(default_factory=dict)
     #: longest pause between two sends of records Kafka did not acknowledge
     max_backoff_s: float = 5.0
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, schema: FeatureSchema, **options: Any
+    ) -> GeneratorConfig:
+        """Kafka, topic and retries from the settings; ``options`` as the command gives them."""
+        return cls(
+            bootstrap=settings.kafka_bootstrap,
+            topic=settings.feature_topic,
+            partitions=settings.topic_partitions,
+            schema=schema,
+            client_options=kafka_client_options(settings),
+            max_backoff_s=settings.retry_max_backoff_s,
+            **options,
+        )
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from app.settings import get_settings
+from core.settings import get_settings
 from models.dataset import DATASETS, load_dataset
 from models.errors import ModelsError
 from models.repository import ModelRepository

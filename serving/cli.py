@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from app.settings import get_settings
+from core.settings import get_settings
 from models.errors import ModelsError
 from models.repository import ModelRepository
 from serving.pool import run_pool
@@ -101,20 +101,15 @@ def serve(
         raise click.BadParameter(
             f"ports {port}..{port + replicas - 1} exceed 65535", param_hint="--port"
         )
-    config = ServerConfig(
-        host=host if host is not None else settings.model_server_host,
+    config = ServerConfig.from_settings(
+        settings,
         port=port,
-        served_name=served_name or settings.model_name,
         repository=root,
         model_name=model_name,
         pinned_version=pinned,
         pmml=pmml.resolve() if pmml is not None else None,
-        poll_interval_s=settings.model_poll_interval_s,
-        drain_timeout_s=settings.model_drain_timeout_s,
-        max_body_bytes=settings.model_max_body_bytes,
-        max_instances=settings.model_max_instances,
-        tls_cert=settings.model_tls_cert,
-        tls_key=settings.model_tls_key,
+        **({"host": host} if host is not None else {}),
+        **({"served_name": served_name} if served_name else {}),
     )
     if replicas == 1:
         run_replica(config)

@@ -20,10 +20,11 @@ import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from app.settings import get_settings
+from core.settings import Settings, get_settings
 from models.repository import ModelRepository
 from serving.api import create_app
 from serving.auth import TokenCheck
@@ -68,6 +69,24 @@ class ServerConfig:
     #: PEM certificate chain and key: HTTPS when set (both or neither)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> ServerConfig:
+        """Limits, polling and TLS from the settings; ``options`` (the model, port...) as given."""
+        values: dict[str, Any] = {
+            "host": settings.model_server_host,
+            "port": settings.model_server_port,
+            "served_name": settings.model_name,
+            "repository": settings.repository_path,
+            "poll_interval_s": settings.model_poll_interval_s,
+            "drain_timeout_s": settings.model_drain_timeout_s,
+            "max_body_bytes": settings.model_max_body_bytes,
+            "max_instances": settings.model_max_instances,
+            "tls_cert": settings.model_tls_cert,
+            "tls_key": settings.model_tls_key,
+        }
+        values.update(options)
+        return cls(**values)
 
     @property
     def address(self) -> str:
@@ -151,12 +170,11 @@ async def serve(config: ServerConfig, token: TokenCheck, stop: asyncio.Event) ->
     logger.info("model server on %s stopped", config.address)
 
 
-async def _run(config: ServerConfig) -> int:
+async def _run(config: ServerConfig, token: TokenCheck) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    token = TokenCheck(get_settings().model_token)
     try:
         await serve(config, token, stop)
     except ServingError as exc:
@@ -176,6 +194,8 @@ def run_replica(config: ServerConfig) -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-    status = asyncio.run(_run(config))
+    # Read here, in each process, so the token never travels through a pipe.
+    token = TokenCheck(get_settings().model_token)
+    status = asyncio.run(_run(config, token))
     if status:
         sys.exit(status)

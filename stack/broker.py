@@ -26,10 +26,10 @@ from pathlib import Path
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from app.settings import Settings
+from core.progress import Progress
+from core.settings import Settings
 from stack.errors import InstallError, StackError
 from stack.installer import ensure_program
-from stack.progress import Progress
 from stack.service import (
     PROBE_TIMEOUT_S,
     Listener,

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from app.settings import get_settings
+from core.settings import get_settings
 from stack import control
 from stack.errors import StackError
 

@@ -14,11 +14,11 @@ import fcntl
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
-from app.settings import Settings
+from core.progress import ticking
+from core.settings import Settings
 from stack.broker import KafkaService
 from stack.errors import StackError
 from stack.postgresql import PostgreSQLService
-from stack.progress import ticking
 from stack.service import Launch, LocalService, ServiceStatus
 from stack.warehouse import ClickHouseService
 

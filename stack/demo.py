@@ -34,8 +34,8 @@ from typing import TextIO
 
 import click
 
-from app.security import kafka_client_options
-from app.settings import Settings, get_settings
+from core.security import kafka_client_options
+from core.settings import Settings, get_settings
 from datagen.generator import unread_records
 from models.repository import ModelRepository
 from stack import control

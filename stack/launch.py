@@ -49,7 +49,7 @@ def riskstream_argv(*args: str) -> list[str]:
     script = Path(sys.executable).with_name("riskstream")
     if script.exists():
         return [str(script), *args]
-    return [sys.executable, "-c", "from app.cli import main; main()", *args]
+    return [sys.executable, "-m", "riskstream", *args]
 
 
 def faust_worker_argv(*args: str) -> list[str]:

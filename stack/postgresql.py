@@ -44,7 +44,7 @@ from pathlib import Path
 
 import asyncpg
 
-from app.settings import Settings
+from core.settings import Settings
 from stack.errors import InstallError, StackError
 from stack.installer import ensure_program
 from stack.service import (

@@ -22,7 +22,7 @@ from pathlib import Path
 from string import Template
 from typing import ClassVar
 
-from app.settings import Settings
+from core.settings import Settings
 from stack.errors import PortInUse, ServiceDidNotStart
 from stack.processes import PidFile, is_alive, tail, terminate
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from asynch import errors as asynch_errors
 from asynch.connection import Connection
 
-from app.settings import Settings
+from core.settings import Settings
 from stack.errors import StackError
 from stack.installer import ensure_program
 from stack.service import (

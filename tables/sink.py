@@ -18,11 +18,11 @@ asks (stored rows, distinct records, rows for analysis). Everything about
   transactions, and the stream gets no added latency.
 - **Retrying.** A failed write is never reported to the caller: the store
   being down is transient, so the sink drops its connection and retries
-  the same rows with capped exponential backoff (:mod:`app.backoff`) until
+  the same rows with capped exponential backoff (:mod:`core.backoff`) until
   it succeeds or the worker stops, in which case the callers' waits are
   cancelled and their offsets stay uncommitted. Repeating a write is safe
   because every store keeps one row per Kafka record (its own way: see
-  each implementation). Errors outside :attr:`Sink.transient` (and :func:`app.backoff.worth_retrying`) are permanent or bugs and
+  each implementation). Errors outside :attr:`Sink.transient` (and :func:`core.backoff.worth_retrying`) are permanent or bugs and
   propagate.
 
 Queries (:meth:`Sink.count_rows`, :meth:`Sink.count_records`,
@@ -44,8 +44,8 @@ from typing import Any, ClassVar, Self
 from mode import Service
 from mode.utils.locks import Event
 
-from app.backoff import Backoff, retry_until_done
-from app.settings import Settings
+from core.backoff import Backoff, retry_until_done
+from core.settings import Settings
 from tables.predictions import PredictionRow
 
 __all__ = ["FIRST_BACKOFF_S", "WRITE_TIMEOUT_S", "Server", "Sink"]

@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Sequence
 from typing import Any
 
-from app.settings import Settings
+from core.settings import Settings
 from tables.sink import Sink
 
 __all__ = ["SINKS", "build_sink", "build_sinks"]

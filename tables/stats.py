@@ -14,9 +14,9 @@ the replayed batch is counted again (the ClickHouse table, not this one, is
 the record of truth).
 
 Reading: each worker summarises the partitions it is active for
-(:func:`local_report`); ``/stats`` (app/web.py) adds up the reports of every
-worker, which is correct with any number of workers since each partition is
-reported by its one owner.
+(:meth:`StreamStats.local_report`); ``/stats`` (app/web.py) adds up the
+reports of every worker (:func:`merge_reports`), which is correct with any
+number of workers since each partition is reported by its one owner.
 """
 
 from __future__ import annotations
@@ -24,22 +24,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from heapq import heappush
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
 from faust.types import EventT
 
-from app.application import app
-from app.settings import get_settings
+from core.settings import Settings
 from tables.histogram import LATENCY_BUCKETS_MS, percentile
+from tables.tally import BatchOutcome
 
-if TYPE_CHECKING:
-    from agents.pipeline import BatchOutcome
-
-__all__ = ["local_report", "merge_reports", "record_outcome", "stats", "summarize"]
-
-
-settings = get_settings()
+__all__ = ["StreamStats", "merge_reports"]
 
 #: Metric names in the table keys (``<partition>|<metric>``).
 RECEIVED, STORED, DEAD = "received", "stored", "dead_lettered"
@@ -107,57 +101,107 @@ def _wall_clock(event: object = None) -> float:
     return time.time()
 
 
-stats = (
-    app.tables.add(
-        SourcePartitionedTable(
-            app,
-            name="stats",
-            default=int,
-            partitions=settings.topic_partitions,
-            beacon=app.tables.beacon,
-            help="Per-window, per-partition counts of the stream (records, labels, latency).",
+class StreamStats:
+    """The ``stats`` table of an App: written once per batch, read per worker and summarised."""
+
+    def __init__(
+        self, app: faust.App, window_s: float, retention_s: float, partitions: int
+    ) -> None:
+        self.window_s = window_s
+        self.retention_s = retention_s
+        self.table = (
+            app.tables.add(
+                SourcePartitionedTable(
+                    app,
+                    name="stats",
+                    default=int,
+                    partitions=partitions,
+                    beacon=app.tables.beacon,
+                    help="Per-window, per-partition counts of the stream (records, labels, latency).",
+                )
+            )
+            .tumbling(window_s, expires=retention_s)
+            # WindowWrapper.relative_to exists; faust's WindowWrapperT stub omits it.
+            .relative_to(_wall_clock)  # type: ignore[attr-defined]
         )
-    )
-    .tumbling(settings.stats_window_s, expires=settings.stats_retention_s)
-    # WindowWrapper.relative_to exists; faust's WindowWrapperT stub omits it.
-    .relative_to(_wall_clock)  # type: ignore[attr-defined]
-)
 
+    @classmethod
+    def from_settings(cls, app: faust.App, settings: Settings) -> StreamStats:
+        return cls(
+            app,
+            window_s=settings.stats_window_s,
+            retention_s=settings.stats_retention_s,
+            partitions=settings.topic_partitions,
+        )
 
-def record_outcome(outcome: BatchOutcome) -> None:
-    """Add one batch's tallies to the current window (one table write per changed metric)."""
-    for partition, tally in outcome.partitions.items():
-        prefix = f"{partition}|"
-        for metric, amount in (
-            (RECEIVED, tally.received),
-            (STORED, tally.stored),
-            (DEAD, tally.dead_lettered),
-        ):
-            if amount:
-                stats[prefix + metric] += amount
-        for label, amount in tally.labels.items():
-            stats[f"{prefix}{LABEL_PREFIX}{label}"] += amount
-        for bucket, amount in enumerate(tally.latency_counts):
-            if amount:
-                stats[f"{prefix}{LATENCY_PREFIX}{bucket}"] += amount
-        if tally.stored:
-            stats[prefix + LATENCY_SUM] += round(tally.latency_sum_ms)
+    def record_outcome(self, outcome: BatchOutcome) -> None:
+        """Add one batch's tallies to the current window (one table write per changed metric)."""
+        table = self.table
+        for partition, tally in outcome.partitions.items():
+            prefix = f"{partition}|"
+            for metric, amount in (
+                (RECEIVED, tally.received),
+                (STORED, tally.stored),
+                (DEAD, tally.dead_lettered),
+            ):
+                if amount:
+                    table[prefix + metric] += amount
+            for label, amount in tally.labels.items():
+                table[f"{prefix}{LABEL_PREFIX}{label}"] += amount
+            for bucket, amount in enumerate(tally.latency_counts):
+                if amount:
+                    table[f"{prefix}{LATENCY_PREFIX}{bucket}"] += amount
+            if tally.stored:
+                table[prefix + LATENCY_SUM] += round(tally.latency_sum_ms)
 
+    def local_report(
+        self, active_partitions: Iterable[int]
+    ) -> dict[str, dict[str, dict[str, float]]]:
+        """This worker's windows for the partitions it owns: partition -> window start -> metric -> value."""
+        active = {int(partition) for partition in active_partitions}
+        oldest = time.time() - self.retention_s
+        report: dict[str, dict[str, dict[str, float]]] = {}
+        for (key, (start, _end)), value in list(self.table.table.data.items()):
+            partition, metric = str(key).split("|", 1)
+            if int(partition) not in active or start < oldest:
+                continue
+            window = report.setdefault(partition, {}).setdefault(str(int(start)), {})
+            window[metric] = value
+        return report
 
-def local_report(
-    active_partitions: Iterable[int],
-) -> dict[str, dict[str, dict[str, float]]]:
-    """This worker's windows for the partitions it owns: partition -> window start -> metric -> value."""
-    active = {int(partition) for partition in active_partitions}
-    oldest = time.time() - settings.stats_retention_s
-    report: dict[str, dict[str, dict[str, float]]] = {}
-    for (key, (start, _end)), value in list(stats.table.data.items()):
-        partition, metric = str(key).split("|", 1)
-        if int(partition) not in active or start < oldest:
-            continue
-        window = report.setdefault(partition, {}).setdefault(str(int(start)), {})
-        window[metric] = value
-    return report
+    def summarize(
+        self, merged: Mapping[int, Mapping[str, float]], now: float
+    ) -> dict[str, Any]:
+        """The ``/stats`` body: totals over the retained windows and one entry per window.
+
+        Every number's unit is in its key (``_records``, ``_ms``, ``_per_s``,
+        ``_epoch_s``).
+        """
+        window_s = self.window_s
+        windows: list[dict[str, Any]] = []
+        total: dict[str, float] = {}
+        for start in sorted(merged):
+            metrics = merged[start]
+            for metric, value in metrics.items():
+                total[metric] = total.get(metric, 0) + value
+            elapsed = min(window_s, max(1.0, now - start))
+            entry = _figures(metrics)
+            entry["start_epoch_s"] = start
+            entry["end_epoch_s"] = start + window_s
+            entry["received_rate_records_per_s"] = round(
+                metrics.get(RECEIVED, 0) / elapsed, 3
+            )
+            entry["stored_rate_records_per_s"] = round(
+                metrics.get(STORED, 0) / elapsed, 3
+            )
+            windows.append(entry)
+        return {
+            "window_s": window_s,
+            "retention_s": self.retention_s,
+            "generated_at_epoch_s": round(now, 3),
+            "totals": _figures(total),
+            "windows": windows,
+        }
 
 
 def merge_reports(
@@ -185,37 +229,6 @@ def merge_reports(
 
 def _received(windows: Mapping[str, Mapping[str, float]]) -> float:
     return sum(metrics.get(RECEIVED, 0) for metrics in windows.values())
-
-
-def summarize(merged: Mapping[int, Mapping[str, float]], now: float) -> dict[str, Any]:
-    """The ``/stats`` body: totals over the retained windows and one entry per window.
-
-    Every number's unit is in its key (``_records``, ``_ms``, ``_per_s``,
-    ``_epoch_s``).
-    """
-    window_s = settings.stats_window_s
-    windows: list[dict[str, Any]] = []
-    total: dict[str, float] = {}
-    for start in sorted(merged):
-        metrics = merged[start]
-        for metric, value in metrics.items():
-            total[metric] = total.get(metric, 0) + value
-        elapsed = min(window_s, max(1.0, now - start))
-        entry = _figures(metrics)
-        entry["start_epoch_s"] = start
-        entry["end_epoch_s"] = start + window_s
-        entry["received_rate_records_per_s"] = round(
-            metrics.get(RECEIVED, 0) / elapsed, 3
-        )
-        entry["stored_rate_records_per_s"] = round(metrics.get(STORED, 0) / elapsed, 3)
-        windows.append(entry)
-    return {
-        "window_s": window_s,
-        "retention_s": settings.stats_retention_s,
-        "generated_at_epoch_s": round(now, 3),
-        "totals": _figures(total),
-        "windows": windows,
-    }
 
 
 def _figures(metrics: Mapping[str, float]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 from stack import control as stack_control
 
 

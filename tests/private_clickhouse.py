@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from app.settings import Settings
+from core.settings import Settings
 from stack import control
 from stack.warehouse import ADMIN_USER
 

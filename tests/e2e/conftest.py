@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings
+from core.settings import Settings
 from stack.launch import riskstream_argv, spawn
 from tests.e2e.harness import Pipeline
 

@@ -38,7 +38,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from asynch import errors as asynch_errors
 
-from app.settings import Settings
+from core.settings import Settings
 from datagen.generator import declare_topic
 from stack import control as stack_control
 from stack import postgresql as stack_postgresql

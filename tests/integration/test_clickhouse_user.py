@@ -21,7 +21,7 @@ import pytest
 from asynch import errors as asynch_errors
 from asynch.connection import Connection
 
-from app.settings import Settings
+from core.settings import Settings
 from tables.clickhouse import ClickHouseSink
 from tables.sink import Server
 from tests.integration.rows import write_as_the_worker

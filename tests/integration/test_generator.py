@@ -8,7 +8,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from app.settings import Settings
+from core.settings import Settings
 from datagen.generator import (
     GeneratorConfig,
     field_ranges,

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.settings import Settings
+from core.settings import Settings
 from stack import control
 from stack.postgresql import ADMIN_USER, admin_execute, server_dir, socket_dir
 from tables.postgresql import PostgreSQLSink

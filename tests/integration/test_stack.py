@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from asynch.connection import Connection
 
-from app.settings import Settings
+from core.settings import Settings
 from stack import control
 from stack.warehouse import ADMIN_USER
 

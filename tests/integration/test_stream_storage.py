@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.settings import Settings
+from core.settings import Settings
 from stack.warehouse import ADMIN_USER
 from tables.clickhouse import ClickHouseSink
 from tables.predictions import PredictionRow, dedup_count_query

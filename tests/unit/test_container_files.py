@@ -30,8 +30,8 @@ import click
 import pytest
 from faust.cli.faust import cli as faust_cli
 
-from app.cli import main as riskstream_cli
-from app.settings import Settings
+from core.settings import Settings
+from riskstream.cli import main as riskstream_cli
 from stack.launch import faust_worker_argv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -374,7 +374,7 @@ def test_wheel_from_the_docker_build_context_holds_the_package_and_its_data(
     )
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert (
-        "riskstream = app.cli:main"
+        "riskstream = riskstream.cli:main"
         in zipfile.ZipFile(wheel).read(entry_points).decode()
     )
 

@@ -215,7 +215,7 @@ def cli_run(monkeypatch: pytest.MonkeyPatch) -> list[tuple[GeneratorConfig, Bloc
     """The datagen command with the schema given and generate() recording its input."""
     calls: list[tuple[GeneratorConfig, Block]] = []
 
-    async def schema(source: str, model: str | None) -> FeatureSchema:
+    async def schema(settings: Any, source: str, model: str | None) -> FeatureSchema:
         return SCHEMA
 
     async def fake_generate(

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from app.cli import main
 from models.pmml_schema import read_schema
 from models.repository import ModelRepository
 from models.workflow import TrainingResult
+from riskstream.cli import main
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_promote_moves_current_and_unknown_version_fails_cleanly(repo: Path) -> 
 def test_repository_comes_from_the_environment(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("RISKSTREAM_MODEL_REPOSITORY", str(repo))
     get_settings.cache_clear()

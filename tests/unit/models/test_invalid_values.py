@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from app.cli import main
 from models.dataset import Dataset
 from models.parity import score_pmml
 from models.pmml_schema import read_schema
 from models.repository import ModelRepository
 from models.training import TrainingParams, fit_pipeline
+from riskstream.cli import main
 
 _PROBABILITIES = ["probability(0)", "probability(1)"]
 _PMML_SPELLING = {"as-is": "asIs", "as-missing": "asMissing"}

@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 from click.testing import CliRunner
 
-from app.cli import main
+from riskstream.cli import main
 
 from .conftest import REFERENCE_INSTANCE, TOKEN, Served
 

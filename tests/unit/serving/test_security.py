@@ -12,8 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from agents.scoring_client import ModelServerPool
-from app.security import model_client_ssl
-from app.settings import Settings
+from core.security import model_client_ssl
+from core.settings import Settings
 from serving.loader import ModelRegistry
 from tests.certificates import make_certificates
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings
+from core.settings import Settings
 from stack.errors import ServiceDidNotStart
 from stack.processes import is_alive
 from stack.service import Listener, LocalService, port_answers

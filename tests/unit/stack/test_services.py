@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings
+from core.settings import Settings
 from stack.broker import KafkaService, downloaded_bytes, new_cluster_id
 from stack.control import chosen_names
 from stack.errors import PortInUse, ServiceDidNotStart, StackError

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from app.settings import Settings
+from core.settings import Settings
 from stack.errors import StackError
 from stack.service import render_conf
 from stack.warehouse import ADMIN_USER, ClickHouseService, app_user_xml

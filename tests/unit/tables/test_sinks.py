@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from app.settings import Settings
+from core.settings import Settings
 from tables.clickhouse import ClickHouseSink
 from tables.postgresql import PG_COLUMNS, PostgreSQLSink, create_table_statement
 from tables.predictions import COLUMNS, PredictionRow

@@ -6,11 +6,24 @@ import time
 from collections import Counter
 from types import SimpleNamespace
 
+import faust
 import pytest
 
-from agents.pipeline import BatchOutcome, PartitionTally
-from tables import stats
 from tables.histogram import LATENCY_BUCKETS_MS
+from tables.stats import StreamStats, merge_reports
+from tables.tally import BatchOutcome, PartitionTally
+
+WINDOW_S, RETENTION_S = 60.0, 3600.0
+
+
+@pytest.fixture
+def stats() -> StreamStats:
+    return StreamStats(
+        faust.App("stats-test"),
+        window_s=WINDOW_S,
+        retention_s=RETENTION_S,
+        partitions=4,
+    )
 
 
 def _outcome(
@@ -29,15 +42,17 @@ def _outcome(
     return outcome
 
 
-def test_a_key_goes_to_the_changelog_partition_of_its_source_partition() -> None:
-    table = stats.stats.table
+def test_a_key_goes_to_the_changelog_partition_of_its_source_partition(
+    stats: StreamStats,
+) -> None:
+    table = stats.table.table
     assert table.partition_for_key(("3|received", (0.0, 59.9))) == 3
     assert table.partition_for_key("0|label:1") == 0
 
 
-async def test_batches_add_up_per_partition_and_window() -> None:
+async def test_batches_add_up_per_partition_and_window(stats: StreamStats) -> None:
     # A table write reaches for the running event loop (its changelog).
-    stats.stats.table.data.clear()
+    stats.table.table.data.clear()
     stats.record_outcome(_outcome(2, received=10, stored=9, labels={"0": 4, "1": 5}))
     stats.record_outcome(_outcome(2, received=5, stored=5, labels={"1": 5}))
     stats.record_outcome(_outcome(1, received=7, stored=7, labels={"0": 7}))
@@ -51,7 +66,7 @@ async def test_batches_add_up_per_partition_and_window() -> None:
     )
     assert window["label:0"] == 4 and window["label:1"] == 10
     (start,) = only_two["2"]
-    assert int(start) % stats.settings.stats_window_s == 0
+    assert int(start) % WINDOW_S == 0
 
 
 def test_reports_of_several_workers_sum_and_a_doubly_reported_partition_counts_once() -> (
@@ -63,7 +78,7 @@ def test_reports_of_several_workers_sum_and_a_doubly_reported_partition_counts_o
         # partition 0 again, from a worker that held it before a rebalance
         "0": {"600": {"received": 3, "stored": 3, "label:1": 3}},
     }
-    merged = stats.merge_reports([worker_a, worker_b])
+    merged = merge_reports([worker_a, worker_b])
     assert merged == {
         600: {
             "received": 15,
@@ -75,7 +90,9 @@ def test_reports_of_several_workers_sum_and_a_doubly_reported_partition_counts_o
     }
 
 
-def test_summary_names_units_and_reads_percentiles_off_the_summed_histogram() -> None:
+def test_summary_names_units_and_reads_percentiles_off_the_summed_histogram(
+    stats: StreamStats,
+) -> None:
     bucket = f"latency_bucket:{LATENCY_BUCKETS_MS.index(100)}"
     merged = {
         0: {
@@ -104,12 +121,12 @@ def test_summary_names_units_and_reads_percentiles_off_the_summed_histogram() ->
     assert first["stored_rate_records_per_s"] == 60 / summary["window_s"]
 
 
-async def test_the_expiry_heap_holds_one_entry_per_window_and_partition_not_per_write() -> (
-    None
-):
+async def test_the_expiry_heap_holds_one_entry_per_window_and_partition_not_per_write(
+    stats: StreamStats,
+) -> None:
     # Faust's own bookkeeping pushed a window end per table write and kept it
     # for the whole retention: these 200 batches left 1,400 entries behind.
-    table = stats.stats.table
+    table = stats.table.table
     table.data.clear()
     table._partition_timestamps.clear()
     table._partition_timestamp_keys.clear()
@@ -127,19 +144,15 @@ async def test_the_expiry_heap_holds_one_entry_per_window_and_partition_not_per_
 
 
 async def test_an_expired_window_leaves_the_table_and_the_expiry_bookkeeping(
-    monkeypatch: pytest.MonkeyPatch,
+    stats: StreamStats, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    table = stats.stats.table
+    table = stats.table.table
     table.data.clear()
     table._partition_timestamps.clear()
     table._partition_timestamp_keys.clear()
     stats.record_outcome(_outcome(1, received=5, stored=5, labels={"1": 5}))
     assert table.data
-    later = (
-        time.time()
-        + stats.settings.stats_retention_s
-        + 2 * stats.settings.stats_window_s
-    )
+    later = time.time() + RETENTION_S + 2 * WINDOW_S
     monkeypatch.setattr(time, "time", lambda: later)
     await table._del_old_keys()
     assert not table.data
@@ -148,14 +161,14 @@ async def test_an_expired_window_leaves_the_table_and_the_expiry_bookkeeping(
 
 
 async def test_windows_recovered_from_the_changelog_expire_like_written_ones(
-    monkeypatch: pytest.MonkeyPatch,
+    stats: StreamStats, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Faust's recovery noted no recovered window for expiry: they stayed for good.
-    table = stats.stats.table
+    table = stats.table.table
     table.data.clear()
     table._partition_timestamps.clear()
     table._partition_timestamp_keys.clear()
-    window_s = stats.settings.stats_window_s
+    window_s = WINDOW_S
     start = float(int(time.time()) // window_s * window_s)
     recovered = [
         SimpleNamespace(
@@ -170,7 +183,7 @@ async def test_windows_recovered_from_the_changelog_expire_like_written_ones(
     ]
     table.apply_changelog_batch(recovered)
     assert table.data[("2|received", (start, start + window_s - 0.1))] == 7
-    later = time.time() + stats.settings.stats_retention_s + 2 * window_s
+    later = time.time() + RETENTION_S + 2 * window_s
     monkeypatch.setattr(time, "time", lambda: later)
     await table._del_old_keys()
     assert not table.data

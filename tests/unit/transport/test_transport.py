@@ -3,7 +3,7 @@
 The delivery guarantees themselves are proven on the real Kafka and
 ClickHouse (tests/e2e/test_stream.py: kill -9, rebalances with commits
 sampled throughout); these tests fail first, and loudly, when a Faust or
-mode upgrade changes code that ``app/transport.py`` copies or relies on.
+mode upgrade changes code that ``transport/`` copies or relies on.
 """
 
 from __future__ import annotations
@@ -16,26 +16,23 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any
 
+import faust
 import pytest
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-from app.transport import (
-    FAUST_VERSION,
-    BatchGuardConsumer,
-    BatchMonitor,
-    CachedSizeProducerBuffer,
-    RawSchema,
-    RiskstreamApp,
-    ack_events,
-    take_batches,
-)
+from core.settings import get_settings
+from transport import FAUST_VERSION
+from transport.consumer import BatchGuardConsumer
+from transport.driver import RiskstreamApp, Transport
+from transport.overhead import BatchMonitor, CachedSizeProducerBuffer, LeanProducer
+from transport.stream import RawSchema, ack_events, take_batches
 
-#: Source fingerprints of what app/transport.py replaces, copies or relies on
+#: Source fingerprints of what the transport package replaces, copies or relies on
 #: (sha256 of ``inspect.getsource``, first 16 hex digits), for
 #: faust-streaming 0.15.3, mode-streaming 0.7.1 and aiokafka 0.14.0. A mismatch means the
-#: upgrade changed that code: re-read it against app/transport.py (and its
+#: upgrade changed that code: re-read it against the transport package (and its
 #: module docstring's list), fix what needs fixing, then update the value.
 FINGERPRINTS = {
     "faust.transport.consumer:Consumer._drain_messages": "44a2500309e83c63",
@@ -113,24 +110,29 @@ def test_the_faust_internals_the_fast_path_relies_on_are_unchanged() -> None:
         name for name, expected in FINGERPRINTS.items() if fingerprint(name) != expected
     ]
     assert not changed, (
-        "faust/mode changed code that app/transport.py replaces or relies on: "
-        f"{', '.join(changed)}; re-check app/transport.py against it"
+        "faust/mode changed code that the transport package replaces or relies on: "
+        f"{', '.join(changed)}; re-check the transport package against it"
     )
 
 
-def test_the_app_runs_on_the_fast_transport() -> None:
-    from app.application import app
+def test_the_app_runs_on_the_transport_faust_finds_by_its_name() -> None:
+    from app import app
 
     assert isinstance(app, RiskstreamApp)
     assert app.conf.stream_wait_empty is True
     assert app.conf.Monitor is BatchMonitor
+    # Faust's own factories, through its registry (the setup.cfg entry point).
+    assert type(app.transport) is Transport
+    assert type(app.producer_transport) is Transport
     assert app.transport.Consumer is BatchGuardConsumer
-    assert app.producer_transport.Producer.__mro__[1].__name__ == "Producer"
+    assert app.producer_transport.Producer is LeanProducer
 
 
 def test_the_feature_topic_hands_over_raw_bytes() -> None:
-    from agents.topics import feature_topic
+    from agents.topics import StreamTopics
 
+    topics = StreamTopics.from_settings(faust.App("topics-test"), get_settings())
+    feature_topic = topics.features
     assert isinstance(feature_topic.schema, RawSchema)
     message = make_message(0)
     assert feature_topic.schema.loads_value(None, message) == b"5,1,1"

@@ -1,0 +1,1 @@
+"""The ``riskstream`` command (also ``python -m riskstream``): one entry point over every component."""

@@ -1,0 +1,38 @@
+"""The wiring: the Faust transport named ``riskstream`` and the App class it goes with.
+
+Faust builds its transports from the broker URL's scheme, looking the
+scheme up in its transport registry, which takes plug-ins from the
+``faust.transports`` entry point (``setup.cfg`` registers
+``riskstream = transport.driver:Transport``). A broker list written with
+:func:`broker_url` therefore runs on this transport without overriding any
+of the App's own factories.
+"""
+
+from __future__ import annotations
+
+from faust.transport.drivers import aiokafka as kafka_driver
+
+from transport.consumer import BatchGuardConsumer
+from transport.overhead import LeanApp, LeanProducer
+from transport.shutdown import BoundedStopApp
+
+__all__ = ["SCHEME", "RiskstreamApp", "Transport", "broker_url"]
+
+#: The broker URL scheme this transport is registered under.
+SCHEME = "riskstream"
+
+
+class Transport(kafka_driver.Transport):
+    """Faust's aiokafka transport with riskstream's consumer and producer."""
+
+    Consumer = BatchGuardConsumer
+    Producer = LeanProducer
+
+
+class RiskstreamApp(BoundedStopApp, LeanApp):
+    """The Faust App for :class:`Transport`: a bounded stop and fewer per-record costs."""
+
+
+def broker_url(bootstrap: str) -> str:
+    """Faust's broker list (``scheme://host:port;...``) for a Kafka ``host:port,...`` list."""
+    return ";".join(f"{SCHEME}://{address.strip()}" for address in bootstrap.split(","))
