@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,15 +20,9 @@ from pydantic import SecretStr
 from core.settings import Settings
 from stack import control
 from stack.warehouse import ADMIN_USER
+from tests.ports import free_port
 
 __all__ = ["admin_query", "private_clickhouse"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
@@ -45,8 +38,8 @@ def private_clickhouse(
     password_file.write_text(password + "\n")
     settings = Settings(
         stack_dir=folder / "stack",
-        clickhouse_port=_free_port(),
-        clickhouse_http_port=_free_port(),
+        clickhouse_port=free_port(),
+        clickhouse_http_port=free_port(),
         clickhouse_database=database,
         clickhouse_user="riskstream",
         clickhouse_password=SecretStr(""),

@@ -16,12 +16,9 @@ PostgreSQL or both (``Pipeline.sinks``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import random
 import re
 import secrets
-import socket
 import threading
 import time
 import urllib.error
@@ -47,6 +44,8 @@ from stack.launch import Child, faust_worker_argv, riskstream_argv, spawn, wait_
 from stack.warehouse import ADMIN_USER
 from tables.sink import Sink
 from tables.sinks import build_sink
+from tests.ports import free_port, restartable_port
+from tests.private_clickhouse import admin_query
 
 #: What a query of a table the worker has not created yet raises.
 NO_TABLE_YET = (
@@ -65,39 +64,6 @@ PARTITIONS = 4
 
 #: Seconds a pipeline may take to store what was produced.
 DRAIN_TIMEOUT_S = 180.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def restartable_port(count: int = 1) -> int:
-    """The first of ``count`` free consecutive ports below the kernel's ephemeral range.
-
-    For a server that restarts on its port, or several a command starts on
-    consecutive ports (the demo's model servers): a client retrying a
-    stopped server on a port inside the range can be given that very port
-    as its own source port and connect to itself, and any outgoing
-    connection may take a free port of the range between our check and the
-    server's bind. Below the range neither can happen.
-    """
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    for _ in range(100):
-        first = random.randrange(10000, max(low - count, 10001))
-        with contextlib.ExitStack() as held:
-            try:
-                for port in range(first, first + count):
-                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return first
-    raise AssertionError(f"no {count} free consecutive ports between 10000 and {low}")
 
 
 def wait_until(
@@ -327,11 +293,7 @@ class Pipeline:
 
     # --- looking at the result -------------------------------------------
     def clickhouse(self, query: str) -> str:
-        url = f"http://127.0.0.1:{self.settings.clickhouse_http_port}/"
-        request = urllib.request.Request(url, data=query.encode())
-        with urllib.request.urlopen(request, timeout=60) as response:
-            text: str = response.read().decode()
-            return text
+        return admin_query(self.settings, query)
 
     def sink(self, name: str | None = None) -> Sink:
         """The sink ``name`` (default: the first of :attr:`sinks`) on this test's database, for queries."""

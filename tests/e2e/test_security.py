@@ -24,9 +24,9 @@ from tests.e2e.harness import (
     Pipeline,
     get_json,
     produced_by,
-    restartable_port,
     wait_until,
 )
+from tests.ports import restartable_port
 from tests.private_clickhouse import private_clickhouse
 
 pytestmark = pytest.mark.slow

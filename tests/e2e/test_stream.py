@@ -23,9 +23,9 @@ from tests.e2e.harness import (
     CommitWatch,
     Pipeline,
     produced_by,
-    restartable_port,
     wait_until,
 )
+from tests.ports import restartable_port
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,6 @@ session stack is never disturbed; Kafka shares the same code path
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,9 @@ import pytest
 from core.settings import Settings
 from stack import control
 from stack.processes import is_alive
+from tests.ports import free_port
 
 pytestmark = pytest.mark.stack
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def processes_mentioning(folder: Path) -> list[int]:

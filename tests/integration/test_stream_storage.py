@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -16,15 +15,10 @@ from tables.clickhouse import ClickHouseSink
 from tables.predictions import PredictionRow, dedup_count_query
 from tables.sink import Server
 from tests.integration.rows import prediction_row as row
+from tests.private_clickhouse import admin_query
 from tests.schema_history import PREDICTIONS_0_1
 
-
-def clickhouse(settings: Settings, query: str) -> str:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{settings.clickhouse_http_port}/", data=query.encode()
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return str(response.read().decode())
+clickhouse = admin_query
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from core.settings import Settings
 from stack.errors import ServiceDidNotStart
 from stack.processes import is_alive
 from stack.service import Listener, LocalService, port_answers
+from tests.ports import free_port
 
 #: What the fake server does, by mode; argv[1] is its config path (our marker).
 SERVER = """
@@ -29,13 +29,6 @@ if mode == "serve":
     server.listen()
 time.sleep(120)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class FakeService(LocalService):
