@@ -175,11 +175,16 @@ def encode_tensor(datatype: str, values: np.ndarray | Iterable[Any]) -> bytes:
     tensors have no such value and refuse it.
     """
     if datatype == "BYTES":
+        # a column repeats few values (a classifier's labels): each is framed once
+        framed: dict[str | bytes, bytes] = {}
         parts = []
         for value in values:
-            element = value if isinstance(value, bytes) else str(value).encode()
-            parts.append(_LENGTH.pack(len(element)))
-            parts.append(element)
+            key = value if isinstance(value, bytes) else str(value)
+            part = framed.get(key)
+            if part is None:
+                element = key if isinstance(key, bytes) else key.encode()
+                part = framed[key] = _LENGTH.pack(len(element)) + element
+            parts.append(part)
         return b"".join(parts)
     dtype = _DTYPES.get(datatype)
     if dtype is None:
