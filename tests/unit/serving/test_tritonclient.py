@@ -80,12 +80,19 @@ def _infer(
     name: str,
     inputs: Callable[[], list[Any]],
     outputs: Callable[[], list[Any] | None] = lambda: None,
+    compression: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
     """One synchronous tritonclient call: the JSON header it read and each output's values."""
     client = triton.InferenceServerClient(url)
     try:
         # tritonclient adds its own headers to the dict it is given: a copy
-        result = client.infer(name, inputs(), outputs=outputs(), headers=dict(HEADERS))
+        result = client.infer(
+            name,
+            inputs(),
+            outputs=outputs(),
+            headers=dict(HEADERS),
+            request_compression_algorithm=compression,
+        )
     finally:
         client.close()
     header = result.get_response()
@@ -102,9 +109,11 @@ def _raw(header: dict[str, Any]) -> dict[str, bool]:
     }
 
 
-@pytest.mark.parametrize("datatype", ["FP64", "FP32"])
+@pytest.mark.parametrize(
+    ("datatype", "compression"), [("FP64", None), ("FP32", None), ("FP64", "gzip")]
+)
 async def test_default_request_is_binary_both_ways_and_answers_as_json(
-    client: TestClient, datatype: str
+    client: TestClient, datatype: str, compression: str | None
 ) -> None:
     names = [n for n, _ in await _metadata(client, MODEL)]
     rows = _rows(50)
@@ -116,7 +125,9 @@ async def test_default_request_is_binary_both_ways_and_answers_as_json(
             for i, n in enumerate(names)
         ]
 
-    header, got = await asyncio.to_thread(_infer, _url(client), MODEL, inputs)
+    header, got = await asyncio.to_thread(
+        _infer, _url(client), MODEL, inputs, lambda: None, compression
+    )
     assert all(_raw(header).values()) and list(got) == [
         "label",
         "probability(0)",
