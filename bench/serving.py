@@ -1,13 +1,16 @@
 """Model-server benchmark: evaluators side by side, then one server process under load.
 
-Three measurements, printed with the machine's core count and the library
+Four measurements, printed with the machine's core count and the library
 versions that produced them:
 
 1. the fast evaluator and pypmml's DataFrame scoring on the same rows, in
    this process, one after the other (the ratio is the point);
 2. throughput: ``--concurrency`` requests of ``--batch`` rows kept in
    flight for ``--duration`` seconds;
-3. latency: single-row requests sent open-loop at ``--rate`` per second
+3. the V2 wire: the same load as V2 infer requests, JSON tensors and then
+   the binary tensor data extension (tritonclient's default), one after the
+   other against the same server, for requests/s and server CPU per row;
+4. latency: single-row requests sent open-loop at ``--rate`` per second
    (each at its scheduled time, whether or not earlier ones were answered,
    so a slow server cannot slow the load down and hide its queueing).
 
@@ -39,7 +42,14 @@ import orjson
 
 from core.settings import get_settings
 from models.pmml_schema import PmmlSchema, read_schema
+from models.protocol import TOKEN_HEADER, infer_path
 from models.repository import ModelRepository
+from models.v2_binary import (
+    BINARY_DATA_OUTPUT,
+    INFERENCE_HEADER_LENGTH,
+    encode_tensor,
+    pack_body,
+)
 
 __all__ = ["ServingBenchmark", "run"]
 
@@ -111,6 +121,38 @@ class _Rows:
     values: list[list[float | str]]
     #: the encoding contract: numbers, or the category's index in ``field.categories``
     coded: np.ndarray
+
+    def v2_bodies(
+        self, schema: PmmlSchema, count: int
+    ) -> dict[str, tuple[bytes, dict[str, str]]]:
+        """The first ``count`` rows as V2 requests, one tensor per input: JSON, and binary both ways.
+
+        Each is ``(body, headers)``; the binary one asks for every output
+        raw, as tritonclient does by default.
+        """
+        tensors = [
+            (field.name, "FP64" if field.numeric else "BYTES", column[:count])
+            for field, column in zip(schema.inputs, self.values, strict=True)
+        ]
+        inputs: list[dict[str, Any]] = [
+            {"name": name, "datatype": datatype, "shape": [count], "data": data}
+            for name, datatype, data in tensors
+        ]
+        plain = orjson.dumps({"inputs": inputs})
+        raw = {name: encode_tensor(datatype, data) for name, datatype, data in tensors}
+        binary, header_length = pack_body(
+            {"inputs": inputs, "parameters": {BINARY_DATA_OUTPUT: True}}, "inputs", raw
+        )
+        return {
+            "JSON": (plain, {"Content-Type": "application/json"}),
+            "binary": (
+                binary,
+                {
+                    "Content-Type": "application/octet-stream",
+                    INFERENCE_HEADER_LENGTH: str(header_length),
+                },
+            ),
+        }
 
     def instances(self, count: int) -> list[dict[str, float | str]]:
         """The first ``count`` rows as the reference's positional instances."""
@@ -204,14 +246,19 @@ def _percentiles(latencies: list[float]) -> dict[str, float]:
 
 
 async def _throughput(
-    url: str, token: str, body: bytes, concurrency: int, duration_s: float
+    url: str,
+    token: str,
+    body: bytes,
+    concurrency: int,
+    duration_s: float,
+    wire: Wire,
 ) -> dict[str, Any]:
     import aiohttp
 
     rows = requests = failures = 0
     latencies: list[float] = []
     deadline = time.perf_counter() + duration_s
-    headers = {"X-Auth-Token": token, "Content-Type": "application/json"}
+    headers = {TOKEN_HEADER: token, **wire.headers}
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=concurrency)
     ) as session:
@@ -225,7 +272,7 @@ async def _throughput(
                 latencies.append(time.perf_counter() - sent)
                 requests += 1
                 if response.status == 200:
-                    rows += payload.count(b'"label"')
+                    rows += wire.rows or payload.count(b'"label"')
                 else:
                     failures += 1
 
@@ -249,7 +296,7 @@ async def _latency(
     latencies: list[float] = []
     lateness: list[float] = []
     failures = 0
-    headers = {"X-Auth-Token": token, "Content-Type": "application/json"}
+    headers = {TOKEN_HEADER: token, **_V1_WIRE.headers}
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0)
     ) as session:
@@ -287,12 +334,35 @@ async def _latency(
     }
 
 
+@dataclass(frozen=True)
+class Wire:
+    """How a throughput phase's requests go: their headers besides the token, rows per answer.
+
+    ``rows`` 0 counts the reference's answers' labels (a row in error has
+    none); a V2 answer is all rows or a 400, so it counts as its batch.
+    """
+
+    headers: dict[str, str]
+    rows: int = 0
+
+
+_V1_WIRE = Wire({"Content-Type": "application/json"})
+
+
 def load_phase(
-    kind: str, url: str, token: str, body: bytes, parameter: float, duration_s: float
+    kind: str,
+    url: str,
+    token: str,
+    body: bytes,
+    parameter: float,
+    duration_s: float,
+    wire: Wire = _V1_WIRE,
 ) -> dict[str, Any]:
     """Entry point of the load-generator process (one phase)."""
     if kind == "throughput":
-        return asyncio.run(_throughput(url, token, body, int(parameter), duration_s))
+        return asyncio.run(
+            _throughput(url, token, body, int(parameter), duration_s, wire)
+        )
     return asyncio.run(_latency(url, token, body, parameter, duration_s))
 
 
@@ -350,6 +420,57 @@ def _phase(
     return figures, _cpu_seconds(server.process.pid) - before
 
 
+def _v2_wire(
+    load: ProcessPoolExecutor,
+    server: _Server,
+    config: ServingBenchmark,
+    schema: PmmlSchema,
+    rows: _Rows,
+    token: str,
+) -> dict[str, dict[str, float]]:
+    """Phase 3: the throughput load as V2 JSON, then as V2 binary, on the same server."""
+    _say(
+        f"[3/4] the V2 wire: {config.concurrency} requests of {config.batch_rows} rows "
+        f"in flight, JSON then binary tensors, {config.duration_s:.0f} s each ..."
+    )
+    url = f"http://127.0.0.1:{config.port}{infer_path(_SERVED_NAME)}"
+    figures: dict[str, dict[str, float]] = {}
+    bodies = rows.v2_bodies(schema, config.batch_rows)
+    for wire, (body, headers) in bodies.items():
+        measured, cpu = _phase(
+            load,
+            server,
+            "throughput",
+            url,
+            token,
+            body,
+            config.concurrency,
+            config.duration_s,
+            Wire(headers, config.batch_rows),
+        )
+        elapsed = measured["elapsed_s"]
+        figures[wire] = {
+            "request_bytes": len(body),
+            "requests_per_s": round(measured["requests"] / elapsed, 1),
+            "rows_per_s": round(measured["rows"] / elapsed, 1),
+            "failures": measured["failures"],
+            "p50_ms": measured["p50_ms"],
+            "p99_ms": measured["p99_ms"],
+            "server_cpu_us_per_row": round(cpu / max(measured["rows"], 1) * 1e6, 3),
+        }
+    _say(
+        f"  {'':<8}{'body bytes':>12}{'requests/s':>13}{'rows/s':>12}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'server CPU us/row':>19}{'failed':>8}"
+    )
+    for wire, f in figures.items():
+        _say(
+            f"  {wire:<8}{f['request_bytes']:>12,.0f}{f['requests_per_s']:>13,.0f}"
+            f"{f['rows_per_s']:>12,.0f}{f['p50_ms']:>9.2f}{f['p99_ms']:>9.2f}"
+            f"{f['server_cpu_us_per_row']:>19.2f}{f['failures']:>8.0f}"
+        )
+    return figures
+
+
 def _verdict(ok: bool) -> str:
     return "meets the target" if ok else "MISSES the target"
 
@@ -364,7 +485,7 @@ def run(config: ServingBenchmark) -> dict[str, Any]:
     _say()
 
     _say(
-        f"[1/3] evaluators side by side, {config.evaluator_rows:,} rows in this process ..."
+        f"[1/4] evaluators side by side, {config.evaluator_rows:,} rows in this process ..."
     )
     rates = compare_evaluators(pmml, config.evaluator_rows)
     speedup = rates["fast"] / rates["pypmml"]
@@ -395,7 +516,7 @@ def run(config: ServingBenchmark) -> dict[str, Any]:
                 time.sleep, 0
             ).result()  # start the load generator before measuring
             _say(
-                f"[2/3] throughput: {config.concurrency} requests of {config.batch_rows} rows in flight, "
+                f"[2/4] throughput: {config.concurrency} requests of {config.batch_rows} rows in flight, "
                 f"{config.duration_s:.0f} s ..."
             )
             figures, cpu = _phase(
@@ -431,8 +552,10 @@ def run(config: ServingBenchmark) -> dict[str, Any]:
                 f"({figures['rows'] / max(cpu, 1e-9):,.0f} rows per CPU-second)"
             )
             _say()
+            results["v2_wire"] = _v2_wire(load, server, config, schema, rows, token)
+            _say()
             _say(
-                f"[3/3] latency: single-row requests at {config.rate:,.0f} requests/s, {config.duration_s:.0f} s ..."
+                f"[4/4] latency: single-row requests at {config.rate:,.0f} requests/s, {config.duration_s:.0f} s ..."
             )
             figures, cpu = _phase(
                 load,

@@ -13,7 +13,9 @@ neither parses the other's JSON by hand:
   (``{"predictions": [{"pmml(prediction)": ..., "probability(1)": ...}]}``);
 * the Open Inference Protocol (KServe V2) request, response and metadata
   (:class:`InferenceRequest`, :class:`InferenceResponse`,
-  :class:`MetadataModelResponse`), in MLServer's shape.
+  :class:`MetadataModelResponse`), in MLServer's shape; a tensor's data is
+  either JSON or raw bytes after the JSON (the binary tensor data
+  extension, whose codec is :mod:`models.v2_binary`).
 
 The predict request and answer themselves stay plain JSON written and read
 with orjson: they are the hot path (hundreds of thousands of rows a second),
@@ -26,7 +28,16 @@ from typing import Any, Literal
 
 import aiohttp
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from models.v2_binary import BINARY_DATA_SIZE, binary_size
 
 __all__ = [
     "ERROR_KEY",
@@ -233,14 +244,40 @@ class MetadataModelResponse(_Document):
     outputs: list[MetadataTensor] = Field(default_factory=list)
 
 
-class RequestInput(_Document):
-    """One input tensor of an inference request: row-major ``data`` of ``shape``."""
+class _Tensor(_Document):
+    """A tensor's row-major values: JSON ``data``, or ``binary_data_size`` raw bytes after the JSON.
+
+    Exactly one of the two, so that a header read before its raw bytes
+    already says where each tensor's values are.
+    """
 
     name: str
     shape: list[int]
     datatype: str
-    data: list[Any]
+    data: list[Any] | None = None
     parameters: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _data_or_binary(self) -> _Tensor:
+        binary = binary_size(self.parameters) is not None
+        if binary == (self.data is not None):
+            raise ValueError(
+                f"tensor {self.name!r} needs either data or parameters.{BINARY_DATA_SIZE}"
+                if not binary
+                else f"tensor {self.name!r} has both data and parameters.{BINARY_DATA_SIZE}"
+            )
+        return self
+
+    @property
+    def values(self) -> list[Any]:
+        """The data, once raw bytes were read into it (:func:`models.v2_binary.read_tensors`)."""
+        if self.data is None:
+            raise ValueError(f"tensor {self.name!r}: its binary data was not read")
+        return self.data
+
+
+class RequestInput(_Tensor):
+    """One input tensor of an inference request."""
 
 
 class RequestOutput(_Document):
@@ -259,14 +296,8 @@ class InferenceRequest(_Document):
     outputs: list[RequestOutput] | None = None
 
 
-class ResponseOutput(_Document):
+class ResponseOutput(_Tensor):
     """One output tensor of an inference response."""
-
-    name: str
-    shape: list[int]
-    datatype: str
-    data: list[Any]
-    parameters: dict[str, Any] | None = None
 
 
 class InferenceResponse(_Document):

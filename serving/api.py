@@ -11,6 +11,12 @@ Routes (``{name}`` is the served name, e.g. ``m``):
   ``POST /v2/repository/models/{name}/load``: the Open Inference Protocol.
 * ``GET /metrics``: Prometheus.
 
+V2 infer also speaks the binary tensor data extension (the codec is
+:mod:`models.v2_binary`): a body with ``Inference-Header-Content-Length``
+is a JSON header and raw tensors, which are decoded into the JSON
+request's shape and scored through the same path; outputs asked for raw
+are answered after the JSON header with the same header.
+
 The ``:predict`` verb is part of the last path segment, so it is matched as
 ``{name}`` and split on its last colon here rather than in the route
 pattern. Every error is ``{"error": "<reason>"}`` with a 4xx status; the
@@ -21,12 +27,12 @@ proves no request can reach.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
 
+import numpy as np
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -38,6 +44,16 @@ from models.protocol import (
     InferenceRequest,
     RequestInput,
     probability_key,
+)
+from models.v2_binary import (
+    BINARY_CONTENT_TYPE,
+    INFERENCE_HEADER_LENGTH,
+    BinaryTensorError,
+    binary_outputs,
+    encode_tensor,
+    pack_body,
+    read_tensors,
+    split_body,
 )
 from serving.auth import TOKEN_HEADER, TokenCheck
 from serving.errors import BadRequest, ModelNotFound, PayloadTooLarge, ServingError
@@ -116,6 +132,11 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 # --- request bodies ----------------------------------------------------------------
 async def _body(request: web.Request) -> Any:
     """The request's JSON body (413 over the size limit, 400 if it is not JSON)."""
+    return _parse(await _raw_body(request))
+
+
+async def _raw_body(request: web.Request) -> bytes:
+    """The request's body, unless it is over the size limit (413) or empty (400)."""
     limit = request.app[MAX_BODY]
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(
@@ -127,6 +148,10 @@ async def _body(request: web.Request) -> Any:
         raise PayloadTooLarge(f"request body exceeds {limit} bytes") from exc
     if not raw:
         raise BadRequest("empty request body: expected a JSON object")
+    return raw
+
+
+def _parse(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -244,7 +269,7 @@ async def v2_server(request: web.Request) -> web.Response:
         {
             "name": _SERVER_NAME,
             "version": version("riskstream"),
-            "extensions": ["model_repository"],
+            "extensions": ["model_repository", "binary_tensor_data"],
         }
     )
 
@@ -292,6 +317,22 @@ _V2_DATATYPES = frozenset(
 )
 
 
+async def _v2_request(request: web.Request) -> InferenceRequest:
+    """The V2 request: a JSON body, or a JSON header and raw tensors (400 naming what is wrong)."""
+    body = await _raw_body(request)
+    header_length = request.headers.get(INFERENCE_HEADER_LENGTH)
+    try:
+        if header_length is None:
+            header, tensors = body, memoryview(b"")
+        else:
+            header, tensors = split_body(body, header_length)
+        inference = _inference_request(_parse(header))
+        read_tensors(inference.inputs, tensors)
+    except BinaryTensorError as exc:
+        raise BadRequest(str(exc)) from None
+    return inference
+
+
 def _inference_request(body: Any) -> InferenceRequest:
     """The body as a V2 inference request (400 naming the first thing wrong)."""
     try:
@@ -328,7 +369,7 @@ def _v2_columns(
             raise BadRequest(
                 f"unknown input {tensor.name!r}; the model's inputs are {', '.join(names)}"
             )
-        columns[tensor.name] = _flat(tensor.data)
+        columns[tensor.name] = _flat(tensor.values)
     lengths = {len(column) for column in columns.values()}
     if len(lengths) != 1:
         raise BadRequest("input tensors have different lengths")
@@ -349,7 +390,7 @@ def _flat(data: list[Any]) -> list[Any]:
 
 def _rows_of(tensor: RequestInput, width: int) -> list[list[Any]]:
     """A [rows, inputs] tensor (nested or flat row-major data) as rows."""
-    data = tensor.data
+    data = tensor.values
     rows: list[list[Any]]
     if data and all(isinstance(item, list) for item in data):
         rows = data
@@ -362,46 +403,83 @@ def _rows_of(tensor: RequestInput, width: int) -> list[list[Any]]:
     return rows
 
 
-def _tensor_data(datatype: str, column: list[Any]) -> list[Any]:
-    """An extra output's values in its tensor's type (text for BYTES, as in the v1 answer)."""
+#: An output's values: numbers straight from the evaluator, or a list.
+Column = np.ndarray | list[Any]
+
+
+def _tensor_values(datatype: str, column: Column) -> Column:
+    """An output's values in its tensor's type (text for BYTES, as in the v1 answer)."""
     if datatype == "BYTES":
         return [output_text(value) for value in column]
     return column
 
 
-def _v2_outputs(model: LoadedModel, result: BatchResult) -> list[dict[str, Any]]:
-    """One tensor per answer of :func:`serving.status.v2_outputs`, in that order."""
-    rows = result.batch.rows
+def _v2_columns_out(model: LoadedModel, result: BatchResult) -> dict[str, Column]:
+    """Every answer of :func:`serving.status.v2_outputs` by name, numbers kept as arrays.
+
+    The arrays go raw onto the binary wire as they are; the JSON wire
+    lists them, NaN (no probability) becoming null as orjson writes it.
+    """
     scores = result.scores
-    data: dict[str, list[Any]] = {}
+    data: dict[str, Column] = {}
     if scores is not None:
         if model.regression:
             assert scores.values is not None
-            data[PREDICTION_KEY] = scores.values.tolist()
+            data[PREDICTION_KEY] = scores.values
         else:
             data[LABEL_KEY] = [model.classes[i] for i in scores.labels.tolist()]
             for category, column in zip(
-                model.classes, scores.probabilities.T.tolist(), strict=True
+                model.classes, scores.probabilities.T, strict=True
             ):
-                data[probability_key(category)] = [
-                    None if math.isnan(p) else p for p in column
-                ]
+                data[probability_key(category)] = column
         data.update(scores.outputs)
-    return [
-        {
-            "name": name,
-            "datatype": datatype,
-            "shape": [rows],
-            "data": _tensor_data(datatype, data.get(name, [])),
-        }
-        for name, datatype in v2_outputs(model)
-    ]
+    return data
+
+
+def _v2_answer(
+    inference: InferenceRequest, model: LoadedModel, result: BatchResult
+) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+    """The output tensors asked for, in the model's order, and the raw bytes of those asked raw."""
+    outputs = v2_outputs(model)
+    requested = inference.outputs or []
+    if requested:
+        wanted = {output.name for output in requested}
+        unknown = sorted(wanted - {name for name, _ in outputs})
+        if unknown:
+            raise BadRequest(f"unknown output(s) {unknown}")
+        outputs = [(name, datatype) for name, datatype in outputs if name in wanted]
+    columns = _v2_columns_out(model, result)
+    try:
+        raw = binary_outputs(
+            inference.parameters,
+            [(output.name, output.parameters) for output in requested],
+            [name for name, _ in outputs],
+        )
+        tensors: list[dict[str, Any]] = []
+        payloads: dict[str, bytes] = {}
+        for name, datatype in outputs:
+            values = _tensor_values(datatype, columns.get(name, []))
+            tensor: dict[str, Any] = {
+                "name": name,
+                "datatype": datatype,
+                "shape": [result.batch.rows],
+            }
+            if name in raw:
+                payloads[name] = encode_tensor(datatype, values)
+            else:
+                tensor["data"] = (
+                    values.tolist() if isinstance(values, np.ndarray) else values
+                )
+            tensors.append(tensor)
+    except BinaryTensorError as exc:
+        raise BadRequest(str(exc)) from None
+    return tensors, payloads
 
 
 async def v2_infer(request: web.Request) -> web.Response:
     served = _served(request, request.match_info["name"])
     model = _model(served, request.match_info.get("version"))
-    inference = _inference_request(await _body(request))
+    inference = await _v2_request(request)
     instances = _within_limit(
         request, _v2_columns(inference.inputs, model.encoder.names)
     )
@@ -412,13 +490,7 @@ async def v2_infer(request: web.Request) -> web.Response:
             f"{len(result.errors)} invalid row(s): "
             + "; ".join(f"row {row}: {reason}" for row, reason in shown)
         )
-    outputs = _v2_outputs(model, result)
-    if inference.outputs:
-        wanted = [requested.name for requested in inference.outputs]
-        unknown = [w for w in wanted if w not in {o["name"] for o in outputs}]
-        if unknown:
-            raise BadRequest(f"unknown output(s) {unknown}")
-        outputs = [o for o in outputs if o["name"] in wanted]
+    outputs, payloads = _v2_answer(inference, model, result)
     answer: dict[str, Any] = {
         "model_name": served.served_name,
         "model_version": model.version,
@@ -426,7 +498,14 @@ async def v2_infer(request: web.Request) -> web.Response:
     }
     if inference.id is not None:
         answer["id"] = inference.id
-    return _json(answer)
+    body, header_length = pack_body(answer, "outputs", payloads)
+    if header_length is None:
+        return web.Response(body=body, content_type=_JSON)
+    return web.Response(
+        body=body,
+        content_type=BINARY_CONTENT_TYPE,
+        headers={INFERENCE_HEADER_LENGTH: str(header_length)},
+    )
 
 
 async def v2_repository_index(request: web.Request) -> web.Response:
