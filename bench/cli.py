@@ -44,7 +44,7 @@ def bench(
 ) -> None:
     """Measure throughput and latency; every figure is printed with its unit.
 
-    Without a sub-command, runs them all (about 4 minutes; 2 with --quick):
+    Without a sub-command, runs them all (about 7 minutes; 4 with --quick):
     the stack comes up if needed, a model is trained into the results
     folder and three model servers start from RISKSTREAM_MODEL_SERVER_PORT;
     workers listen from RISKSTREAM_WEB_PORT.

@@ -19,6 +19,7 @@ __all__ = [
     "TARGET_RECORDS_PER_S",
     "environment_lines",
     "peer_lines",
+    "peer_ratios",
     "plot",
     "save_figure",
     "summary_lines",
@@ -196,6 +197,23 @@ def _riskstream_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def peer_ratios(results: dict[str, Any]) -> dict[str, float] | None:
+    """riskstream over each peer at the same resources: 1 worker vs parallelism 1, 2 vs 2.
+
+    The riskstream side is its fastest ClickHouse run with as many workers
+    as the peer has parallel subtasks (any number of model servers).
+    """
+    runs = _riskstream_runs(results)
+    peers = (results.get("peers") or {}).get("runs") or []
+    ratios: dict[str, float] = {}
+    for peer in peers:
+        same = [r for r in runs if r["workers"] == peer["parallelism"]]
+        if same and peer["records_per_s"]:
+            best = max(r["records_per_s"] for r in same)
+            ratios[peer["peer"]] = round(best / peer["records_per_s"], 1)
+    return ratios or None
+
+
 def peer_lines(results: dict[str, Any]) -> list[str]:
     """The peers' table: records/s and CPU per stored record of each process."""
     peers = results.get("peers")
@@ -233,12 +251,23 @@ def peer_lines(results: dict[str, Any]) -> list[str]:
             f"{run['database_cpu_us_per_record'].get('clickhouse', 0.0):>10,.1f}  "
             f"{run['records']:>8,}  {'':>4}"
         )
+    ratios = peer_ratios(results)
+    if ratios:
+        titles = {run["peer"]: run["title"] for run in peers["runs"]}
+        lines.append(
+            "  riskstream / peer, as many workers as the peer's parallelism: "
+            + ", ".join(f"{titles[k]} {v:,.1f} x" for k, v in ratios.items())
+        )
     return lines
 
 
 def write_json(results: dict[str, Any], folder: Path) -> Path:
     path = folder / "bench.json"
-    results = {**results, "ratio_to_reference": _ratio(results)}
+    results = {
+        **results,
+        "ratio_to_reference": _ratio(results),
+        "ratio_to_peers": peer_ratios(results),
+    }
     path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     return path
 
@@ -296,6 +325,7 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
         bars = axis.bar(labels, values, color=colors)
         axis.bar_label(bars, labels=[f"{v:,.0f}" for v in values])
         axis.set_yscale("log")
+        axis.set_ylim(bottom=10)
         axis.set_ylabel("records/s, Kafka -> ClickHouse (log scale)")
         versions = results["peers"]["versions"]
         axis.set_title(
