@@ -258,6 +258,20 @@ def peer_lines(results: dict[str, Any]) -> list[str]:
             "  riskstream / peer, as many workers as the peer's parallelism: "
             + ", ".join(f"{titles[k]} {v:,.1f} x" for k, v in ratios.items())
         )
+    for phase in peers.get("latency") or []:
+        lines.append(
+            f"  {phase['title']} at {phase['offered_records_per_s']:,.0f} records/s, "
+            f"event time -> stored: p50 {phase['p50_ms']:,.0f} ms, p95 "
+            f"{phase['p95_ms']:,.0f} ms, p99 {phase['p99_ms']:,.0f} ms "
+            f"({phase['records']:,} records)"
+        )
+    if "latency" in peers:
+        measured = {phase["peer"] for phase in peers["latency"]}
+        slow = [run["title"] for run in peers["runs"] if run["peer"] not in measured]
+        if slow:
+            lines.append(
+                "  no latency phase (below 1.2 x 2,000 records/s): " + ", ".join(slow)
+            )
     return lines
 
 

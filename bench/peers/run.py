@@ -17,6 +17,9 @@ DDL (:func:`tables.predictions.create_statements`). The figures:
   insert are left out, as riskstream's workers' start is).
 - **duplicates**: rows stored minus distinct records (``FINAL``): a peer
   stopped mid-run may replay, a finished one should show 0.
+- **latency** (the peers that sustain 1.2 x 2,000 records/s): event time to
+  stored, p50/p95/p99 over the records of ``seconds`` with the generator at
+  2,000 records/s on a topic of its own, after a warm-up.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,10 +48,17 @@ from bench.stream import (
     _process_tree_cpu_seconds,
     say,
 )
-from stack.launch import spawn
+from stack.launch import Child, spawn
 from tables.predictions import create_statements
 
-__all__ = ["PEERS", "Peer", "measure_peer", "measure_peers", "peer_versions"]
+__all__ = [
+    "PEERS",
+    "Peer",
+    "measure_peer",
+    "measure_peer_latency",
+    "measure_peers",
+    "peer_versions",
+]
 
 #: What the Flink distribution passes to Java 17 (``env.java.opts.all``), trimmed to
 #: what the MiniCluster touches, and a heap like a small task manager's.
@@ -60,6 +72,13 @@ JVM_OPTIONS = (
     "--add-opens=java.base/java.net=ALL-UNNAMED",
     "--add-opens=java.base/java.io=ALL-UNNAMED",
 )
+
+
+#: The offered rate of the latency phase, for the peers that sustain 1.2 times it.
+LATENCY_RATE = 2_000.0
+
+#: Seconds of load before the measured latency phase (JVM start, consumer join).
+LATENCY_WARMUP_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -120,77 +139,97 @@ def _argv(
     ]
 
 
+@contextmanager
+def _started(
+    rig: Rig,
+    peer: Peer,
+    built: Built,
+    topic: str,
+    database: str,
+    servers: list[str],
+) -> Iterator[Child]:
+    """``peer`` reading ``topic`` into ``database`` with its own consumer group; stopped after."""
+    settings = rig.settings
+    model = ServedModel.ask(
+        servers[0], settings.model_name, settings.model_client_token
+    )
+    common = {
+        "bootstrap": settings.kafka_bootstrap,
+        "topic": topic,
+        "group": f"bench-{rig.run_id}-{peer.key}-{database}",
+        "model": settings.model_name,
+        "token": settings.model_client_token,
+        "inputs": ",".join(model.inputs),
+        "clickhouse": f"http://{settings.clickhouse_host}:{settings.clickhouse_http_port}",
+        "database": database,
+        "user": "default",
+        "password": "",
+    }
+    if peer.job != "quix":
+        common["model-version"] = model.version
+    job = spawn(
+        peer.title,
+        _argv(peer, built, common, servers),
+        {},
+        rig.workdir / f"peer-{peer.key}-{database}.log",
+    )
+    rig.adopt(job)
+    try:
+        yield job
+    finally:
+        job.stop(timeout_s=30)
+
+
+def _table(rig: Rig, purpose: str) -> str:
+    """A bench database with riskstream's ``predictions`` table (riskstream's own DDL)."""
+    database = rig.database(purpose)
+    for statement in create_statements(database):
+        rig.clickhouse(statement)
+    return database
+
+
 def measure_peer(
     rig: Rig, topic: str, records: int, peer: Peer, built: Built, seconds: float
 ) -> dict[str, Any]:
     """Run ``peer`` on the preloaded ``topic`` until it stored ``records`` or for ``seconds``."""
-    settings = rig.settings
-    database = rig.database(f"peer_{peer.key}")
-    for statement in create_statements(database):
-        rig.clickhouse(statement)
-    with rig.model_servers(peer.model_servers) as servers:
-        model = ServedModel.ask(
-            servers[0], settings.model_name, settings.model_client_token
+    database = _table(rig, f"peer_{peer.key}")
+    with (
+        rig.model_servers(peer.model_servers) as servers,
+        _started(rig, peer, built, topic, database, servers) as job,
+    ):
+        started = time.monotonic()
+
+        def describe() -> str:
+            return (
+                f"  {peer.title}: stored {rig.rows(database):,} of {records:,}, "
+                f"{time.monotonic() - started:.0f} s"
+            )
+
+        rig.wait(
+            lambda: rig.rows(database) > 0,
+            START_TIMEOUT_S,
+            f"{peer.title}'s first insert",
+            [job],
+            describe,
         )
-        common = {
-            "bootstrap": settings.kafka_bootstrap,
-            "topic": topic,
-            "group": f"bench-{rig.run_id}-{peer.key}",
-            "model": settings.model_name,
-            "token": settings.model_client_token,
-            "inputs": ",".join(model.inputs),
-            "clickhouse": f"http://{settings.clickhouse_host}:{settings.clickhouse_http_port}",
-            "database": database,
-            "user": "default",
-            "password": "",
+        assert rig.serving is not None
+        pids = {
+            "peer": job.pid,
+            "model_servers": rig.serving.pid,
+            **rig.server_pids(["kafka", "clickhouse"]),
         }
-        if peer.job != "quix":
-            common["model-version"] = model.version
-        job = spawn(
-            peer.title,
-            _argv(peer, built, common, servers),
-            {},
-            rig.workdir / f"peer-{peer.key}.log",
+        cpu_before = {n: _process_tree_cpu_seconds(p) for n, p in pids.items()}
+        rows_before = rig.rows(database)
+        deadline = time.monotonic() + seconds
+        rig.wait(
+            lambda: rig.rows(database) >= records or time.monotonic() >= deadline,
+            seconds + START_TIMEOUT_S,
+            f"{peer.title} to store {records:,} records",
+            [job],
+            describe,
         )
-        rig.adopt(job)
-        try:
-            started = time.monotonic()
-
-            def describe() -> str:
-                return (
-                    f"  {peer.title}: stored {rig.rows(database):,} of {records:,}, "
-                    f"{time.monotonic() - started:.0f} s"
-                )
-
-            rig.wait(
-                lambda: rig.rows(database) > 0,
-                START_TIMEOUT_S,
-                f"{peer.title}'s first insert",
-                [job],
-                describe,
-            )
-            assert rig.serving is not None
-            pids = {
-                "peer": job.pid,
-                "model_servers": rig.serving.pid,
-                **rig.server_pids(["kafka", "clickhouse"]),
-            }
-            cpu_before = {n: _process_tree_cpu_seconds(p) for n, p in pids.items()}
-            rows_before = rig.rows(database)
-            deadline = time.monotonic() + seconds
-            rig.wait(
-                lambda: rig.rows(database) >= records or time.monotonic() >= deadline,
-                seconds + START_TIMEOUT_S,
-                f"{peer.title} to store {records:,} records",
-                [job],
-                describe,
-            )
-            cpu = {
-                n: _process_tree_cpu_seconds(p) - cpu_before[n] for n, p in pids.items()
-            }
-            rows_between = max(rig.rows(database) - rows_before, 1)
-        finally:
-            job.stop(timeout_s=30)
+        cpu = {n: _process_tree_cpu_seconds(p) - cpu_before[n] for n, p in pids.items()}
+        rows_between = max(rig.rows(database) - rows_before, 1)
     rows = rig.rows(database)
     return {
         "peer": peer.key,
@@ -205,6 +244,62 @@ def measure_peer(
             name: round(seconds_ / rows_between * 1e6, 1)
             for name, seconds_ in cpu.items()
         },
+        "load_average": load_average(),
+    }
+
+
+def measure_peer_latency(
+    rig: Rig, peer: Peer, built: Built, seconds: float
+) -> dict[str, Any]:
+    """Event time -> stored, p50/p95/p99, with the generator at :data:`LATENCY_RATE` on a new topic.
+
+    The peer starts first; the generator runs for :data:`LATENCY_WARMUP_S`
+    (the JVM's start, the consumer's join) plus ``seconds``, and only the
+    records of the last ``seconds`` are measured.
+    """
+    topic = rig.topic(f"latency-{peer.key}")
+    database = _table(rig, f"peer_latency_{peer.key}")
+    rig.declare(topic)
+    count = int(LATENCY_RATE * (LATENCY_WARMUP_S + seconds))
+    with (
+        rig.model_servers(peer.model_servers) as servers,
+        _started(rig, peer, built, topic, database, servers) as job,
+    ):
+        phase_start_ms = int((time.time() + LATENCY_WARMUP_S) * 1000)
+        generator = rig.generate(
+            topic, "--rate", f"{LATENCY_RATE:g}", "--count", str(count)
+        )
+        rig.wait(
+            lambda: not generator.alive(),
+            LATENCY_WARMUP_S + seconds + START_TIMEOUT_S,
+            "the generator",
+            [job],
+            lambda: (
+                f"  {peer.title} at {LATENCY_RATE:,.0f} records/s: stored "
+                f"{rig.rows(database):,} of {count:,}"
+            ),
+        )
+        rig.finish(generator, 10)
+        rig.wait(
+            lambda: rig.rows(database) >= count,
+            START_TIMEOUT_S,
+            f"{peer.title} to store {count:,} records",
+            [job],
+        )
+    row = rig.clickhouse_row(
+        f"SELECT count() AS records, "
+        f"quantilesExact(0.5, 0.95, 0.99)(stored_at_ms - event_time_ms) AS q "
+        f"FROM {database}.predictions WHERE event_time_ms >= {phase_start_ms}"
+    )
+    p50, p95, p99 = (float(v) for v in row["q"])
+    return {
+        "peer": peer.key,
+        "title": peer.title,
+        "offered_records_per_s": LATENCY_RATE,
+        "records": int(row["records"]),
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
         "load_average": load_average(),
     }
 
@@ -263,5 +358,22 @@ def measure_peers(
         say(
             f"  {run['records_per_s']:,.0f} records/s ({run['rows_measured']:,} rows in "
             f"{run['measured_s']:.1f} s; CPU us/record: {cpu})"
+        )
+    sustained = [
+        peer
+        for peer, run in zip(peers, results["runs"], strict=True)
+        if run["records_per_s"] >= LATENCY_RATE * 1.2
+    ]
+    results["latency"] = []
+    for peer in sustained:
+        say(
+            f"  {peer.title}: latency at {LATENCY_RATE:,.0f} records/s for "
+            f"{seconds:.0f} s (after {LATENCY_WARMUP_S:.0f} s of warm-up) ..."
+        )
+        phase = measure_peer_latency(rig, peer, built, seconds)
+        results["latency"].append(phase)
+        say(
+            f"  p50 {phase['p50_ms']:,.0f} ms, p95 {phase['p95_ms']:,.0f} ms, "
+            f"p99 {phase['p99_ms']:,.0f} ms ({phase['records']:,} records)"
         )
     return results
