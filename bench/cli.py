@@ -3,7 +3,8 @@
 ``riskstream bench [--records N] [--quick] [--results DIR]`` runs every
 part (:mod:`bench.suite`); ``riskstream bench [OPTIONS] PART`` runs one:
 ``throughput``, ``latency``, ``reference`` (the stream on the real local
-stack, :mod:`bench.stream`) or ``serving`` (one model server,
+stack, :mod:`bench.stream`), ``peers`` (the same pipeline on Flink and
+Quix Streams, :mod:`bench.peers`) or ``serving`` (one model server,
 :mod:`bench.serving`, with options of its own). Modules are imported only
 when they run.
 """
@@ -43,7 +44,7 @@ def bench(
 ) -> None:
     """Measure throughput and latency; every figure is printed with its unit.
 
-    Without a sub-command, runs them all (about 4 minutes; 2 with --quick):
+    Without a sub-command, runs them all (about 7 minutes; 4 with --quick):
     the stack comes up if needed, a model is trained into the results
     folder and three model servers start from RISKSTREAM_MODEL_SERVER_PORT;
     workers listen from RISKSTREAM_WEB_PORT.
@@ -106,6 +107,13 @@ def latency(context: click.Context) -> None:
 def reference(context: click.Context) -> None:
     """The reference's design (bench/reference_job.py): one synchronous call per record."""
     _run_part(context, "reference")
+
+
+@bench.command()
+@click.pass_context
+def peers(context: click.Context) -> None:
+    """The peers (bench/peers): Quix Streams, the reference's job on Flink 1.20, Flink Async I/O."""
+    _run_part(context, "peers")
 
 
 @bench.command("serving")

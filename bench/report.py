@@ -18,6 +18,8 @@ __all__ = [
     "TARGET_RATIO",
     "TARGET_RECORDS_PER_S",
     "environment_lines",
+    "peer_lines",
+    "peer_ratios",
     "plot",
     "save_figure",
     "summary_lines",
@@ -129,6 +131,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             )
             + f" ({_verdict(ratio['best'] >= TARGET_RATIO)} of {TARGET_RATIO:.0f} x)"
         )
+    lines += peer_lines(results)
     latency = results.get("latency")
     if latency:
         lines += [
@@ -185,15 +188,106 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _riskstream_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """riskstream's ClickHouse throughput runs, to stand beside the peers."""
+    return [
+        r
+        for r in results.get("throughput") or []
+        if r.get("sinks", "clickhouse") == "clickhouse"
+    ]
+
+
+def peer_ratios(results: dict[str, Any]) -> dict[str, float] | None:
+    """riskstream over each peer at the same resources: 1 worker vs parallelism 1, 2 vs 2.
+
+    The riskstream side is its fastest ClickHouse run with as many workers
+    as the peer has parallel subtasks (any number of model servers).
+    """
+    runs = _riskstream_runs(results)
+    peers = (results.get("peers") or {}).get("runs") or []
+    ratios: dict[str, float] = {}
+    for peer in peers:
+        same = [r for r in runs if r["workers"] == peer["parallelism"]]
+        if same and peer["records_per_s"]:
+            best = max(r["records_per_s"] for r in same)
+            ratios[peer["peer"]] = round(best / peer["records_per_s"], 1)
+    return ratios or None
+
+
+def peer_lines(results: dict[str, Any]) -> list[str]:
+    """The peers' table: records/s and CPU per stored record of each process."""
+    peers = results.get("peers")
+    if not peers:
+        return []
+    versions = peers["versions"]
+    lines = [
+        "",
+        (
+            f"peers on the same topic, counted in ClickHouse the same way (Flink "
+            f"{versions['flink']}, Kafka connector {versions['flink_connector_kafka']}, "
+            f"Quix Streams {versions['quixstreams']}, Java {versions['java']}):"
+        ),
+        (
+            f"  {'system':<40}  {'p':>2}  {'servers':>7}  {'records/s':>10}  "
+            f"{'CPU us/record: peer':>19}  {'model srv':>9}  {'kafka':>7}  "
+            f"{'clickhouse':>10}  {'rows':>8}  {'dup':>4}"
+        ),
+    ]
+    for run in peers["runs"]:
+        cpu = run["cpu_us_per_record"]
+        lines.append(
+            f"  {run['title']:<40}  {run['parallelism']:>2}  {run['model_servers']:>7}  "
+            f"{run['records_per_s']:>10,.0f}  {cpu['peer']:>19,.1f}  "
+            f"{cpu['model_servers']:>9,.1f}  {cpu.get('kafka', 0.0):>7,.1f}  "
+            f"{cpu.get('clickhouse', 0.0):>10,.1f}  {run['records']:>8,}  "
+            f"{run['duplicates']:>4}"
+        )
+    for run in _riskstream_runs(results):
+        lines.append(
+            f"  {'riskstream, ' + str(run['workers']) + ' worker(s)':<40}  "
+            f"{run['workers']:>2}  {run['model_servers']:>7}  "
+            f"{run['records_per_s']:>10,.0f}  {run['worker_cpu_us_per_record']:>19,.1f}  "
+            f"{'':>9}  {'':>7}  "
+            f"{run['database_cpu_us_per_record'].get('clickhouse', 0.0):>10,.1f}  "
+            f"{run['records']:>8,}  {'':>4}"
+        )
+    ratios = peer_ratios(results)
+    if ratios:
+        titles = {run["peer"]: run["title"] for run in peers["runs"]}
+        lines.append(
+            "  riskstream / peer, as many workers as the peer's parallelism: "
+            + ", ".join(f"{titles[k]} {v:,.1f} x" for k, v in ratios.items())
+        )
+    for phase in peers.get("latency") or []:
+        lines.append(
+            f"  {phase['title']} at {phase['offered_records_per_s']:,.0f} records/s, "
+            f"event time -> stored: p50 {phase['p50_ms']:,.0f} ms, p95 "
+            f"{phase['p95_ms']:,.0f} ms, p99 {phase['p99_ms']:,.0f} ms "
+            f"({phase['records']:,} records)"
+        )
+    if "latency" in peers:
+        measured = {phase["peer"] for phase in peers["latency"]}
+        slow = [run["title"] for run in peers["runs"] if run["peer"] not in measured]
+        if slow:
+            lines.append(
+                "  no latency phase (below 1.2 x 2,000 records/s): " + ", ".join(slow)
+            )
+    return lines
+
+
 def write_json(results: dict[str, Any], folder: Path) -> Path:
     path = folder / "bench.json"
-    results = {**results, "ratio_to_reference": _ratio(results)}
+    results = {
+        **results,
+        "ratio_to_reference": _ratio(results),
+        "ratio_to_peers": peer_ratios(results),
+    }
     path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     return path
 
 
 def plot(results: dict[str, Any], folder: Path) -> list[Path]:
-    """throughput.png and latency.png for what the run measured."""
+    """throughput.png, peers.png and latency.png for what the run measured."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,6 +324,31 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
         axis.set_title(f"Sustained throughput\n{subtitle}", fontsize=10)
         axis.legend()
         written.append(save_figure(figure, folder / "throughput.png"))
+    peers = (results.get("peers") or {}).get("runs") or []
+    if peers:
+        ours = _riskstream_runs(results)
+        labels = [run["title"].replace(", ", "\n") for run in peers] + [
+            f"riskstream\n{r['workers']} worker(s)\n{r['model_servers']} server(s)"
+            for r in ours
+        ]
+        values = [run["records_per_s"] for run in peers] + [
+            r["records_per_s"] for r in ours
+        ]
+        colors = ["tab:gray"] * len(peers) + ["tab:blue"] * len(ours)
+        figure, axis = plt.subplots(figsize=(max(8, len(labels) * 1.3), 4.8))
+        bars = axis.bar(labels, values, color=colors)
+        axis.bar_label(bars, labels=[f"{v:,.0f}" for v in values])
+        axis.set_yscale("log")
+        axis.set_ylim(bottom=10)
+        axis.set_ylabel("records/s, Kafka -> ClickHouse (log scale)")
+        versions = results["peers"]["versions"]
+        axis.set_title(
+            f"riskstream and its peers on the same topic\n{subtitle}, Flink "
+            f"{versions['flink']}, Quix Streams {versions['quixstreams']}",
+            fontsize=10,
+        )
+        axis.tick_params(axis="x", labelsize=8)
+        written.append(save_figure(figure, folder / "peers.png"))
     latency = results.get("latency") or []
     if latency:
         figure, axis = plt.subplots(figsize=(8, 4.5))

@@ -100,6 +100,8 @@ class StreamBenchmark:
     latency_rates: tuple[float, ...]
     latency_seconds: float
     reference_seconds: float
+    #: The longest a peer runs after its first insert (:mod:`bench.peers.run`).
+    peer_seconds: float = 30.0
 
 
 def say(line: str = "") -> None:

@@ -2,8 +2,9 @@
 
 Order: the stack comes up and a model is trained; the topic is preloaded once;
 the four throughput runs (1 and 2 workers x 1 and 3 model servers, for each
-set of sinks: ClickHouse, then those ``--sinks`` adds) and
-the reference's job read it; then the latency phases run on a topic of
+set of sinks: ClickHouse, then those ``--sinks`` adds),
+the reference's job and the peers (:mod:`bench.peers`: Quix Streams, the
+reference's job on Flink, Flink with Async I/O) read it; then the latency phases run on a topic of
 their own; the pipeline's processes stop, and the model-server benchmark
 (:mod:`bench.serving`) runs last, alone. Results go to
 ``<results>/bench.json`` with ``throughput.png`` and ``latency.png``;
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.environment import describe_environment, load_average
+from bench.peers.run import measure_peers
 from bench.report import plot, summary_lines, write_json
 from bench.stream import (
     Rig,
@@ -35,7 +37,7 @@ __all__ = ["PARTS", "SuiteOptions", "run_suite"]
 
 
 #: The parts of a full run, in the order they run.
-PARTS = ("throughput", "reference", "latency", "serving")
+PARTS = ("throughput", "reference", "peers", "latency", "serving")
 
 #: Workers x model servers of the throughput runs.
 THROUGHPUT_RUNS = ((1, 1), (1, 3), (2, 1), (2, 3))
@@ -59,6 +61,7 @@ class SuiteOptions:
             latency_rates=LATENCY_RATES,
             latency_seconds=8.0 if self.quick else 20.0,
             reference_seconds=8.0 if self.quick else 20.0,
+            peer_seconds=10.0 if self.quick else 30.0,
         )
 
     def folder(self) -> Path:
@@ -113,7 +116,7 @@ def _run_stream(
     sink_sets: tuple[tuple[str, ...], ...],
 ) -> None:
     steps = (
-        (["preload"] if {"throughput", "reference"} & set(parts) else [])
+        (["preload"] if {"throughput", "reference", "peers"} & set(parts) else [])
         + (
             [
                 f"throughput {w}x{s} {','.join(sinks)}"
@@ -123,7 +126,7 @@ def _run_stream(
             if "throughput" in parts
             else []
         )
-        + [part for part in ("reference", "latency") if part in parts]
+        + [part for part in ("reference", "peers", "latency") if part in parts]
     )
     step = iter(range(1, len(steps) + 1))
 
@@ -163,6 +166,14 @@ def _run_stream(
             rig, topic, config.reference_seconds
         )
         say(f"  {reference['records_per_s']:,.0f} records/s")
+    if "peers" in parts:
+        header(
+            f"the peers on the same topic, each up to {config.records:,} records or "
+            f"{config.peer_seconds:.0f} s after its first insert"
+        )
+        results["peers"] = measure_peers(
+            rig, topic, config.records, config.peer_seconds
+        )
     if "latency" in parts:
         header(
             "latency at "
