@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.settings import Settings
+from core.progress import Progress
+from core.settings import Settings
 from stack.control import stack_root
 from stack.launch import Child, spawn
-from stack.progress import Progress
 
 __all__ = [
     "FLINK_PROJECT",

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings
 from bench.peers.build import Built, build_all
 from bench.peers.run import PEERS, Peer, measure_peer
 from bench.stream import Rig
-from tests.e2e.harness import restartable_port
+from core.settings import Settings
+from tests.ports import restartable_port
 
 pytestmark = pytest.mark.slow
 
