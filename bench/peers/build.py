@@ -115,15 +115,19 @@ def build_quix(settings: Settings) -> Path:
         return python
     shutil.rmtree(venv, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
-    # The base interpreter's venv module (this one may itself be a venv's).
+    # The base interpreter's venv module (this one may itself be a venv's),
+    # without pip: ensurepip is missing where Debian's python3-venv is, so
+    # this interpreter's pip installs into it (pip --python).
     base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
     _run(
         "installing Quix Streams into its venv",
         [
-            str(python),
+            sys.executable,
             "-m",
             "pip",
+            "--python",
+            str(python),
             "install",
             "-q",
             "--disable-pip-version-check",
