@@ -10,8 +10,6 @@ worker``; nothing below reads the environment itself.
 
 from __future__ import annotations
 
-from faust.sensors.prometheus import setup_prometheus_sensors
-
 from agents.score import add_scoring_agent
 from agents.topics import StreamTopics
 from app.web import add_web_views
@@ -19,6 +17,7 @@ from core.security import kafka_credentials
 from core.settings import Settings
 from tables.stats import StreamStats
 from transport.driver import RiskstreamApp, broker_url
+from transport.overhead import BatchPrometheusMonitor
 
 __all__ = ["create_app"]
 
@@ -72,8 +71,8 @@ def create_app(settings: Settings) -> RiskstreamApp:
         trace_allocations(app, settings.tracemalloc_dir)
 
     if settings.faust_metrics:
-        # Faust's own Prometheus sensor and its /metrics page; riskstream's
-        # metrics join the same (default) registry. Without it, app/web.py
-        # serves riskstream's alone.
-        setup_prometheus_sensors(app, pattern="/metrics")
+        # Faust's own Prometheus metrics and /metrics page (its sensor's
+        # per-record updates batched); riskstream's metrics join the same
+        # (default) registry. Without it, app/web.py serves riskstream's alone.
+        BatchPrometheusMonitor.install(app, pattern="/metrics")
     return app

@@ -14,10 +14,12 @@ import importlib
 import inspect
 from dataclasses import dataclass, field
 from importlib.metadata import version
+from types import SimpleNamespace
 from typing import Any
 
 import faust
 import pytest
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
@@ -26,7 +28,12 @@ from core.settings import get_settings
 from transport import FAUST_VERSION
 from transport.consumer import BatchGuardConsumer
 from transport.driver import RiskstreamApp, Transport
-from transport.overhead import BatchMonitor, CachedSizeProducerBuffer, LeanProducer
+from transport.overhead import (
+    BatchMonitor,
+    BatchPrometheusMonitor,
+    CachedSizeProducerBuffer,
+    LeanProducer,
+)
 from transport.stream import RawSchema, ack_events, take_batches
 
 #: Source fingerprints of what the transport package replaces, copies or relies on
@@ -449,3 +456,54 @@ async def test_the_agent_queue_is_not_emptied_when_the_flow_resumes_but_other_qu
     flow_control.resume()  # the end of a rebalance
     assert agent_queue.qsize() == 1  # left for the reader to judge
     assert changelog_queue.qsize() == 0  # Faust's own behaviour for its queues
+
+
+def test_the_batched_prometheus_sensor_publishes_what_faust_s_own_would_at_each_commit() -> (
+    None
+):
+    from prometheus_client import CollectorRegistry
+
+    def sensor(registry: CollectorRegistry) -> PrometheusMonitor:
+        return PrometheusMonitor(metrics=FaustMetrics.create(registry, "rs"))
+
+    stock_registry, batched_registry = CollectorRegistry(), CollectorRegistry()
+    stock, batched = sensor(stock_registry), sensor(batched_registry)
+    BatchPrometheusMonitor.adopt(batched)
+    calls: list[tuple[str, TP, int]] = []
+    for partition in range(3):
+        tp = TP("features", partition)
+        calls.append(("end", tp, 1_000 + partition))
+        calls += [
+            ("in", tp, offset) for offset in range(10 * partition, 10 * partition + 7)
+        ]
+        calls += [
+            ("out", tp, offset) for offset in range(10 * partition, 10 * partition + 5)
+        ]
+    calls.append(("in", TP("labels", 0), 42))
+    for monitor in (stock, batched):
+        for kind, tp, offset in calls:
+            message = SimpleNamespace(time_in=None)
+            if kind == "in":
+                monitor.on_message_in(tp, offset, message)  # type: ignore[arg-type]
+            elif kind == "out":
+                monitor.on_message_out(tp, offset, message)  # type: ignore[arg-type]
+            else:
+                monitor.track_tp_end_offset(tp, offset)
+
+    def samples(
+        registry: CollectorRegistry,
+    ) -> dict[tuple[str, tuple[Any, ...]], float]:
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for metric in registry.collect()
+            for sample in metric.samples
+            if not sample.name.endswith("_created")
+        }
+
+    assert samples(batched_registry) != samples(stock_registry)  # nothing yet
+    batched.on_tp_commit({TP("features", 0): 5})
+    stock.on_tp_commit({TP("features", 0): 5})
+    published = samples(batched_registry)
+    assert published == samples(stock_registry)
+    assert published[("rs_messages_received_total", ())] == 22
+    assert published[("rs_active_messages", ())] == 22 - 15
