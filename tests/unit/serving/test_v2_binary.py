@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from models.dataset import ORIGINAL_FEATURES
 from models.protocol import InferenceRequest, InferenceResponse
 from models.v2_binary import (
     INFERENCE_HEADER_LENGTH,
@@ -209,17 +210,7 @@ def test_a_body_that_does_not_add_up_is_refused_with_its_sizes(
 
 
 #: the inputs of the 9-input models, in order
-INPUTS = (
-    "clump_thickness",
-    "uniformity_of_cell_size",
-    "uniformity_of_cell_shape",
-    "marginal_adhesion",
-    "single_epithelial_cell_size",
-    "bare_nuclei",
-    "bland_chromatin",
-    "normal_nucleoli",
-    "mitoses",
-)
+INPUTS = ORIGINAL_FEATURES
 FIRST = INPUTS[0]
 
 
