@@ -72,9 +72,11 @@ __all__ = [
     "Rig",
     "StreamBenchmark",
     "ensure_model",
+    "insert_rate",
     "measure_latency",
     "measure_reference",
     "measure_throughput",
+    "process_tree_cpu_seconds",
 ]
 
 logger = logging.getLogger(__name__)
@@ -122,7 +124,7 @@ def _cpu_seconds(pid: int, reaped_children: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _process_tree_cpu_seconds(pid: int) -> float:
+def process_tree_cpu_seconds(pid: int) -> float:
     """CPU seconds of ``pid``, its live children and the children it reaped (a server's backends)."""
     total = _cpu_seconds(pid, reaped_children=True)
     for entry in Path("/proc").iterdir():
@@ -559,7 +561,7 @@ def measure_throughput(
     databases = rig.server_pids(sinks)
     with rig.workers(workers, env, f"throughput-{label}", ready=False) as children:
         cpu_before = sum(_cpu_seconds(child.pid) for child in children)
-        db_before = {n: _process_tree_cpu_seconds(p) for n, p in databases.items()}
+        db_before = {n: process_tree_cpu_seconds(p) for n, p in databases.items()}
         with rig.model_servers(servers):
             started = time.monotonic()
 
@@ -578,10 +580,10 @@ def measure_throughput(
             drain_s = time.monotonic() - started
             cpu_s = sum(_cpu_seconds(child.pid) for child in children) - cpu_before
             db_s = {
-                n: _process_tree_cpu_seconds(p) - db_before[n]
+                n: process_tree_cpu_seconds(p) - db_before[n]
                 for n, p in databases.items()
             }
-    per_sink = {sink: _insert_rate(rig, database, sink) for sink in sinks}
+    per_sink = {sink: insert_rate(rig, database, sink) for sink in sinks}
     figures = min(per_sink.values(), key=lambda f: f["records_per_s"])
     stored = max(figures["records"], 1)
     return {
@@ -599,7 +601,7 @@ def measure_throughput(
     }
 
 
-def _insert_rate(rig: Rig, database: str, sink: str = "clickhouse") -> dict[str, Any]:
+def insert_rate(rig: Rig, database: str, sink: str = "clickhouse") -> dict[str, Any]:
     """Rows/s from the first insert to the last, by stored-at stamps (the first insert's rows excluded)."""
     stamps = [
         stored_at_ms
@@ -712,6 +714,6 @@ def measure_reference(rig: Rig, topic: str, seconds: float) -> dict[str, Any]:
         rig.finish(job, 10)
     return {
         "model_servers": 1,
-        **_insert_rate(rig, database),
+        **insert_rate(rig, database),
         "load_average": load_average(),
     }

@@ -6,7 +6,7 @@ a ``predictions`` table of its own bench database, created with riskstream's
 DDL (:func:`tables.predictions.create_statements`). The figures:
 
 - **records/s**: rows stored after the first insert over the time from the
-  first insert to the last (:func:`bench.stream._insert_rate`, riskstream's
+  first insert to the last (:func:`bench.stream.insert_rate`, riskstream's
   own measure). A peer runs until it has stored every preloaded record or
   for ``seconds`` after its first insert, whichever comes first (the
   reference's job would take minutes to drain the topic).
@@ -44,8 +44,8 @@ from bench.reference_job import ServedModel
 from bench.stream import (
     START_TIMEOUT_S,
     Rig,
-    _insert_rate,
-    _process_tree_cpu_seconds,
+    insert_rate,
+    process_tree_cpu_seconds,
     say,
 )
 from stack.launch import Child, spawn
@@ -218,7 +218,7 @@ def measure_peer(
             "model_servers": rig.serving.pid,
             **rig.server_pids(["kafka", "clickhouse"]),
         }
-        cpu_before = {n: _process_tree_cpu_seconds(p) for n, p in pids.items()}
+        cpu_before = {n: process_tree_cpu_seconds(p) for n, p in pids.items()}
         rows_before = rig.rows(database)
         deadline = time.monotonic() + seconds
         rig.wait(
@@ -228,7 +228,7 @@ def measure_peer(
             [job],
             describe,
         )
-        cpu = {n: _process_tree_cpu_seconds(p) - cpu_before[n] for n, p in pids.items()}
+        cpu = {n: process_tree_cpu_seconds(p) - cpu_before[n] for n, p in pids.items()}
         rows_between = max(rig.rows(database) - rows_before, 1)
     rows = rig.rows(database)
     return {
@@ -237,7 +237,7 @@ def measure_peer(
         "parallelism": peer.parallelism,
         "model_servers": peer.model_servers,
         "options": " ".join(peer.options),
-        **_insert_rate(rig, database),
+        **insert_rate(rig, database),
         "drained": rows >= records,
         "duplicates": rows - rig.count(database),
         "cpu_us_per_record": {
