@@ -72,3 +72,39 @@ def test_labels_five_seconds_late_give_every_record_its_true_label_once(
     labelled = pipeline.labelled()
     assert len(labelled) == 699 and dict(labelled) == truth  # one label per record
     pipeline.account(produced)
+
+
+def test_a_worker_killed_after_storing_labels_and_restarted_keeps_one_label_per_record(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.start_model_server()
+    pipeline.declare_feature_topic()
+    # Commits every 60 s: the kill comes after the labels are stored, before their commit.
+    settings = {"RISKSTREAM_COMMIT_INTERVAL_S": "60"}
+    worker = pipeline.start_worker("worker", **settings)
+    generator = pipeline.generate("--replay", "--labels-delay", "1")
+    run_id = generator_run_id(generator)
+    produced = produced_by(generator)
+    wait_until(
+        lambda: pipeline.count_labels() >= 699, DRAIN_TIMEOUT_S, "699 labels stored"
+    )
+    worker.child.kill()  # kill -9: no commit, the labels are read again
+    pipeline.start_worker("worker-restarted", **settings)
+    replayed = wait_until(
+        lambda: (
+            int(pipeline.clickhouse(f"SELECT count() FROM {pipeline.database}.labels"))
+            >= 2 * 699
+        ),
+        DRAIN_TIMEOUT_S,
+        "the uncommitted labels stored again by the new worker",
+    )
+    assert replayed
+    wait_until(lambda: pipeline.count() >= 699, DRAIN_TIMEOUT_S, "699 predictions")
+    assert pipeline.count_labels() == 699
+    truth = {
+        f"{run_id}-{index}": str(label)
+        for index, label in enumerate(load_dataset("wisconsin-original").y.tolist())
+    }
+    labelled = pipeline.labelled()
+    assert len(labelled) == 699 and dict(labelled) == truth
+    pipeline.account(produced)
