@@ -131,6 +131,7 @@ class Sink(Service, abc.ABC):
         self._full = Event()
         self._nothing_more_coming: Callable[[], bool] | None = None
         self.rows_inserted = 0
+        self.labels_inserted = 0
         self.inserts = 0
         self.failed_inserts = 0
 
@@ -220,6 +221,7 @@ class Sink(Service, abc.ABC):
             await self._insert_labels(rows)
 
         await self._retrying(f"insert {len(rows)} labels", insert)
+        self.labels_inserted += len(rows)
 
     def flush_when(self, nothing_more_coming: Callable[[], bool]) -> None:
         """Write without waiting for more rows once ``nothing_more_coming()`` is true.
@@ -258,10 +260,11 @@ class Sink(Service, abc.ABC):
         self._pending.clear()
         await self._disconnect()
         logger.info(
-            "%s sink stopped: %d rows in %d writes to %s",
+            "%s sink stopped: %d rows in %d writes, %d labels, to %s",
             self.name,
             self.rows_inserted,
             self.inserts,
+            self.labels_inserted,
             self.address,
         )
 

@@ -127,7 +127,7 @@ async def test_a_label_write_is_retried_like_a_prediction_write() -> None:
         for i in range(3)
     ]
     await asyncio.wait_for(sink.write_labels(labels), 2)
-    assert sink.label_writes == [labels]
+    assert sink.label_writes == [labels] and sink.labels_inserted == 3
     assert sink.failed_inserts == 2 and sink.disconnects >= 2
 
 
