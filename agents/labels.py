@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 import faust
 
 from agents.dead_letters import DeadLetterPublisher
+from agents.pipeline import MessageLike
 from agents.topics import StreamTopics
 from core.settings import Settings
 from models.records import DeadLetter, DecodeError, decode_label
@@ -41,13 +41,12 @@ STAGE = "label"
 
 
 def decode_labels(
-    events: Sequence[faust.EventT[Any]],
+    messages: Sequence[MessageLike],
 ) -> tuple[list[LabelRow], list[DeadLetter]]:
     """The rows to store and the dead letters of one batch of label messages."""
     rows: list[LabelRow] = []
     letters: list[DeadLetter] = []
-    for event in events:
-        message = event.message
+    for message in messages:
         try:
             label = decode_label(
                 message.value, message.key, round(message.timestamp * 1000.0)
@@ -98,7 +97,7 @@ def add_labels_agent(
         async for batch in take_batches(
             stream, settings.batch_max_records, settings.batch_max_wait_s
         ):
-            rows, letters = decode_labels(batch)
+            rows, letters = decode_labels([event.message for event in batch])
             await asyncio.gather(
                 *(sink.write_labels(rows) for sink in sinks),
                 dead_letters.publish(letters),
