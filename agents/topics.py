@@ -1,8 +1,8 @@
 """The topics of the stream, each declared by name.
 
-Both are declared by the app (``internal=True`` makes Faust create them if
+All are declared by the app (``internal=True`` makes Faust create them if
 missing, with the configured partition count) because the broker does not
-auto-create topics. Keys and values of the feature topic stay raw bytes
+auto-create topics. Keys and values of the feature and labels topics stay raw bytes
 (:class:`~transport.stream.RawSchema`, not even a serializer look-up): the
 pipeline decodes whole batches itself (see :mod:`models.records`) rather
 than paying for one Faust model per message.
@@ -23,10 +23,11 @@ __all__ = ["StreamTopics"]
 
 @dataclass(frozen=True)
 class StreamTopics:
-    """The feature topic the agent reads and the dead-letter topic it writes."""
+    """The topics the agents read (features, labels) and the dead-letter topic they write."""
 
     features: faust.TopicT
     dead_letters: faust.TopicT
+    labels: faust.TopicT
 
     @classmethod
     def from_settings(cls, app: faust.App, settings: Settings) -> StreamTopics:
@@ -42,6 +43,12 @@ class StreamTopics:
                 key_type=bytes,
                 value_type=DeadLetter,
                 key_serializer="raw",
+                partitions=settings.topic_partitions,
+                internal=True,
+            ),
+            labels=app.topic(
+                settings.labels_topic,
+                schema=RawSchema(key_type=bytes, value_type=bytes),
                 partitions=settings.topic_partitions,
                 internal=True,
             ),

@@ -2,7 +2,8 @@
 
 Everything a worker runs is added here, explicitly and in the order the
 data flows: the topics, the stats table, the scoring agent (which reads
-the feature topic through the transport, scores, stores and acks), and the
+the feature topic through the transport, scores, stores and acks), the
+labels agent (the ground truth that arrives late, stored beside), and the
 web views that report on them. ``app/__init__.py`` calls
 :func:`create_app` with the environment's settings for ``faust -A app
 worker``; nothing below reads the environment itself.
@@ -10,6 +11,7 @@ worker``; nothing below reads the environment itself.
 
 from __future__ import annotations
 
+from agents.labels import add_labels_agent
 from agents.score import add_scoring_agent
 from agents.topics import StreamTopics
 from app.web import add_web_views
@@ -23,7 +25,7 @@ __all__ = ["create_app"]
 
 
 def create_app(settings: Settings) -> RiskstreamApp:
-    """The worker's App with its topics, stats table, scoring agent and web views."""
+    """The worker's App with its topics, stats table, scoring and labels agents and web views."""
     # Faust creates its data directory without parents; the data folder may be new.
     datadir = settings.data_dir / "workers"
     datadir.mkdir(parents=True, exist_ok=True)
@@ -62,6 +64,7 @@ def create_app(settings: Settings) -> RiskstreamApp:
     topics = StreamTopics.from_settings(app, settings)
     stats = StreamStats.from_settings(app, settings)
     scoring = add_scoring_agent(app, settings, topics, stats)
+    add_labels_agent(app, settings, topics)
     add_web_views(app, topics, stats, scoring, faust_metrics=settings.faust_metrics)
 
     if settings.tracemalloc_dir is not None:

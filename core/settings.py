@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     dlq_topic: str = "features-dlq"
     """Kafka topic receiving dead letters: records that could not be scored, with the reason."""
 
+    labels_topic: str = "labels"
+    """Kafka topic of the ground truth that arrives late: JSON labels keyed by record id, stored by the workers."""
+
     topic_partitions: int = 4
     """Partitions of the feature topic and of the stats table (the most workers that share the work)."""
 

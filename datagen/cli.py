@@ -227,6 +227,16 @@ async def _produce(config: GeneratorConfig, rows: Iterator[Block]) -> GeneratorR
     help="--from-csv: the column holding the record id [default: <run id>-<sequence>].",
 )
 @click.option(
+    "--labels-delay",
+    "labels_delay_s",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Send each record without its true label, and the label to the labels topic "
+    "(RISKSTREAM_LABELS_TOPIC) SECONDS later; with --replay, or --from-csv and "
+    "--label-column.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["csv", "json"]),
@@ -269,6 +279,7 @@ def datagen(
     from_csv: Path | None,
     label_column: str | None,
     id_column: str | None,
+    labels_delay_s: float | None,
     fmt: str | None,
     fields: tuple[str, ...],
     seed: int | None,
@@ -289,6 +300,11 @@ def datagen(
         raise click.UsageError("--label-column and --id-column go with --from-csv")
     if fields and (replay or from_csv is not None):
         raise click.UsageError("--field applies to random rows, not to a replay")
+    if labels_delay_s is not None and not (replay or label_column):
+        raise click.UsageError(
+            "--labels-delay sends a replay's true labels: use it with --replay, "
+            "or with --from-csv and --label-column"
+        )
     settings = get_settings()
     schema = asyncio.run(_schema(settings, schema_from, model))
     config = GeneratorConfig.from_settings(
@@ -298,6 +314,7 @@ def datagen(
         rate=rate,
         format=fmt or ("json" if from_csv is not None else "csv"),
         seed=seed,
+        labels_delay_s=labels_delay_s,
     )
     if from_csv is not None:
         rows = _csv_replay(from_csv, label_column, id_column, schema, config)
@@ -312,6 +329,12 @@ def datagen(
         + (
             f"; {report.resent:,} sent again after Kafka did not acknowledge them"
             if report.resent
+            else ""
+        )
+        + (
+            f"; {report.labels:,} labels to {settings.labels_topic}, "
+            f"{labels_delay_s:g} s after their records"
+            if labels_delay_s is not None
             else ""
         )
     )

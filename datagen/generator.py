@@ -23,6 +23,12 @@ blocks with numpy and the send loop only appends to the producer's batches,
 waiting for delivery once per block, so an unthrottled run reaches tens of
 thousands of records per second. A rate limit spreads the same blocks over
 time (a token bucket ticking every 20 ms).
+
+With a labels delay (``--labels-delay``) a replay sends each record
+without its label, and the label (:func:`models.records.encode_label`,
+keyed by the record id) to the labels topic that many seconds after the
+record, as a biopsy result follows the first reading; the run ends once
+the last label is sent and acknowledged.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import logging
 import math
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,11 +59,13 @@ from models.records import (
     FeatureSchema,
     encode_csv,
     encode_json,
+    encode_label,
     parse_text,
 )
 
 __all__ = [
     "Block",
+    "DelayedLabels",
     "Delivery",
     "FieldOverride",
     "FieldRange",
@@ -83,6 +92,9 @@ BLOCK_ROWS = 5_000
 
 #: Seconds between two rate-limiter ticks.
 TICK_S = 0.02
+
+#: Longest sleep, in seconds, while the last labels wait for their time.
+DRAIN_NAP_S = 0.5
 
 #: Range of an input the model leaves unbounded.
 OPEN_RANGE = (0.0, 100.0)
@@ -153,6 +165,10 @@ class GeneratorConfig:
     client_options: dict[str, Any] = field(default_factory=dict)
     #: longest pause between two sends of records Kafka did not acknowledge
     max_backoff_s: float = 5.0
+    #: where labels go when they travel apart from their records
+    labels_topic: str = "labels"
+    #: seconds between a record and its label on the labels topic; None: the label rides in the record
+    labels_delay_s: float | None = None
 
     @classmethod
     def from_settings(
@@ -166,6 +182,7 @@ class GeneratorConfig:
             schema=schema,
             client_options=kafka_client_options(settings),
             max_backoff_s=settings.retry_max_backoff_s,
+            labels_topic=settings.labels_topic,
             **options,
         )
 
@@ -179,6 +196,8 @@ class GeneratorReport:
     elapsed_s: float
     #: records sent again because Kafka had not acknowledged them
     resent: int = 0
+    #: labels Kafka acknowledged on the labels topic (with a labels delay)
+    labels: int = 0
 
     @property
     def rate_per_s(self) -> float:
@@ -437,6 +456,13 @@ async def generate(
     await declare_topic(
         config.bootstrap, config.topic, config.partitions, config.client_options
     )
+    if config.labels_delay_s is not None:
+        await declare_topic(
+            config.bootstrap,
+            config.labels_topic,
+            config.partitions,
+            config.client_options,
+        )
     producer = AIOKafkaProducer(
         bootstrap_servers=config.bootstrap,
         acks="all",
@@ -457,6 +483,14 @@ async def generate(
     encode = _encoder(config)
     stopping = stop.is_set if stop is not None else (lambda: False)
     delivery = Delivery(producer, config.topic, config.max_backoff_s, stopping)
+    labels = (
+        None
+        if config.labels_delay_s is None
+        else DelayedLabels(
+            Delivery(producer, config.labels_topic, config.max_backoff_s, stopping),
+            config.labels_delay_s,
+        )
+    )
     send = delivery.send
     run_id = config.run_id
     started = last_progress = time.monotonic()
@@ -478,6 +512,11 @@ async def generate(
                 if config.rate:
                     await _pace(config.rate, started, sent)
                 record_id = ids[index] if ids is not None else f"{run_id}-{sent}"
+                if labels is not None:
+                    if label is not None:
+                        labels.hold(record_id, label)
+                    label = None
+                    await labels.send_due()
                 pending.append(
                     await send(record_id.encode(), encode(record_id, values, label))
                 )
@@ -489,16 +528,26 @@ async def generate(
                         last_progress = now
             await delivery.confirm(previous)
             previous, pending = pending, []
+            if labels is not None:
+                await labels.confirm()
             if stopping() or (config.count is not None and sent >= config.count):
                 break
         await delivery.confirm(previous)
         previous = []
+        if labels is not None:
+            await labels.drain(stopping)
     finally:
         await producer.stop()
         delivery.count_done(previous + pending)
+        if labels is not None:
+            labels.count_done()
     elapsed = time.monotonic() - started
     report = GeneratorReport(
-        config.run_id, delivery.acknowledged, elapsed, delivery.resent
+        config.run_id,
+        delivery.acknowledged,
+        elapsed,
+        delivery.resent,
+        labels=0 if labels is None else labels.delivery.acknowledged,
     )
     logger.info(
         "generator %s stopped: %d records in %.1f s (%.0f records/s), %d sent again",
@@ -600,6 +649,51 @@ class Delivery:
         if not record.acknowledged:
             record.acknowledged = True
             self.acknowledged += 1
+
+
+class DelayedLabels:
+    """Labels held back from their records and sent ``delay_s`` seconds after each."""
+
+    def __init__(self, delivery: Delivery, delay_s: float) -> None:
+        self.delivery = delivery
+        self._delay_s = delay_s
+        #: (monotonic time it is due, record id, label), in the order they fall due
+        self._due: deque[tuple[float, str, str]] = deque()
+        self._sent: list[SentRecord] = []
+
+    def hold(self, record_id: str, label: str) -> None:
+        """Keep ``record_id``'s label until ``delay_s`` from now."""
+        self._due.append((time.monotonic() + self._delay_s, record_id, label))
+
+    async def send_due(self) -> None:
+        """Hand over every label whose time has come, observed now."""
+        now = time.monotonic()
+        while self._due and self._due[0][0] <= now:
+            _, record_id, label = self._due.popleft()
+            self._sent.append(
+                await self.delivery.send(
+                    record_id.encode(), encode_label(record_id, label, time.time())
+                )
+            )
+
+    async def confirm(self) -> None:
+        """Return once Kafka acknowledged the labels handed over so far."""
+        await self.delivery.confirm(self._sent)
+        self._sent = []
+
+    async def drain(self, stopping: Callable[[], bool]) -> None:
+        """Send the labels still held, each at its time, unless the run is stopped."""
+        while self._due and not stopping():
+            # short naps, so that Ctrl-C does not wait out a long delay
+            await asyncio.sleep(
+                min(max(self._due[0][0] - time.monotonic(), 0.0), DRAIN_NAP_S)
+            )
+            await self.send_due()
+        await self.confirm()
+
+    def count_done(self) -> None:
+        """Count the labels acknowledged by now (on the way out)."""
+        self.delivery.count_done(self._sent)
 
 
 async def _pace(rate: float, started: float, sent: int) -> None:

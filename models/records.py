@@ -24,6 +24,11 @@ that costs more than the rest of the pipeline, so :func:`encode_json`,
 directly, for both sides; a unit test proves them equal to a Faust Record
 of the same fields (``tests/unit/models/test_records.py``).
 
+Labels (the ground truth, which arrives late) travel on their own topic as
+JSON ``{"record_id", "label", "observed_at" (epoch seconds or ISO 8601)}``
+keyed by the record id: :func:`encode_label` and :func:`decode_label`, for
+the generator and the labels agent alike.
+
 Dead letters are :class:`DeadLetter` records (few, so built one by one).
 """
 
@@ -55,11 +60,14 @@ __all__ = [
     "DecodedRecord",
     "FeatureField",
     "FeatureSchema",
+    "Label",
     "RecordKeys",
     "Value",
     "decode_features",
+    "decode_label",
     "encode_csv",
     "encode_json",
+    "encode_label",
     "parse_text",
 ]
 
@@ -460,27 +468,98 @@ def _category(text: str, field: FeatureField) -> str | None:
     return canonical
 
 
-def _event_time_ms(raw: object, keys: RecordKeys) -> int:
-    if isinstance(raw, bool):
+@dataclass(frozen=True, slots=True)
+class Label:
+    """One record's ground truth, as the labels topic carries it.
+
+    ``observed_at_ms`` orders the labels of one record: the latest wins
+    (a biopsy result corrects a first reading).
+    """
+
+    record_id: str
+    label: str
+    observed_at_ms: int
+
+
+def encode_label(record_id: str, label: str, observed_at: float) -> bytes:
+    """A label message: ``observed_at`` in epoch seconds; send it keyed by ``record_id``."""
+    return orjson.dumps(
+        {"record_id": record_id, "label": label, "observed_at": observed_at}
+    )
+
+
+def decode_label(value: bytes | None, key: bytes | None, timestamp_ms: int) -> Label:
+    """Parse one label message; raises :class:`DecodeError` saying what is wrong.
+
+    The record id is the JSON ``record_id``, else the Kafka key (labels are
+    keyed by it); ``observed_at`` defaults to the Kafka timestamp
+    (``timestamp_ms``), as a feature record's event time does.
+    """
+    if not value:
+        raise DecodeError("empty label")
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"label is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise DecodeError(f"label must be a JSON object, got {type(body).__name__}")
+    unknown = body.keys() - {"record_id", "label", "observed_at"}
+    if unknown:
+        raise DecodeError(f"label has unknown fields: {', '.join(sorted(unknown))}")
+    record_id = body.get("record_id")
+    if record_id is None and key:
+        try:
+            record_id = key.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError(
+                f"label has no record_id and its Kafka key is not UTF-8: {_show(key)}"
+            ) from None
+    if isinstance(record_id, int) and not isinstance(record_id, bool):
+        record_id = str(record_id)
+    if record_id is None:
         raise DecodeError(
-            f"JSON {keys.event_time} must be epoch seconds or ISO 8601, got {_show(raw)}"
+            "label has no record_id (neither in the JSON nor as Kafka key)"
         )
+    if not isinstance(record_id, str) or not record_id:
+        raise DecodeError(
+            f"label record_id must be a non-empty string or an integer, got {_show(record_id)}"
+        )
+    label = body.get("label")
+    if isinstance(label, (str, int)) and not isinstance(label, bool):
+        label = str(label)
+    else:
+        raise DecodeError(
+            f"label of {record_id} must be a string or an integer, got {_show(label)}"
+        )
+    if not label:
+        raise DecodeError(f"label of {record_id} is empty")
+    raw_time = body.get("observed_at")
+    observed_at_ms = (
+        timestamp_ms if raw_time is None else _epoch_ms(raw_time, "label observed_at")
+    )
+    return Label(record_id, label, observed_at_ms)
+
+
+def _event_time_ms(raw: object, keys: RecordKeys) -> int:
+    return _epoch_ms(raw, f"JSON {keys.event_time}")
+
+
+def _epoch_ms(raw: object, name: str) -> int:
+    """Epoch seconds or ISO 8601 as epoch ms; ``name`` says which field in the error."""
+    if isinstance(raw, bool):
+        raise DecodeError(f"{name} must be epoch seconds or ISO 8601, got {_show(raw)}")
     if isinstance(raw, (int, float)):
         seconds = float(raw)
     elif isinstance(raw, str):
         try:
             seconds = datetime.fromisoformat(raw).timestamp()
         except ValueError:
-            raise DecodeError(
-                f"{keys.event_time} is not ISO 8601: {_show(raw)}"
-            ) from None
+            raise DecodeError(f"{name} is not ISO 8601: {_show(raw)}") from None
     else:
-        raise DecodeError(
-            f"{keys.event_time} must be epoch seconds or ISO 8601, got {_show(raw)}"
-        )
+        raise DecodeError(f"{name} must be epoch seconds or ISO 8601, got {_show(raw)}")
     if not 0.0 < seconds < MAX_EVENT_TIME_S:
         raise DecodeError(
-            f"{keys.event_time} {raw!r} is outside 1970-2100 (epoch seconds expected)"
+            f"{name} {raw!r} is outside 1970-2100 (epoch seconds expected)"
         )
     return round(seconds * 1000.0)
 

@@ -57,7 +57,9 @@ from stack.service import (
     render_conf,
 )
 from tables.postgresql import (
+    QUALIFIED_LABELS,
     QUALIFIED_TABLE,
+    QUALIFIED_VIEW,
     SCHEMA,
     connect,
     prepare_schema,
@@ -307,11 +309,14 @@ class PostgreSQLService(LocalService):
                 f"in {database}: {error}"
             ) from None
         logger.info(
-            "postgresql: database %s ready for role %s (USAGE on %s, SELECT and INSERT on %s)",
+            "postgresql: database %s ready for role %s (USAGE on %s, SELECT and INSERT "
+            "on %s and %s, SELECT on %s)",
             database,
             user,
             SCHEMA,
             QUALIFIED_TABLE,
+            QUALIFIED_LABELS,
+            QUALIFIED_VIEW,
         )
 
     async def _prepare_database(
@@ -351,6 +356,9 @@ class PostgreSQLService(LocalService):
                     f"GRANT USAGE ON SCHEMA {SCHEMA} TO {role}",
                     f"REVOKE ALL ON {QUALIFIED_TABLE} FROM {role}",
                     f"GRANT SELECT, INSERT ON {QUALIFIED_TABLE} TO {role}",
+                    f"REVOKE ALL ON {QUALIFIED_LABELS}, {QUALIFIED_VIEW} FROM {role}",
+                    f"GRANT SELECT, INSERT ON {QUALIFIED_LABELS} TO {role}",
+                    f"GRANT SELECT ON {QUALIFIED_VIEW} TO {role}",
                 ):
                     await in_database.execute(grant)
         finally:

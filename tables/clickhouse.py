@@ -21,9 +21,13 @@ import asynch.errors
 
 from tables.predictions import (
     COLUMNS,
+    LABELLED_VIEW,
+    LABELS_TABLE,
+    LabelRow,
     PredictionRow,
     dedup_count_query,
     insert_statement,
+    label_insert_statement,
     prepare_schema,
     quote_identifier,
 )
@@ -44,6 +48,7 @@ class ClickHouseSink(Sink):
     def __init__(self, server: Server, **kwargs: Any) -> None:
         super().__init__(server, **kwargs)
         self._insert_sql = insert_statement(server.database)
+        self._label_insert_sql = label_insert_statement(server.database)
         self._connection: asynch.Connection | None = None
 
     @property
@@ -69,6 +74,11 @@ class ClickHouseSink(Sink):
         stamp = (stored_at_ms // 1000, stored_at_ms)
         async with self._connection.cursor() as cursor:
             await cursor.execute(self._insert_sql, [row + stamp for row in rows])
+
+    async def _insert_labels(self, rows: Sequence[LabelRow]) -> None:
+        assert self._connection is not None
+        async with self._connection.cursor() as cursor:
+            await cursor.execute(self._label_insert_sql, list(rows))
 
     async def _disconnect(self) -> None:
         connection, self._connection = self._connection, None
@@ -119,6 +129,21 @@ class ClickHouseSink(Sink):
             f"{quote_identifier(self.database)}.predictions ORDER BY stored_at_ms "
             "LIMIT 1 BY source_topic, source_partition, source_offset"
         )
+
+    async def count_labels(self) -> int:
+        [(count,)] = await self._query(
+            f"SELECT count() FROM {quote_identifier(self.database)}.{LABELS_TABLE} FINAL"
+        )
+        return int(count)
+
+    async def labelled(self) -> list[tuple[str, str]]:
+        return [
+            (str(record_id), str(label))
+            for record_id, label in await self._query(
+                f"SELECT record_id, label FROM "
+                f"{quote_identifier(self.database)}.{LABELLED_VIEW}"
+            )
+        ]
 
     def analysis_hint(self) -> str:
         return (

@@ -20,7 +20,14 @@ README's Sinks section for the figures. The staging table needs the
 ``TEMPORARY`` privilege on the database, which the local stack grants the
 app's role.
 
-DDL creates only what is missing (schema, table, columns added since),
+Labels go to ``riskstream.labels`` (primary key: the label message's Kafka
+coordinates, ``ON CONFLICT DO NOTHING``), and the view
+``riskstream.labelled_predictions`` gives each prediction its record's
+latest label (``DISTINCT ON`` by ``observed_at_ms``), a record's own
+``true_label`` counting as a label observed at its event time: the same
+answer as ClickHouse's view of the same name.
+
+DDL creates only what is missing (schema, tables, view, columns added since),
 so the app's role, which may not create anything, works against the
 schema ``riskstream stack up`` prepared as the admin.
 """
@@ -33,11 +40,23 @@ from typing import Any
 
 import asyncpg
 
-from tables.predictions import COLUMNS, INSERT_COLUMNS, PredictionRow, quote_name
+from tables.predictions import (
+    COLUMNS,
+    INSERT_COLUMNS,
+    LABEL_COLUMNS,
+    LABELLED_VIEW,
+    LABELS_TABLE,
+    LabelRow,
+    PredictionRow,
+    quote_name,
+)
 from tables.sink import Server, Sink
 
 __all__ = [
     "PG_COLUMNS",
+    "QUALIFIED_LABELS",
+    "QUALIFIED_TABLE",
+    "QUALIFIED_VIEW",
     "RETRIED_ERRORS",
     "SCHEMA",
     "PostgreSQLSink",
@@ -52,6 +71,8 @@ logger = logging.getLogger(__name__)
 SCHEMA = "riskstream"
 TABLE = "predictions"
 QUALIFIED_TABLE = f"{SCHEMA}.{TABLE}"
+QUALIFIED_LABELS = f"{SCHEMA}.{LABELS_TABLE}"
+QUALIFIED_VIEW = f"{SCHEMA}.{LABELLED_VIEW}"
 
 #: ClickHouse type -> PostgreSQL type.
 _TYPES = {
@@ -76,6 +97,11 @@ def _pg_column(kind: str) -> str:
 
 #: Column -> PostgreSQL type, in ClickHouse's order (a later column comes last).
 PG_COLUMNS: dict[str, str] = {name: _pg_column(kind) for name, kind in COLUMNS.items()}
+
+#: Column -> PostgreSQL type of the labels table.
+PG_LABEL_COLUMNS: dict[str, str] = {
+    name: _pg_column(kind) for name, kind in LABEL_COLUMNS.items()
+}
 
 #: Columns holding epoch seconds in a row and ``timestamptz`` in the table.
 _TIMESTAMPS = frozenset(n for n, k in COLUMNS.items() if k == "DateTime")
@@ -110,6 +136,37 @@ def create_table_statement() -> str:
     )
 
 
+def create_labels_statement() -> str:
+    columns = ",\n    ".join(
+        f"{name} {kind}" for name, kind in PG_LABEL_COLUMNS.items()
+    )
+    return (
+        f"CREATE TABLE IF NOT EXISTS {QUALIFIED_LABELS} (\n    {columns},\n"
+        f"    PRIMARY KEY ({', '.join(KEY)})\n)"
+    )
+
+
+def create_view_statement() -> str:
+    """Each prediction with its record's latest label (listed columns: a view's are fixed)."""
+    return (
+        f"CREATE VIEW {QUALIFIED_VIEW} AS\n"
+        f"SELECT {', '.join(f'p.{name}' for name in COLUMNS)},\n"
+        "    latest.label, latest.label_observed_at_ms\n"
+        f"FROM {QUALIFIED_TABLE} AS p\n"
+        "JOIN (\n"
+        "    SELECT DISTINCT ON (record_id) record_id, label,\n"
+        "        observed_at_ms AS label_observed_at_ms\n"
+        "    FROM (\n"
+        f"        SELECT record_id, label, observed_at_ms FROM {QUALIFIED_LABELS}\n"
+        "        UNION ALL\n"
+        "        SELECT record_id, true_label, event_time_ms\n"
+        f"        FROM {QUALIFIED_TABLE} WHERE true_label <> ''\n"
+        "    ) AS observed\n"
+        "    ORDER BY record_id, observed_at_ms DESC\n"
+        ") AS latest USING (record_id)"
+    )
+
+
 async def prepare_schema(connection: asyncpg.Connection) -> list[str]:
     """Create what is missing of the schema and table, add newer columns; returns the statements run.
 
@@ -128,10 +185,13 @@ _DDL_LOCK = 0x7269736B  # "risk"
 
 
 async def _create_missing(connection: asyncpg.Connection) -> list[str]:
-    has_schema, has_table = await connection.fetchrow(
-        "SELECT to_regnamespace($1) IS NOT NULL, to_regclass($2) IS NOT NULL",
+    has_schema, has_table, has_labels, has_view = await connection.fetchrow(
+        "SELECT to_regnamespace($1) IS NOT NULL, to_regclass($2) IS NOT NULL, "
+        "to_regclass($3) IS NOT NULL, to_regclass($4) IS NOT NULL",
         SCHEMA,
         QUALIFIED_TABLE,
+        QUALIFIED_LABELS,
+        QUALIFIED_VIEW,
     )
     statements = []
     if not has_schema:
@@ -148,11 +208,20 @@ async def _create_missing(connection: asyncpg.Connection) -> list[str]:
                 TABLE,
             )
         }
-        statements += [
+        added = [
             f"ALTER TABLE {QUALIFIED_TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}"
             for name, kind in PG_COLUMNS.items()
             if name not in existing
         ]
+        if added and has_view:
+            # the view lists the predictions' columns: made again with the new ones
+            added.append(f"DROP VIEW {QUALIFIED_VIEW}")
+            has_view = False
+        statements += added
+    if not has_labels:
+        statements.append(create_labels_statement())
+    if not has_view:
+        statements.append(create_view_statement())
     for statement in statements:
         await connection.execute(statement)
     return statements
@@ -191,6 +260,17 @@ _FROM_STAGING = (
         for name in INSERT_COLUMNS
     )
     + f" FROM {_STAGING} ON CONFLICT DO NOTHING"
+)
+
+
+#: One label row; a label message stored before (a replay) is skipped.
+_INSERT_LABEL = (
+    f"INSERT INTO {QUALIFIED_LABELS} ({', '.join(LABEL_COLUMNS)}) VALUES ("
+    + ", ".join(
+        f"to_timestamp(${i})" if kind == "DateTime" else f"${i}"
+        for i, kind in enumerate(LABEL_COLUMNS.values(), start=1)
+    )
+    + ") ON CONFLICT DO NOTHING"
 )
 
 
@@ -271,6 +351,12 @@ class PostgreSQLSink(Sink):
             )
             await connection.execute(_FROM_STAGING)
 
+    async def _insert_labels(self, rows: Sequence[LabelRow]) -> None:
+        connection = self._connection
+        assert connection is not None
+        async with connection.transaction():
+            await connection.executemany(_INSERT_LABEL, rows)
+
     async def _disconnect(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
@@ -306,6 +392,18 @@ class PostgreSQLSink(Sink):
         return [
             tuple(record)
             for record in await self._query(f"SELECT {selected} FROM {QUALIFIED_TABLE}")
+        ]
+
+    async def count_labels(self) -> int:
+        [(count,)] = await self._query(f"SELECT count(*) FROM {QUALIFIED_LABELS}")
+        return int(count)
+
+    async def labelled(self) -> list[tuple[str, str]]:
+        return [
+            (record["record_id"], record["label"])
+            for record in await self._query(
+                f"SELECT record_id, label FROM {QUALIFIED_VIEW}"
+            )
         ]
 
     def analysis_hint(self) -> str:

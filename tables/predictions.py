@@ -1,4 +1,4 @@
-"""The ClickHouse side of riskstream: the ``predictions`` table and its queries.
+"""The ClickHouse side of riskstream: the ``predictions`` and ``labels`` tables, their views and queries.
 
 Delivery is at-least-once, so the same Kafka record can be stored twice
 (a worker killed after the insert and before its offset commit replays the
@@ -19,6 +19,15 @@ numeric ones in ``feature_values`` (NaN = missing), parallel to
 A classifier's answer is ``predicted_label`` with its ``probabilities``; a
 regression's is ``predicted_value`` (NaN for a classifier).
 
+Ground truth arrives late, on its own topic, into ``labels``: a
+``ReplacingMergeTree`` on the label message's Kafka coordinates, like the
+predictions, so a replayed label batch is harmless. The view
+``labelled_predictions`` joins each stored prediction (once, ``FINAL``) to
+its record's latest label (``argMax`` by ``observed_at_ms``), where the
+``true_label`` a record carried counts as a label observed at its event
+time. Its columns are listed, not ``*``: ClickHouse 18.16 expands ``*``
+to the left table's columns only, current releases to both sides'.
+
 A table made by an older riskstream lacks the newer columns; the same step
 that creates what is missing adds them (``ALTER TABLE ... ADD COLUMN``, old
 rows get the default) and re-creates the view over the new columns.
@@ -32,14 +41,19 @@ from typing import Any, NamedTuple, Protocol
 
 __all__ = [
     "INSERT_COLUMNS",
+    "LABELLED_VIEW",
+    "LABELS_TABLE",
+    "LABEL_COLUMNS",
     "TABLE",
     "UNIQUE_VIEW",
+    "LabelRow",
     "PredictionRow",
     "create_statements",
     "dedup_count_query",
     "existing_columns_query",
     "existing_objects_query",
     "insert_statement",
+    "label_insert_statement",
     "missing_statements",
     "prepare_schema",
     "quote_identifier",
@@ -50,6 +64,8 @@ __all__ = [
 
 TABLE = "predictions"
 UNIQUE_VIEW = "predictions_unique"
+LABELS_TABLE = "labels"
+LABELLED_VIEW = "labelled_predictions"
 
 
 class PredictionRow(NamedTuple):
@@ -80,6 +96,29 @@ class PredictionRow(NamedTuple):
     text_feature_values: list[str]
     predicted_value: float
 
+
+class LabelRow(NamedTuple):
+    """One stored label: where its message was in Kafka, whose it is, what and when."""
+
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    record_id: str
+    label: str
+    observed_at: int  #: epoch seconds (the DateTime column)
+    observed_at_ms: int
+
+
+#: Column -> ClickHouse type of the labels table, in :class:`LabelRow` order.
+LABEL_COLUMNS: dict[str, str] = {
+    "source_topic": "String",
+    "source_partition": "UInt32",
+    "source_offset": "UInt64",
+    "record_id": "String",
+    "label": "String",
+    "observed_at": "DateTime",
+    "observed_at_ms": "UInt64",
+}
 
 #: Column -> ClickHouse type, in table order: a column added in a later version
 #: comes last, where ``ALTER TABLE ... ADD COLUMN`` puts it in an older table.
@@ -135,10 +174,35 @@ def _view_statement(db: str) -> str:
     return f"CREATE VIEW IF NOT EXISTS {db}.{UNIQUE_VIEW} AS SELECT * FROM {db}.{TABLE} FINAL"
 
 
+def _labelled_view_statement(db: str) -> str:
+    """Each prediction with its record's latest label (18.16's JOIN: ``ALL INNER JOIN ... USING``)."""
+    return (
+        f"CREATE VIEW IF NOT EXISTS {db}.{LABELLED_VIEW} AS\n"
+        f"SELECT {', '.join(COLUMNS)}, label, label_observed_at_ms\n"
+        f"FROM {db}.{TABLE} FINAL\n"
+        "ALL INNER JOIN (\n"
+        "    SELECT record_id, argMax(observed_label, observed_at_ms) AS label,\n"
+        "        max(observed_at_ms) AS label_observed_at_ms\n"
+        "    FROM (\n"
+        "        SELECT record_id, label AS observed_label, observed_at_ms\n"
+        f"        FROM {db}.{LABELS_TABLE}\n"
+        "        UNION ALL\n"
+        "        SELECT record_id, true_label AS observed_label,\n"
+        "            event_time_ms AS observed_at_ms\n"
+        f"        FROM {db}.{TABLE} WHERE true_label != ''\n"
+        "    )\n"
+        "    GROUP BY record_id\n"
+        ") AS latest USING record_id"
+    )
+
+
 def _named_statements(database: str) -> list[tuple[str, str]]:
     """Idempotent DDL of each object, with the name it has in ``system.databases``/``system.tables``."""
     db = quote_identifier(database)
     columns = ",\n    ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
+    label_columns = ",\n    ".join(
+        f"{name} {kind}" for name, kind in LABEL_COLUMNS.items()
+    )
     return [
         (database, f"CREATE DATABASE IF NOT EXISTS {db}"),
         (
@@ -151,11 +215,21 @@ def _named_statements(database: str) -> list[tuple[str, str]]:
             ),
         ),
         (UNIQUE_VIEW, _view_statement(db)),
+        (
+            LABELS_TABLE,
+            (
+                f"CREATE TABLE IF NOT EXISTS {db}.{LABELS_TABLE} (\n    {label_columns}\n)\n"
+                "ENGINE = ReplacingMergeTree()\n"
+                "PARTITION BY toYYYYMM(observed_at)\n"
+                "ORDER BY (source_topic, source_partition, source_offset)"
+            ),
+        ),
+        (LABELLED_VIEW, _labelled_view_statement(db)),
     ]
 
 
 def create_statements(database: str) -> list[str]:
-    """Idempotent DDL: the database, the table and the dedup view."""
+    """Idempotent DDL: the database, the predictions table and its dedup view, the labels and their view."""
     return [statement for _, statement in _named_statements(database)]
 
 
@@ -194,7 +268,7 @@ def upgrade_statements(database: str, existing_columns: Collection[str]) -> list
     """What brings a table of an older version up to :data:`COLUMNS`, keeping its rows.
 
     Nothing for a missing table (it is created whole) or a current one.
-    The view is re-created, since a view's columns are fixed when it is made.
+    The views are re-created, since a view's columns are fixed when it is made.
     """
     missing = [name for name in COLUMNS if name not in existing_columns]
     if not existing_columns or not missing:
@@ -207,6 +281,8 @@ def upgrade_statements(database: str, existing_columns: Collection[str]) -> list
         ),
         f"DROP TABLE IF EXISTS {db}.{UNIQUE_VIEW}",
         _view_statement(db),
+        f"DROP TABLE IF EXISTS {db}.{LABELLED_VIEW}",
+        _labelled_view_statement(db),
     ]
 
 
@@ -223,11 +299,16 @@ async def prepare_schema(cursor: _Cursor, database: str) -> list[str]:
     """
     await cursor.execute(existing_objects_query(database))
     existing = {row[0] for row in await cursor.fetchall()}
-    statements = missing_statements(database, existing)
+    upgrade: list[str] = []
     if TABLE in existing:
         await cursor.execute(existing_columns_query(database))
-        columns = {row[0] for row in await cursor.fetchall()}
-        statements += upgrade_statements(database, columns)
+        upgrade = upgrade_statements(
+            database, {row[0] for row in await cursor.fetchall()}
+        )
+    if upgrade:
+        # the labelled view names the new columns: the upgrade creates it once they exist
+        existing.add(LABELLED_VIEW)
+    statements = missing_statements(database, existing) + upgrade
     for statement in statements:
         await cursor.execute(statement)
     return statements
@@ -236,6 +317,14 @@ async def prepare_schema(cursor: _Cursor, database: str) -> list[str]:
 def insert_statement(database: str) -> str:
     """The INSERT the writer sends with its rows (native protocol, no VALUES text)."""
     return f"INSERT INTO {quote_identifier(database)}.{TABLE} ({', '.join(INSERT_COLUMNS)}) VALUES"
+
+
+def label_insert_statement(database: str) -> str:
+    """The INSERT of :class:`LabelRow` tuples (native protocol)."""
+    return (
+        f"INSERT INTO {quote_identifier(database)}.{LABELS_TABLE} "
+        f"({', '.join(LabelRow._fields)}) VALUES"
+    )
 
 
 def dedup_count_query(database: str) -> str:

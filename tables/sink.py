@@ -25,6 +25,10 @@ asks (stored rows, distinct records, rows for analysis). Everything about
   each implementation). Errors outside :attr:`Sink.transient` (and :func:`core.backoff.worth_retrying`) are permanent or bugs and
   propagate.
 
+Labels (the ground truth that arrives late) go to the same store through
+:meth:`Sink.write_labels`, retried the same way but not merged: they come
+from one agent, one batch at a time, so its batch is already the write.
+
 Queries (:meth:`Sink.count_rows`, :meth:`Sink.count_records`,
 :meth:`Sink.rows`) open a connection of their own and close it, so the
 bench, the demo and the tests can ask from any event loop without starting
@@ -46,7 +50,7 @@ from mode.utils.locks import Event
 
 from core.backoff import Backoff, retry_until_done
 from core.settings import Settings
-from tables.predictions import PredictionRow
+from tables.predictions import LabelRow, PredictionRow
 
 __all__ = ["FIRST_BACKOFF_S", "WRITE_TIMEOUT_S", "Server", "Sink"]
 
@@ -127,6 +131,7 @@ class Sink(Service, abc.ABC):
         self._full = Event()
         self._nothing_more_coming: Callable[[], bool] | None = None
         self.rows_inserted = 0
+        self.labels_inserted = 0
         self.inserts = 0
         self.failed_inserts = 0
 
@@ -173,6 +178,18 @@ class Sink(Service, abc.ABC):
         """``columns`` (names of :data:`tables.predictions.COLUMNS`) of every record, each once."""
 
     @abc.abstractmethod
+    async def _insert_labels(self, rows: Sequence[LabelRow]) -> None:
+        """Write label ``rows`` in one statement, keeping one row per label message; return once durable."""
+
+    @abc.abstractmethod
+    async def count_labels(self) -> int:
+        """Distinct label messages stored: each once, however often it was written."""
+
+    @abc.abstractmethod
+    async def labelled(self) -> list[tuple[str, str]]:
+        """(record id, latest label) of every stored prediction that has a label, each once."""
+
+    @abc.abstractmethod
     def analysis_hint(self) -> str:
         """A shell command an operator can paste to look at the predictions (no password in it)."""
 
@@ -194,6 +211,18 @@ class Sink(Service, abc.ABC):
             self._full.set()
         return await future
 
+    async def write_labels(self, rows: Sequence[LabelRow]) -> None:
+        """Write label ``rows``; returns once durable, waiting out the store's failures."""
+        if not rows:
+            return
+
+        async def insert() -> None:
+            await self._prepare()
+            await self._insert_labels(rows)
+
+        await self._retrying(f"insert {len(rows)} labels", insert)
+        self.labels_inserted += len(rows)
+
     def flush_when(self, nothing_more_coming: Callable[[], bool]) -> None:
         """Write without waiting for more rows once ``nothing_more_coming()`` is true.
 
@@ -214,7 +243,7 @@ class Sink(Service, abc.ABC):
         Only missing objects are created, so an app user without DDL rights
         works against a schema the local stack prepared.
         """
-        await self._retrying("create the predictions table", self._prepare)
+        await self._retrying("create the predictions and labels tables", self._prepare)
 
     async def on_start(self) -> None:
         logger.info(
@@ -231,10 +260,11 @@ class Sink(Service, abc.ABC):
         self._pending.clear()
         await self._disconnect()
         logger.info(
-            "%s sink stopped: %d rows in %d writes to %s",
+            "%s sink stopped: %d rows in %d writes, %d labels, to %s",
             self.name,
             self.rows_inserted,
             self.inserts,
+            self.labels_inserted,
             self.address,
         )
 

@@ -139,6 +139,10 @@ class Pipeline:
         return f"e2e-{self.run_id}-dlq"
 
     @property
+    def labels_topic(self) -> str:
+        return f"e2e-{self.run_id}-labels"
+
+    @property
     def database(self) -> str:
         return f"e2e_{self.run_id}"
 
@@ -219,6 +223,7 @@ class Pipeline:
             "RISKSTREAM_APP_ID": self.app_id,
             "RISKSTREAM_FEATURE_TOPIC": self.feature_topic,
             "RISKSTREAM_DLQ_TOPIC": self.dlq_topic,
+            "RISKSTREAM_LABELS_TOPIC": self.labels_topic,
             "RISKSTREAM_TOPIC_PARTITIONS": str(PARTITIONS),
             "RISKSTREAM_CLICKHOUSE_DATABASE": self.database,
             # A per-test database: the app's user may use its own one only.
@@ -264,22 +269,20 @@ class Pipeline:
         self.children.append(child)
         return child
 
-    def produce(self, records: Sequence[tuple[bytes, bytes]]) -> int:
-        """Send (key, value) records to the feature topic; returns how many Kafka acknowledged."""
+    def produce(
+        self, records: Sequence[tuple[bytes, bytes]], topic: str | None = None
+    ) -> int:
+        """Send (key, value) records to ``topic`` (default: the feature topic); returns how many Kafka acknowledged."""
+        topic = topic or self.feature_topic
 
         async def send() -> int:
-            await declare_topic(
-                self.settings.kafka_bootstrap, self.feature_topic, PARTITIONS
-            )
+            await declare_topic(self.settings.kafka_bootstrap, topic, PARTITIONS)
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.settings.kafka_bootstrap, acks="all"
             )
             await producer.start()
             try:
-                futures = [
-                    await producer.send(self.feature_topic, v, key=k)
-                    for k, v in records
-                ]
+                futures = [await producer.send(topic, v, key=k) for k, v in records]
                 results = await asyncio.gather(*futures)
             finally:
                 await producer.stop()
@@ -319,6 +322,20 @@ class Pipeline:
             return asyncio.run(store.count_records() if final else store.count_rows())
         except NO_TABLE_YET:
             return 0  # the worker has not created the table yet
+
+    def count_labels(self, sink: str | None = None) -> int:
+        """Label messages stored, each once, in one sink."""
+        try:
+            return asyncio.run(self.sink(sink).count_labels())
+        except NO_TABLE_YET:
+            return 0
+
+    def labelled(self, sink: str | None = None) -> list[tuple[str, str]]:
+        """(record id, latest label) of every labelled prediction, from the sink's view."""
+        try:
+            return asyncio.run(self.sink(sink).labelled())
+        except NO_TABLE_YET:
+            return []
 
     def rows(
         self, columns: Sequence[str], sink: str | None = None
@@ -434,8 +451,14 @@ class Pipeline:
             if offset >= commits.get(partition, 0)
         )
 
-    def dead_letters(self) -> list[dict[str, Any]]:
-        """Every dead letter, once per source record (the topic is at-least-once)."""
+    def dead_letters(
+        self, stages: Sequence[str] = ("decode", "score")
+    ) -> list[dict[str, Any]]:
+        """Every dead letter of ``stages`` (default: the feature records'), once per source record.
+
+        The topic is at-least-once; the labels' letters (stage ``label``) are
+        not feature records, so the account leaves them out.
+        """
 
         async def read() -> list[dict[str, Any]]:
             consumer = AIOKafkaConsumer(
@@ -446,7 +469,7 @@ class Pipeline:
                 group_id=None,
             )
             await consumer.start()
-            letters: dict[tuple[int, int], dict[str, Any]] = {}
+            letters: dict[tuple[str, int, int], dict[str, Any]] = {}
             try:
                 while True:
                     batch = await consumer.getmany(timeout_ms=3000)
@@ -455,7 +478,13 @@ class Pipeline:
                     for messages in batch.values():
                         for message in messages:
                             letter = json.loads(message.value)
-                            key = (letter["source_partition"], letter["source_offset"])
+                            if letter["stage"] not in stages:
+                                continue
+                            key = (
+                                letter["source_topic"],
+                                letter["source_partition"],
+                                letter["source_offset"],
+                            )
                             letters[key] = letter
             finally:
                 await consumer.stop()

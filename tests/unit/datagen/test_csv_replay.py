@@ -275,3 +275,18 @@ def test_random_rows_take_field_values_from_the_command_line(
     assert {row[1] for row in block.rows} == {"black"}
     code, output = _datagen("--field", "race.min=1")
     assert code == 2 and "race is a string input" in output
+
+
+def test_labels_delay_goes_with_a_replay_that_has_labels(
+    table: Path, cli_run: list[tuple[GeneratorConfig, Block]]
+) -> None:
+    code, output = _datagen("--labels-delay", "5")
+    assert code == 2 and "use it with --replay" in output
+    code, output = _datagen("--from-csv", str(table), "--labels-delay", "5")
+    assert code == 2 and "--label-column" in output
+    code, output = _datagen(
+        "--from-csv", str(table), "--label-column", "outcome", "--labels-delay", "2.5"
+    )
+    assert code == 0, output
+    ((config, _),) = cli_run
+    assert config.labels_delay_s == 2.5

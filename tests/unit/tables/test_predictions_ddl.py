@@ -10,11 +10,13 @@ from chdb import session
 from tables.predictions import (
     COLUMNS,
     INSERT_COLUMNS,
+    LABELLED_VIEW,
     UNIQUE_VIEW,
     PredictionRow,
     create_statements,
     dedup_count_query,
     insert_statement,
+    missing_statements,
     quote_identifier,
     upgrade_statements,
 )
@@ -121,7 +123,9 @@ def test_an_older_table_is_upgraded_in_place_keeping_its_rows(
     names = [n.strip("'\"") for n in existing.decode().strip('"[]').split(",")]
     statements = upgrade_statements("rs_old", names)
     assert sum("ADD COLUMN" in s for s in statements) == 3
-    for statement in statements:
+    # as prepare_schema does: the missing labels table first, its view by the upgrade
+    existing_objects = {"rs_old", "predictions", "predictions_unique", LABELLED_VIEW}
+    for statement in missing_statements("rs_old", existing_objects) + statements:
         clickhouse.query(statement)
     assert upgrade_statements("rs_old", list(COLUMNS)) == []
     clickhouse.query(f"{insert_statement('rs_old')} {_values('t', 0, 2, '0')}")

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from core.settings import Settings
 from tables.clickhouse import ClickHouseSink
 from tables.postgresql import PG_COLUMNS, PostgreSQLSink, create_table_statement
-from tables.predictions import COLUMNS, PredictionRow
+from tables.predictions import COLUMNS, LabelRow, PredictionRow
 from tables.sink import Server, Sink
 from tables.sinks import build_sinks
 from tests.integration.rows import prediction_row as row
@@ -35,6 +35,7 @@ class MemorySink(Sink):
         }
         super().__init__(Server("memory", 0, "test"), **options)
         self.writes: list[list[PredictionRow]] = []
+        self.label_writes: list[list[LabelRow]] = []
         self.failures = failures
         self.disconnects = 0
 
@@ -51,6 +52,12 @@ class MemorySink(Sink):
             raise ConnectionResetError("the store went away")
         self.writes.append(list(rows))
 
+    async def _insert_labels(self, rows: Sequence[LabelRow]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionResetError("the store went away")
+        self.label_writes.append(list(rows))
+
     async def _disconnect(self) -> None:
         self.disconnects += 1
 
@@ -62,6 +69,12 @@ class MemorySink(Sink):
 
     async def rows(self, columns: Sequence[str]) -> list[tuple[Any, ...]]:
         return [tuple(getattr(r, c) for c in columns) for w in self.writes for r in w]
+
+    async def count_labels(self) -> int:
+        return len({r[:3] for rows in self.label_writes for r in rows})
+
+    async def labelled(self) -> list[tuple[str, str]]:
+        return [(r.record_id, r.label) for rows in self.label_writes for r in rows]
 
     def analysis_hint(self) -> str:
         return "look at the list"
@@ -105,6 +118,17 @@ async def test_a_write_reaching_max_rows_goes_at_once_and_failures_are_retried()
     assert [[r.source_offset for r in w] for w in sink.writes] == [list(range(10))]
     assert sink.failed_inserts == 2 and sink.inserts == 1
     assert sink.disconnects >= 2  # a broken connection is dropped after each failure
+
+
+async def test_a_label_write_is_retried_like_a_prediction_write() -> None:
+    sink = MemorySink(failures=2)
+    labels = [
+        LabelRow("labels", 0, i, f"r{i}", "1", 1_767_323_045, 1_767_323_045_000)
+        for i in range(3)
+    ]
+    await asyncio.wait_for(sink.write_labels(labels), 2)
+    assert sink.label_writes == [labels] and sink.labels_inserted == 3
+    assert sink.failed_inserts == 2 and sink.disconnects >= 2
 
 
 async def test_an_unexpected_error_is_a_bug_and_is_not_retried() -> None:
