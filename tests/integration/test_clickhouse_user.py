@@ -23,6 +23,7 @@ from asynch.connection import Connection
 
 from core.settings import Settings
 from tables.clickhouse import ClickHouseSink
+from tables.predictions import LABELLED_VIEW, LABELS_TABLE, TABLE, UNIQUE_VIEW
 from tables.sink import Server
 from tests.integration.rows import write_as_the_worker
 from tests.private_clickhouse import admin_query, private_clickhouse
@@ -133,7 +134,7 @@ def test_what_18_16_still_lets_it_read_is_the_system_tables(
             clickhouse, "SELECT name FROM system.tables WHERE database = 'riskstream'"
         )
     )
-    assert sorted(cast(str, name) for (name,) in tables) == [
-        "predictions",
-        "predictions_unique",
-    ]
+    # The tables and views the stack creates for the app, nothing else.
+    assert sorted(cast(str, name) for (name,) in tables) == sorted(
+        [TABLE, UNIQUE_VIEW, LABELS_TABLE, LABELLED_VIEW]
+    )
