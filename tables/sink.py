@@ -216,11 +216,7 @@ class Sink(Service, abc.ABC):
         if not rows:
             return
 
-        async def insert() -> None:
-            await self._prepare()
-            await self._insert_labels(rows)
-
-        await self._retrying(f"insert {len(rows)} labels", insert)
+        await self._store(f"{len(rows)} labels", lambda: self._insert_labels(rows))
         self.labels_inserted += len(rows)
 
     def flush_when(self, nothing_more_coming: Callable[[], bool]) -> None:
@@ -290,16 +286,21 @@ class Sink(Service, abc.ABC):
         stored_at_ms = int(time.time() * 1000)
         rows = [row for rows, _ in batch for row in rows]
 
-        async def insert() -> None:
-            await self._prepare()
-            await self._insert(rows, stored_at_ms)
-
-        await self._retrying(f"insert {len(rows)} rows", insert)
+        await self._store(f"{len(rows)} rows", lambda: self._insert(rows, stored_at_ms))
         self.rows_inserted += len(rows)
         self.inserts += 1
         for _, future in batch:
             if not future.done():
                 future.set_result(stored_at_ms)
+
+    async def _store(self, what: str, insert: Callable[[], Awaitable[None]]) -> None:
+        """Insert ``what`` with ``insert``, (re)connecting first, retried until it is durable."""
+
+        async def connected_insert() -> None:
+            await self._prepare()
+            await insert()
+
+        await self._retrying(f"insert {what}", connected_insert)
 
     async def _retrying(
         self, what: str, action: Callable[[], Awaitable[object]]
