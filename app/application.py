@@ -42,6 +42,10 @@ def create_app(settings: Settings) -> RiskstreamApp:
         autodiscover=False,
         origin="app",
         topic_partitions=settings.topic_partitions,
+        # Faust's own topics (the stats table's changelog, its leader topic)
+        # as replicated as the app's; every write waits for the in-sync replicas.
+        topic_replication_factor=settings.replication_factor,
+        producer_acks=-1,
         # Auto-creation is off on the broker: the app declares its own topics.
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",

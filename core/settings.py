@@ -361,8 +361,18 @@ class Settings(BaseSettings):
     @property
     def min_insync_replicas(self) -> int:
         """A majority of RISKSTREAM_TOPIC_REPLICATION_FACTOR: a write survives any minority of brokers lost."""
+        return self.replication_factor // 2 + 1
+
+    @property
+    def replication_factor(self) -> int:
+        """RISKSTREAM_TOPIC_REPLICATION_FACTOR, resolved from the topology when unset."""
         assert self.topic_replication_factor is not None
-        return self.topic_replication_factor // 2 + 1
+        return self.topic_replication_factor
+
+    @property
+    def topic_config(self) -> dict[str, str]:
+        """The topic configs of every topic the app creates (Kafka's names, string values)."""
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
 
     @property
     def clickhouse_addresses(self) -> list[tuple[str, int]]:

@@ -8,17 +8,25 @@ is a ``ReplacingMergeTree`` on the Kafka coordinates: a record written
 twice keeps one row once parts merge, and ``FINAL`` (the view
 ``predictions_unique``) counts it once before they have (see
 :mod:`tables.predictions`).
+
+On a cluster (``RISKSTREAM_CLICKHOUSE_CLUSTER``) the connection goes to the
+first of ``RISKSTREAM_CLICKHOUSE_HOSTS`` that answers, and the insert into
+the ``Distributed`` table is synchronous (``insert_distributed_sync``): it
+returns once a replica of every shard holds its rows, never while they
+wait in a local queue of the server that took them, so an acked offset
+never points past a row that only one server's disk has seen.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import asynch
 import asynch.errors
 
+from core.settings import Settings
 from tables.predictions import (
     COLUMNS,
     LABELLED_VIEW,
@@ -49,7 +57,24 @@ class ClickHouseSink(Sink):
         super().__init__(server, **kwargs)
         self._insert_sql = insert_statement(server.database)
         self._label_insert_sql = label_insert_statement(server.database)
+        self._insert_settings = {"insert_distributed_sync": 1} if server.cluster else {}
         self._connection: asynch.Connection | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **server: Any) -> Self:
+        """Every server of RISKSTREAM_CLICKHOUSE_HOSTS, in order, and the cluster."""
+        (host, port), *others = settings.clickhouse_addresses
+        assert settings.clickhouse_cluster is not None
+        return super().from_settings(
+            settings,
+            **{
+                "host": host,
+                "port": port,
+                "failover": tuple(f"{h}:{p}" for h, p in others),
+                "cluster": settings.clickhouse_cluster,
+                **server,
+            },
+        )
 
     @property
     def table(self) -> str:
@@ -62,7 +87,9 @@ class ClickHouseSink(Sink):
         await connection.connect()
         try:
             async with connection.cursor() as cursor:
-                for statement in await prepare_schema(cursor, self.database):
+                for statement in await prepare_schema(
+                    cursor, self.database, self.server.cluster
+                ):
                     logger.info("ClickHouse %s: %s", self.address, statement)
         except BaseException:
             await connection.close()
@@ -73,11 +100,13 @@ class ClickHouseSink(Sink):
         assert self._connection is not None
         stamp = (stored_at_ms // 1000, stored_at_ms)
         async with self._connection.cursor() as cursor:
+            cursor.set_settings(self._insert_settings)
             await cursor.execute(self._insert_sql, [row + stamp for row in rows])
 
     async def _insert_labels(self, rows: Sequence[LabelRow]) -> None:
         assert self._connection is not None
         async with self._connection.cursor() as cursor:
+            cursor.set_settings(self._insert_settings)
             await cursor.execute(self._label_insert_sql, list(rows))
 
     async def _disconnect(self) -> None:
@@ -94,6 +123,7 @@ class ClickHouseSink(Sink):
             port=self.server.port,
             user=self.server.user,
             password=self.server.password,
+            alt_hosts=",".join(self.server.failover) or None,
             # No database: every statement names its own, and the app's user
             # may be confined to it (naming `default` would be refused).
             database="",
