@@ -296,6 +296,8 @@ class Settings(BaseSettings):
                 if self.stack_topology == "cluster"
                 else f"{self.clickhouse_host}:{self.clickhouse_port}"
             )
+        if not self.clickhouse_addresses:
+            raise ValueError("RISKSTREAM_CLICKHOUSE_HOSTS names no server")
         if self.model_repository is None:
             self.model_repository = self.data_dir / "models"
         if (

@@ -67,10 +67,10 @@ def test_explicit_client_settings_win_over_the_topology() -> None:
     assert settings.min_insync_replicas == 2
 
 
-@pytest.mark.parametrize("hosts", ["ch.example", "ch.example:port", ":"])
+@pytest.mark.parametrize("hosts", ["ch.example", "ch.example:port", ":", "a:1,b"])
 def test_a_host_without_a_port_is_refused_with_the_entry(hosts: str) -> None:
     with pytest.raises(ValueError, match="not host:port"):
-        Settings(clickhouse_hosts=hosts).clickhouse_addresses
+        Settings(clickhouse_hosts=hosts)
 
 
 def test_replication_factor_below_one_is_refused() -> None:
