@@ -360,6 +360,28 @@ class Settings(BaseSettings):
             zookeeper_port=self.zookeeper_port,
         )
 
+    def cluster_beside(self) -> Settings:
+        """A cluster-topology stack that can run beside this one: its own folder, every base port + 20.
+
+        The bench and the tests run both topologies in one session; +20
+        keeps every node of the cluster (base + 100 k) clear of the single
+        stack's ports and of each other.
+        """
+        return Settings(
+            stack_topology="cluster",
+            stack_dir=self.stack_dir / "cluster",
+            **{field: getattr(self, field) + _BESIDE_SHIFT for field in _STACK_PORTS},
+        )
+
+    def stack_env(self) -> dict[str, str]:
+        """The ``RISKSTREAM_*`` variables that point a child process at this stack."""
+        values: dict[str, object] = {
+            "stack_dir": self.stack_dir,
+            "stack_topology": self.stack_topology,
+            **{field: getattr(self, field) for field in _STACK_PORTS},
+        }
+        return {f"RISKSTREAM_{name.upper()}": str(value) for name, value in values.items()}
+
     @property
     def min_insync_replicas(self) -> int:
         """A majority of RISKSTREAM_TOPIC_REPLICATION_FACTOR: a write survives any minority of brokers lost."""
@@ -421,6 +443,20 @@ _SECRET_FILES = {
     "postgresql_password": "postgresql_password_file",
     "kafka_sasl_password": "kafka_sasl_password_file",
 }
+
+
+#: The base ports of the local stack's services.
+_STACK_PORTS = (
+    "kafka_port",
+    "kafka_controller_port",
+    "clickhouse_port",
+    "clickhouse_http_port",
+    "clickhouse_interserver_port",
+    "zookeeper_port",
+)
+
+#: How far :meth:`Settings.cluster_beside` moves each base port.
+_BESIDE_SHIFT = 20
 
 
 def _names(text: str) -> list[str]:

@@ -76,3 +76,37 @@ def test_a_host_without_a_port_is_refused_with_the_entry(hosts: str) -> None:
 def test_replication_factor_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Settings(topic_replication_factor=0)
+
+
+def _ports(settings: Settings) -> set[int]:
+    topology = settings.topology
+    return {
+        *(p for node in topology.kafka for p in (node.port, node.controller_port)),
+        *(
+            p
+            for node in topology.clickhouse
+            for p in (node.port, node.http_port, node.interserver_port)
+        ),
+        *(node.port for node in topology.zookeeper),
+    }
+
+
+def test_a_cluster_beside_the_single_stack_shares_no_port_and_no_folder() -> None:
+    single = Settings()
+    cluster = single.cluster_beside()
+    assert cluster.stack_topology == "cluster"
+    assert cluster.stack_dir == single.stack_dir / "cluster"
+    assert not _ports(single) & _ports(cluster)
+    assert len(_ports(cluster)) == 3 * 2 + 4 * 3 + 1
+
+
+def test_a_child_given_the_stack_env_sees_the_same_stack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cluster = Settings().cluster_beside()
+    for name, value in cluster.stack_env().items():
+        monkeypatch.setenv(name, value)
+    child = Settings()
+    assert child.topology == cluster.topology
+    assert child.kafka_bootstrap == cluster.kafka_bootstrap
+    assert child.clickhouse_addresses == cluster.clickhouse_addresses
