@@ -247,15 +247,15 @@ ShadowAnswer = tuple[LoadedModel, BatchResult | str]
 
 
 async def _score_shadow(
-    served: ServedModel, model: LoadedModel, instances: list[Any]
+    served: ServedModel, instances: list[Any]
 ) -> ShadowAnswer | None:
-    """The shadow's answer to the rows ``model`` answered, or None without a shadow.
+    """The shadow's answer to the rows the current version answered, or None without a shadow.
 
     Anything the shadow raises is caught and reported: it must never fail
     the request that the current version already answered.
     """
     shadow = served.shadow
-    if shadow is None or shadow.version == model.version:
+    if shadow is None:
         return None
     try:
         return shadow, await shadow.score(instances)
@@ -294,7 +294,7 @@ async def _predict(
     """The reference's predict: ``model``'s answers, with the shadow's beside them."""
     instances = _instances(request, await _body(request))
     result = await _score(request, served, model, instances)
-    shadow = await _score_shadow(served, model, instances)
+    shadow = await _score_shadow(served, instances)
     return _json({"predictions": _with_shadow(model.predictions(result), shadow)})
 
 
@@ -588,7 +588,7 @@ async def v2_infer(request: web.Request) -> web.Response:
             f"{len(result.errors)} invalid row(s): "
             + "; ".join(f"row {row}: {reason}" for row, reason in shown)
         )
-    shadow = await _score_shadow(served, model, instances)
+    shadow = await _score_shadow(served, instances)
     scored_shadow = None
     parameters: dict[str, Any] = {}
     if shadow is not None:

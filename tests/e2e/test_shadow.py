@@ -128,6 +128,10 @@ def test_the_shadows_agreement_rate_in_stats_is_the_offline_agreement_of_the_two
     compared = [(c, s) for c, s in zip(current, shadow, strict=True) if c and s]
     offline = sum(c == s for c, s in compared) / len(compared)
     assert 0.5 < offline < 1.0  # two different models: some disagreement
+    print(
+        f"shadow agreement offline: {sum(c == s for c, s in compared)} of "
+        f"{len(compared)} records = {offline:.4f}"
+    )
     (entry,) = worker.stats()["shadow"]["versions"]
     assert entry["model"] == MODEL
     assert (entry["version"], entry["shadow_version"]) == ("1", "2")
