@@ -38,6 +38,7 @@ from tables.predictions import (
     label_insert_statement,
     prepare_schema,
     quote_identifier,
+    shadow_agreement_query,
 )
 from tables.sink import Server, Sink
 
@@ -172,6 +173,21 @@ class ClickHouseSink(Sink):
             for record_id, label in await self._query(
                 f"SELECT record_id, label FROM "
                 f"{quote_identifier(self.database)}.{LABELLED_VIEW}"
+            )
+        ]
+
+    async def shadow_agreement(self) -> list[tuple[str, str, str, int, int, int]]:
+        return [
+            (
+                str(name),
+                str(version),
+                str(shadow),
+                int(records),
+                int(compared),
+                int(agreed),
+            )
+            for name, version, shadow, records, compared, agreed in await self._query(
+                shadow_agreement_query(self.database)
             )
         ]
 

@@ -17,7 +17,12 @@ numeric ones in ``feature_values`` (NaN = missing), parallel to
 ``feature_names``, the others (categories, "true"/"false") as text in
 ``text_feature_values`` ("" = missing), parallel to ``text_feature_names``.
 A classifier's answer is ``predicted_label`` with its ``probabilities``; a
-regression's is ``predicted_value`` (NaN for a classifier).
+regression's is ``predicted_value`` (NaN for a classifier). A row scored
+while a shadow version ran beside the current one also holds the shadow's
+answer: ``shadow_version``, ``shadow_label`` ("" where the shadow did not
+score the row) and ``shadow_probabilities``, parallel to
+``probability_labels`` (NaN for a class the shadow does not have); all
+empty without a shadow. :func:`shadow_agreement_query` compares the two.
 
 Ground truth arrives late, on its own topic, into ``labels``: a
 ``ReplacingMergeTree`` on the label message's Kafka coordinates, like the
@@ -59,6 +64,7 @@ __all__ = [
     "prepare_schema",
     "quote_identifier",
     "quote_name",
+    "shadow_agreement_query",
     "upgrade_statements",
 ]
 
@@ -100,6 +106,10 @@ class PredictionRow(NamedTuple):
     text_feature_names: list[str]
     text_feature_values: list[str]
     predicted_value: float
+    shadow_version: str = ""
+    shadow_label: str = ""
+    #: parallel to ``probability_labels``; the default is shared (rows are only read)
+    shadow_probabilities: list[float] = []  # noqa: RUF012
 
 
 class LabelRow(NamedTuple):
@@ -150,6 +160,9 @@ COLUMNS: dict[str, str] = {
     "text_feature_names": "Array(String)",
     "text_feature_values": "Array(String)",
     "predicted_value": "Float64 DEFAULT nan",
+    "shadow_version": "String DEFAULT ''",
+    "shadow_label": "String DEFAULT ''",
+    "shadow_probabilities": "Array(Float64) DEFAULT emptyArrayFloat64()",
 }
 
 #: The two columns the writer stamps on every row just before the insert.
@@ -405,6 +418,23 @@ def label_insert_statement(database: str) -> str:
     return (
         f"INSERT INTO {quote_identifier(database)}.{LABELS_TABLE} "
         f"({', '.join(LabelRow._fields)}) VALUES"
+    )
+
+
+def shadow_agreement_query(database: str) -> str:
+    """Per (model, version, shadow version): records, records both scored, and both gave one label.
+
+    Each record once (``FINAL``); a record the shadow did not score
+    (``shadow_label`` empty) is counted but not compared.
+    """
+    return (
+        "SELECT model_name, model_version, shadow_version, count() AS records,\n"
+        "    countIf(shadow_label != '') AS compared,\n"
+        "    countIf(shadow_label != '' AND shadow_label = predicted_label) AS agreed\n"
+        f"FROM {quote_identifier(database)}.{TABLE} FINAL\n"
+        "WHERE shadow_version != ''\n"
+        "GROUP BY model_name, model_version, shadow_version\n"
+        "ORDER BY model_name, model_version, shadow_version"
     )
 
 

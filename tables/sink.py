@@ -199,6 +199,13 @@ class Sink(Service, abc.ABC):
         """(record id, latest label) of every stored prediction that has a label, each once."""
 
     @abc.abstractmethod
+    async def shadow_agreement(self) -> list[tuple[str, str, str, int, int, int]]:
+        """Per (model, version, shadow version): records, records both scored, both agreed on.
+
+        Each record once, over every stored prediction that had a shadow.
+        """
+
+    @abc.abstractmethod
     def analysis_hint(self) -> str:
         """A shell command an operator can paste to look at the predictions (no password in it)."""
 
