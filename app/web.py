@@ -6,6 +6,9 @@ peers are the hosts the partition assignor lists for the stats table) and
 adds the reports up; any worker answers for the whole group. ``/metrics``
 (Prometheus) is Faust's sensor's page, set up with the App, or with
 ``RISKSTREAM_FAUST_METRICS=false`` a page of riskstream's metrics alone.
+``/stats`` also carries ``live_quality``: quality and drift per window and
+model version, computed in ClickHouse (:mod:`tables.monitor`), so every
+worker gives the same figures.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from agents.score import Scoring
 from agents.topics import StreamTopics
+from tables.monitor import LiveMonitor, rounded
 from tables.stats import StreamStats, merge_reports
 
 __all__ = ["add_web_views"]
@@ -40,6 +44,10 @@ UNITS = {
     "_epoch_s": "seconds since 1970-01-01 UTC",
     "_per_s": "records per second",
     "requests, rows, failures, ejections, slow_ejections, outages": "counts",
+    "accuracy, sensitivity, specificity, roc_auc, mean_predicted, observed_rate, "
+    "missing_ratio, *_mix": "ratios from 0 to 1",
+    "brier_score": "mean squared error of P(positive), 0 to 1",
+    "*psi": "population stability index (0 = the training distribution)",
 }
 
 
@@ -97,6 +105,7 @@ def add_web_views(
     topics: StreamTopics,
     stats: StreamStats,
     scoring: Scoring,
+    monitor: LiveMonitor,
     faust_metrics: bool,
 ) -> None:
     """Add the pages to ``app``; ``/metrics`` too unless Faust's sensor serves it (``faust_metrics``)."""
@@ -168,6 +177,8 @@ def add_web_views(
         ]
         body["unreachable_workers"] = unreachable
         body["model_servers"] = _servers_overview(reports)
+        # from ClickHouse (the record of truth), the same whichever worker answers
+        body["live_quality"] = rounded(await monitor.report())
         return self.json(body)
 
     @app.page("/dashboard")

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from core.settings import Settings
 from models.drift import DriftReference, reference_from_card
 from models.errors import ModelsError
 from models.repository import ModelRepository
+from tables.clickhouse import ClickHouseSink
 from tables.drift import (
     add_counts,
     drift_figures,
@@ -41,14 +44,20 @@ from tables.quality import (
     score_counts_query,
     totals,
 )
+from tables.sink import Sink
 
 __all__ = [
     "LiveMonitor",
     "Query",
     "References",
+    "drift_report",
     "quality_report",
     "repository_references",
+    "rounded",
 ]
+
+#: Decimals of the ratios and PSIs on /stats.
+DIGITS = 6
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +198,22 @@ class LiveMonitor:
         self._lock = asyncio.Lock()
         self._refreshing: asyncio.Task[dict[str, Any]] | None = None
 
+    @classmethod
+    def from_settings(cls, settings: Settings, sinks: Sequence[Sink]) -> LiveMonitor:
+        """The monitor of the worker's ClickHouse sink (unavailable, with why, without one)."""
+        clickhouse = next((s for s in sinks if isinstance(s, ClickHouseSink)), None)
+        return cls(
+            clickhouse.query if clickhouse is not None else None,
+            settings.clickhouse_database,
+            repository_references(settings.repository_path),
+            window_s=settings.stats_window_s,
+            retention_s=settings.stats_retention_s,
+            refresh_s=settings.quality_refresh_s,
+            unavailable="live quality and drift are computed in ClickHouse, and "
+            "RISKSTREAM_SINKS names no clickhouse sink",
+            errors=ClickHouseSink.transient,
+        )
+
     @property
     def latest(self) -> Mapping[str, Any] | None:
         """The last report computed, however old (None before the first)."""
@@ -239,3 +264,14 @@ class LiveMonitor:
             logger.warning("live quality and drift: ClickHouse query failed: %s", exc)
             body["error"] = f"ClickHouse query failed: {type(exc).__name__}: {exc}"
         return body
+
+
+def rounded(value: Any, digits: int = DIGITS) -> Any:
+    """``value`` with every float rounded to ``digits`` decimals (for /stats; the gauges keep all)."""
+    if isinstance(value, float):
+        return round(value, digits) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, list):
+        return [rounded(item, digits) for item in value]
+    return value
