@@ -9,6 +9,7 @@ import asyncio
 import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,13 @@ from models.drift import (
     psi,
     reference_from_card,
 )
-from tables.monitor import drift_report, quality_report
+from models.repository import ModelRepository
+from tables.monitor import (
+    LiveMonitor,
+    drift_report,
+    quality_report,
+    repository_references,
+)
 from tables.predictions import (
     LABELLED_VIEW,
     PredictionRow,
@@ -305,3 +312,58 @@ def test_drift_per_window_equals_numpy_over_the_stored_rows(
         T0_S + 20,
     ]
     assert sum(w["records"] for w in first["windows"]) == totals["records"]
+
+
+def test_a_version_without_training_bins_gets_drift_unavailable_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    repository = ModelRepository(tmp_path)
+    repository.save("old", {"model.pmml": b"<PMML/>"}, {"algorithm": "tree"})
+    bins = {"drift_reference": drift_reference(load_dataset("wisconsin-original"))}
+    repository.save("old", {"model.pmml": b"<PMML/>"}, bins)
+    references = repository_references(tmp_path)
+    assert "no training bins" in str(references("old", "1"))
+    assert isinstance(references("old", "2"), DriftReference)
+    assert "unknown version 3" in str(references("old", "3"))
+    assert "not a repository version" in str(references("imported", "pmml"))
+
+
+def test_the_monitor_queries_clickhouse_once_per_refresh(
+    clickhouse: session.Session,
+) -> None:
+    queries: list[str] = []
+    run = _query(clickhouse)
+
+    async def counted(sql: str) -> list[tuple[Any, ...]]:
+        queries.append(sql)
+        return await run(sql)
+
+    monitor = LiveMonitor(
+        counted,
+        DB,
+        lambda model, version: "no card",
+        window_s=10,
+        retention_s=10**10,  # the test rows' event times are in the past
+        refresh_s=3600,
+    )
+
+    async def twice() -> tuple[dict[str, Any], dict[str, Any]]:
+        return await monitor.report(), await monitor.report()
+
+    first, second = asyncio.run(twice())
+    assert first is second and first["error"] is None
+    assert len(queries) == 4  # quality x3, label mix; no card: no bins query
+    assert [m["version"] for m in first["quality"]] == ["1", "2"]
+    assert first["drift"][0]["reason"] == "no card"
+
+    unavailable = LiveMonitor(
+        None,
+        DB,
+        lambda model, version: "no card",
+        window_s=10,
+        retention_s=60,
+        refresh_s=1,
+        unavailable="no ClickHouse sink",
+    )
+    report = asyncio.run(unavailable.report())
+    assert report["error"] == "no ClickHouse sink" and report["quality"] == []
