@@ -59,6 +59,9 @@ __all__ = [
 #: Decimals of the ratios and PSIs on /stats.
 DIGITS = 6
 
+#: Seconds one computation may take before /stats reports it failed (a hung ClickHouse).
+COMPUTE_TIMEOUT_S = 20.0
+
 logger = logging.getLogger(__name__)
 
 #: Runs one SELECT and gives its rows.
@@ -253,14 +256,19 @@ class LiveMonitor:
             body["error"] = self._unavailable
             return body
         windows = Windows.retained(self.window_s, self.retention_s, now)
-        try:
-            body["quality"] = await quality_report(self._query, self._database, windows)
+        query = self._query
+
+        async def both() -> None:
+            body["quality"] = await quality_report(query, self._database, windows)
             body["drift"] = await drift_report(
-                self._query, self._database, windows, self._references
+                query, self._database, windows, self._references
             )
-        except (
-            self._errors
-        ) as exc:  # the store away, or no schema yet: say so, keep serving
+
+        failures: tuple[type[BaseException], ...] = (TimeoutError, *self._errors)
+        try:
+            await asyncio.wait_for(both(), COMPUTE_TIMEOUT_S)
+        except failures as exc:
+            # the store away or hung, or no schema yet: say so, keep serving
             logger.warning("live quality and drift: ClickHouse query failed: %s", exc)
             body["error"] = f"ClickHouse query failed: {type(exc).__name__}: {exc}"
         return body

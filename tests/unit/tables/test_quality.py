@@ -22,6 +22,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from core.settings import Settings
 from models.dataset import load_dataset
 from models.drift import (
     EPSILON,
@@ -52,6 +53,8 @@ from tables.quality import (
     Windows,
     roc_auc_from_counts,
 )
+from tables.sinks import build_sink
+from tests.ports import free_port
 
 DB = "rs_quality"
 FEATURES = ["clump_thickness", "bare_nuclei"]
@@ -367,3 +370,12 @@ def test_the_monitor_queries_clickhouse_once_per_refresh(
     )
     report = asyncio.run(unavailable.report())
     assert report["error"] == "no ClickHouse sink" and report["quality"] == []
+
+
+def test_the_monitor_reports_a_clickhouse_that_does_not_answer_as_an_error() -> None:
+    settings = Settings(clickhouse_port=free_port(), sinks="clickhouse")
+    sinks = [build_sink("clickhouse", settings)]
+    monitor = LiveMonitor.from_settings(settings, sinks)
+    report = asyncio.run(monitor.report())
+    assert report["error"].startswith("ClickHouse query failed: ")
+    assert report["quality"] == [] and report["drift"] == []
