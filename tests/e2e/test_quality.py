@@ -92,12 +92,14 @@ def assert_equal(
                 assert entry[key] == pytest.approx(value, abs=tolerance), key
 
 
-def test_live_quality_with_labels_five_seconds_late_equals_sklearn_and_drift_is_near_zero(
+def test_live_quality_with_labels_five_seconds_late_equals_sklearn_on_both_workers_and_drift_is_near_zero(
     pipeline: Pipeline,
 ) -> None:
     pipeline.start_model_server()
     pipeline.declare_feature_topic()
     worker = pipeline.start_worker(**SETTINGS)
+    # two workers share the partitions; each answers from ClickHouse alike
+    second = pipeline.start_worker("worker-2", **SETTINGS)
     produced = produced_by(pipeline.generate("--replay", "--labels-delay", "5"))
     assert produced == 699
     wait_until(
@@ -115,6 +117,17 @@ def test_live_quality_with_labels_five_seconds_late_equals_sklearn_and_drift_is_
         "/stats to count 699 labelled records",
     )
     (model,) = body["quality"]
+    other = wait_until(
+        lambda: (
+            (b := live(second))["quality"]
+            and b["quality"][0]["totals"]["labelled_records"] == 699
+            and b
+        ),
+        60,
+        "worker-2's /stats to count 699 labelled records",
+    )
+    assert other["quality"] == body["quality"]
+    assert other["drift"] == body["drift"]
     # The same stored rows, read back from ClickHouse, scored offline.
     stored = pipeline.rows(["record_id", "event_time_ms", "model_version"])
     assert len(stored) == 699 and {v for _, _, v in stored} == {model["version"]}
