@@ -10,7 +10,9 @@ adds the reports up; any worker answers for the whole group. ``/metrics``
 ``/stats`` also shows, under ``shadow``, how often a shadow version agreed
 with the current one: counted by the first sink over the stored
 predictions (each record once), so it is the whole group's figure and the
-same after a restart.
+same after a restart; and, under ``live_quality``, quality and drift per window and
+model version, computed in ClickHouse (:mod:`tables.monitor`), so every
+worker gives the same figures.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from agents.score import Scoring
 from agents.topics import StreamTopics
+from tables.monitor import LiveMonitor, rounded
 from tables.sink import Sink
 from tables.stats import StreamStats, merge_reports
 
@@ -48,6 +51,10 @@ UNITS = {
     "requests, rows, failures, ejections, slow_ejections, outages": "counts",
     "agreement_rate": "fraction (0-1) of the compared records on which the shadow "
     "version predicted the current version's label",
+    "accuracy, sensitivity, specificity, roc_auc, mean_predicted, observed_rate, "
+    "missing_ratio, *_mix": "ratios from 0 to 1",
+    "brier_score": "mean squared error of P(positive), 0 to 1",
+    "*psi": "population stability index (0 = the training distribution)",
 }
 
 #: Seconds /stats waits for the store's shadow agreement before leaving it out.
@@ -139,6 +146,7 @@ def add_web_views(
     topics: StreamTopics,
     stats: StreamStats,
     scoring: Scoring,
+    monitor: LiveMonitor,
     faust_metrics: bool,
 ) -> None:
     """Add the pages to ``app``; ``/metrics`` too unless Faust's sensor serves it (``faust_metrics``)."""
@@ -211,6 +219,8 @@ def add_web_views(
         body["unreachable_workers"] = unreachable
         body["model_servers"] = _servers_overview(reports)
         body["shadow"] = await _shadow_agreement(scoring.sinks[0])
+        # from ClickHouse (the record of truth), the same whichever worker answers
+        body["live_quality"] = rounded(await monitor.report())
         return self.json(body)
 
     @app.page("/dashboard")

@@ -208,6 +208,9 @@ class Settings(BaseSettings):
     stats_retention_s: int = 3600
     """Seconds of stats windows kept (and shown on the dashboard)."""
 
+    quality_refresh_s: float = 10.0
+    """Seconds the live quality and drift figures (computed in ClickHouse) are kept before /stats or /metrics recompute them."""
+
     # --- faults and limits ---------------------------------------------------
     score_slow_factor: float = 5.0
     """A model server whose mean latency exceeds this many times the other servers' (and RISKSTREAM_SCORE_SLOW_MIN_MS) leaves rotation."""

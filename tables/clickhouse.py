@@ -130,7 +130,8 @@ class ClickHouseSink(Sink):
             database="",
         )
 
-    async def _query(self, query: str) -> list[tuple[Any, ...]]:
+    async def query(self, query: str) -> list[tuple[Any, ...]]:
+        """The rows of ``query``, on a connection of its own (live quality and drift read so)."""
         connection = self._connect()
         await connection.connect()
         try:
@@ -141,13 +142,13 @@ class ClickHouseSink(Sink):
             await connection.close()
 
     async def count_rows(self) -> int:
-        [(count,)] = await self._query(
+        [(count,)] = await self.query(
             f"SELECT count() FROM {quote_identifier(self.database)}.predictions"
         )
         return int(count)
 
     async def count_records(self) -> int:
-        [(count,)] = await self._query(dedup_count_query(self.database))
+        [(count,)] = await self.query(dedup_count_query(self.database))
         return int(count)
 
     async def rows(self, columns: Sequence[str]) -> list[tuple[Any, ...]]:
@@ -155,14 +156,14 @@ class ClickHouseSink(Sink):
         unknown = [c for c in columns if c not in COLUMNS]
         if unknown:
             raise ValueError(f"no such column: {', '.join(unknown)}")
-        return await self._query(
+        return await self.query(
             f"SELECT {', '.join(columns)} FROM "
             f"{quote_identifier(self.database)}.predictions ORDER BY stored_at_ms "
             "LIMIT 1 BY source_topic, source_partition, source_offset"
         )
 
     async def count_labels(self) -> int:
-        [(count,)] = await self._query(
+        [(count,)] = await self.query(
             f"SELECT count() FROM {quote_identifier(self.database)}.{LABELS_TABLE} FINAL"
         )
         return int(count)
@@ -170,7 +171,7 @@ class ClickHouseSink(Sink):
     async def labelled(self) -> list[tuple[str, str]]:
         return [
             (str(record_id), str(label))
-            for record_id, label in await self._query(
+            for record_id, label in await self.query(
                 f"SELECT record_id, label FROM "
                 f"{quote_identifier(self.database)}.{LABELLED_VIEW}"
             )
@@ -186,7 +187,7 @@ class ClickHouseSink(Sink):
                 int(compared),
                 int(agreed),
             )
-            for name, version, shadow, records, compared, agreed in await self._query(
+            for name, version, shadow, records, compared, agreed in await self.query(
                 shadow_agreement_query(self.database)
             )
         ]
