@@ -35,6 +35,8 @@ from tables.drift import (
 )
 from tables.quality import (
     CURRENT,
+    CURRENT_BESIDE_SHADOW,
+    SHADOW,
     ScoreColumns,
     Windows,
     calibration_query,
@@ -251,6 +253,7 @@ class LiveMonitor:
             "error": None,
             "quality": [],
             "drift": [],
+            "shadow": {"shadow": [], "current": []},
         }
         if self._query is None:
             body["error"] = self._unavailable
@@ -263,6 +266,13 @@ class LiveMonitor:
             body["drift"] = await drift_report(
                 query, self._database, windows, self._references
             )
+            # side by side on the same records: those the shadow scored too
+            body["shadow"] = {
+                "shadow": await quality_report(query, self._database, windows, SHADOW),
+                "current": await quality_report(
+                    query, self._database, windows, CURRENT_BESIDE_SHADOW
+                ),
+            }
 
         failures: tuple[type[BaseException], ...] = (TimeoutError, *self._errors)
         try:

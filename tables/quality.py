@@ -33,6 +33,8 @@ __all__ = [
     "CALIBRATION_EDGES",
     "CURRENT",
     "QualityCounts",
+    "CURRENT_BESIDE_SHADOW",
+    "SHADOW",
     "ScoreColumns",
     "Windows",
     "calibration_query",
@@ -55,6 +57,9 @@ class ScoreColumns:
     label: str = "predicted_label"
     probabilities: str = "probabilities"
     probability_labels: str = "probability_labels"
+    #: Only the rows where this column is not empty (e.g. ``shadow_label``: the records
+    #: the shadow scored too, so both versions are judged on the same records).
+    scored_by: str = ""
 
     def __post_init__(self) -> None:
         for column in (
@@ -62,6 +67,7 @@ class ScoreColumns:
             self.label,
             self.probabilities,
             self.probability_labels,
+            *([self.scored_by] if self.scored_by else []),
         ):
             if column not in COLUMNS:
                 raise ValueError(f"no such prediction column: {column!r}")
@@ -69,6 +75,14 @@ class ScoreColumns:
 
 #: The current model's answer, as the pipeline stores it.
 CURRENT = ScoreColumns()
+
+#: The shadow version's answer (``riskstream models shadow``), parallel to the current's classes.
+SHADOW = ScoreColumns(
+    version="shadow_version", label="shadow_label", probabilities="shadow_probabilities"
+)
+
+#: The current version's answer on the records the shadow scored too: its side of the comparison.
+CURRENT_BESIDE_SHADOW = ScoreColumns(scored_by=SHADOW.label)
 
 
 @dataclass(frozen=True)
@@ -110,6 +124,7 @@ def _rows_of(
         f"       {c.probabilities}[indexOf({c.probability_labels}, {pos})], nan) AS p\n"
         f"FROM {quote_identifier(database)}.{LABELLED_VIEW}\n"
         f"WHERE {windows.condition()} AND {c.label} != '' AND label != ''"
+        + (f" AND {c.scored_by} != ''" if c.scored_by else "")
     )
 
 

@@ -49,6 +49,8 @@ from tables.predictions import (
 from tables.quality import (
     CALIBRATION_EDGES,
     CURRENT,
+    CURRENT_BESIDE_SHADOW,
+    SHADOW,
     ScoreColumns,
     Windows,
     roc_auc_from_counts,
@@ -200,12 +202,15 @@ def _query(chs: session.Session) -> Any:
 WINDOWS = Windows(10, T0_S)
 
 
-def _offline(chs: session.Session, columns: ScoreColumns = CURRENT) -> dict[Any, Any]:
+def _offline(
+    chs: session.Session, columns: ScoreColumns = CURRENT, where: str = "1"
+) -> dict[Any, Any]:
     """(window, version) -> rows (label, predicted label, P(1)) read back from the view."""
     answer = json.loads(
         chs.query(
             f"SELECT intDiv(event_time_ms, 10000) * 10, {columns.version}, label, "
-            f"{columns.label}, {columns.probabilities}[2] FROM {DB}.{LABELLED_VIEW}",
+            f"{columns.label}, {columns.probabilities}[2] FROM {DB}.{LABELLED_VIEW} "
+            f"WHERE {where}",
             "JSONCompact",
         ).bytes()
     )
@@ -260,6 +265,63 @@ def test_quality_per_window_and_version_equals_sklearn_over_the_stored_rows(
     # windows before the first one kept are left out
     later = asyncio.run(quality_report(_query(clickhouse), DB, Windows(10, T0_S + 20)))
     assert {w["start_epoch_s"] for m in later for w in m["windows"]} == {T0_S + 20}
+
+
+def test_shadow_and_current_quality_side_by_side_on_the_records_both_scored() -> None:
+    """The shadow's figures from its own columns, the current's over the same records."""
+    chs = session.Session()
+    try:
+        for statement in create_statements(DB):
+            chs.query(statement)
+        rng = np.random.default_rng(5)
+        rows = []
+        for i in range(300):
+            row = _row(i, rng, "1")
+            if i % 3:  # the shadow scored two records in three
+                q1 = float(round(rng.random() * 8) / 8)
+                row = row._replace(
+                    shadow_version="2",
+                    shadow_label="1" if q1 >= 0.5 else "0",
+                    shadow_probabilities=[1 - q1, q1],
+                )
+            rows.append(row)
+        stamp = (T0_S + 60, (T0_S + 60) * 1000)
+        chs.query(
+            f"{insert_statement(DB)} " + ", ".join(_literal(r + stamp) for r in rows)
+        )
+        labels = ", ".join(
+            _literal(
+                (
+                    "labels",
+                    0,
+                    i,
+                    f"r{i}",
+                    str(int(rng.random() < 0.4)),
+                    T0_S,
+                    T0_S * 1000,
+                )
+            )
+            for i in range(300)
+        )
+        chs.query(f"INSERT INTO {DB}.labels VALUES {labels}")
+        shadow = asyncio.run(quality_report(_query(chs), DB, WINDOWS, SHADOW))
+        current = asyncio.run(
+            quality_report(_query(chs), DB, WINDOWS, CURRENT_BESIDE_SHADOW)
+        )
+        assert [(m["model"], m["version"]) for m in shadow] == [("breast-cancer", "2")]
+        assert [(m["model"], m["version"]) for m in current] == [("breast-cancer", "1")]
+        both_scored = SHADOW.label
+        _check(
+            shadow[0]["totals"],
+            _offline(chs, SHADOW, where=f"{both_scored} != ''")[("total", "2")],
+        )
+        _check(
+            current[0]["totals"],
+            _offline(chs, CURRENT, where=f"{both_scored} != ''")[("total", "1")],
+        )
+        assert current[0]["totals"]["labelled_records"] == 200
+    finally:
+        chs.close()
 
 
 def test_the_quality_query_reads_the_columns_it_is_given() -> None:
@@ -355,7 +417,8 @@ def test_the_monitor_queries_clickhouse_once_per_refresh(
 
     first, second = asyncio.run(twice())
     assert first is second and first["error"] is None
-    assert len(queries) == 4  # quality x3, label mix; no card: no bins query
+    # quality x3, label mix, the shadow's and the current's beside it x3 each; no card: no bins query
+    assert len(queries) == 10
     assert [m["version"] for m in first["quality"]] == ["1", "2"]
     assert first["drift"][0]["reason"] == "no card"
 
