@@ -213,6 +213,8 @@ class Pipeline:
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
+            # the same stack as this test's (the cluster topology's, say)
+            **self.settings.stack_env(),
             "RISKSTREAM_SINKS": ",".join(self.sinks),
             # A per-test database: the stack's admin, through the socket, creates it.
             "RISKSTREAM_POSTGRESQL_HOST": str(
@@ -238,8 +240,16 @@ class Pipeline:
 
     def declare_feature_topic(self) -> None:
         """Create the topic before a worker joins, as the generator does."""
-        asyncio.run(
-            declare_topic(self.settings.kafka_bootstrap, self.feature_topic, PARTITIONS)
+        asyncio.run(self._declare(self.feature_topic))
+
+    async def _declare(self, topic: str) -> None:
+        """Create ``topic`` as the app would: its partitions, replication and topic configs."""
+        await declare_topic(
+            self.settings.kafka_bootstrap,
+            topic,
+            PARTITIONS,
+            replication_factor=self.settings.replication_factor,
+            config=self.settings.topic_config,
         )
 
     def start_worker(self, name: str = "worker", **settings: str) -> Worker:
@@ -276,7 +286,7 @@ class Pipeline:
         topic = topic or self.feature_topic
 
         async def send() -> int:
-            await declare_topic(self.settings.kafka_bootstrap, topic, PARTITIONS)
+            await self._declare(topic)
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.settings.kafka_bootstrap, acks="all"
             )
@@ -510,8 +520,13 @@ class Pipeline:
 
     def drop_databases(self) -> None:
         """Drop this test's database in each sink it used (best effort: the figures are taken)."""
+        on_cluster = (
+            f" ON CLUSTER {self.settings.clickhouse_cluster}"
+            if self.settings.clickhouse_cluster
+            else ""
+        )
         try:
-            self.clickhouse(f"DROP DATABASE IF EXISTS {self.database}")
+            self.clickhouse(f"DROP DATABASE IF EXISTS {self.database}{on_cluster}")
         except urllib.error.URLError:
             pass
         if "postgresql" in self.sinks:
