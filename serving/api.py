@@ -39,6 +39,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from models.protocol import (
+    EXPLAIN_KEY,
+    EXPLANATION_KEY,
     LABEL_KEY,
     PREDICTION_KEY,
     InferenceRequest,
@@ -158,12 +160,21 @@ def _parse(raw: bytes) -> Any:
         raise BadRequest(f"malformed JSON: {exc}") from exc
 
 
+def _explain(where: str, value: Any) -> bool:
+    """The ``explain`` flag of a request: absent is false, anything but a boolean a 400."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise BadRequest(
+        f"{where} must be true or false, not {orjson.dumps(value).decode()}"
+    )
+
+
 def _instances(request: web.Request, body: Any) -> list[Any]:
     if not isinstance(body, dict):
         raise BadRequest(
             'the body must be a JSON object like {"instances": [{...}, ...]}'
         )
-    unknown = set(body) - {"instances", "signature_name"}
+    unknown = set(body) - {"instances", "signature_name", EXPLAIN_KEY}
     if unknown:
         raise BadRequest(
             f'unknown top-level key(s) {sorted(unknown)}: expected "instances"'
@@ -212,9 +223,13 @@ def _split_verb(segment: str, verb: str) -> str:
 
 # --- the reference's predict, TF Serving status ----------------------------------------
 async def _score(
-    request: web.Request, served: ServedModel, model: LoadedModel, instances: list[Any]
+    request: web.Request,
+    served: ServedModel,
+    model: LoadedModel,
+    instances: list[Any],
+    explain: bool = False,
 ) -> BatchResult:
-    result = await model.score(instances)
+    result = await model.score(instances, explain)
     request.app[METRICS].count_batch(
         served.served_name,
         model.version,
@@ -231,19 +246,23 @@ def _refused(result: BatchResult) -> int:
 
 async def v1_predict(request: web.Request) -> web.Response:
     served = _served(request, _split_verb(request.match_info["name"], "predict"))
-    model = _model(served, None)
-    result = await _score(
-        request, served, model, _instances(request, await _body(request))
-    )
-    return _json({"predictions": model.predictions(result)})
+    return await _v1_answer(request, served, _model(served, None))
 
 
 async def v1_version_predict(request: web.Request) -> web.Response:
     served = _served(request, request.match_info["name"])
     model = _model(served, _split_verb(request.match_info["version"], "predict"))
-    result = await _score(
-        request, served, model, _instances(request, await _body(request))
-    )
+    return await _v1_answer(request, served, model)
+
+
+async def _v1_answer(
+    request: web.Request, served: ServedModel, model: LoadedModel
+) -> web.Response:
+    """The reference's predict: ``{"instances": [...]}`` (and ``"explain": true``) answered."""
+    body = await _body(request)
+    instances = _instances(request, body)
+    explain = _explain(f'"{EXPLAIN_KEY}"', body.get(EXPLAIN_KEY))
+    result = await _score(request, served, model, instances, explain)
     return _json({"predictions": model.predictions(result)})
 
 
@@ -433,6 +452,8 @@ def _v2_columns_out(model: LoadedModel, result: BatchResult) -> dict[str, Column
             ):
                 data[probability_key(category)] = column
         data.update(scores.outputs)
+        if scores.explanations is not None:
+            data[EXPLANATION_KEY] = scores.explanations
     return data
 
 
@@ -441,6 +462,8 @@ def _v2_answer(
 ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
     """The output tensors asked for, in the model's order, and the raw bytes of those asked raw."""
     outputs = v2_outputs(model)
+    if result.scores is not None and result.scores.explanations is not None:
+        outputs = [*outputs, (EXPLANATION_KEY, "BYTES")]
     requested = inference.outputs or []
     if requested:
         wanted = {output.name for output in requested}
@@ -483,7 +506,9 @@ async def v2_infer(request: web.Request) -> web.Response:
     instances = _within_limit(
         request, _v2_columns(inference.inputs, model.encoder.names)
     )
-    result = await _score(request, served, model, instances)
+    parameters = inference.parameters or {}
+    explain = _explain(f"parameters.{EXPLAIN_KEY}", parameters.get(EXPLAIN_KEY))
+    result = await _score(request, served, model, instances, explain)
     if result.errors:
         shown = sorted(result.errors.items())[:5]
         raise BadRequest(

@@ -92,7 +92,10 @@ KEY = ("source_topic", "source_partition", "source_offset")
 def _pg_column(kind: str) -> str:
     base, _, default = kind.partition(" DEFAULT ")
     declared = f"{_TYPES[base]} NOT NULL"
-    return f"{declared} DEFAULT 'NaN'" if default == "nan" else declared
+    if default == "nan":
+        return f"{declared} DEFAULT 'NaN'"
+    # a text default is already a quoted SQL literal ('')
+    return f"{declared} DEFAULT {default}" if default else declared
 
 
 #: Column -> PostgreSQL type, in ClickHouse's order (a later column comes last).

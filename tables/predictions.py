@@ -95,6 +95,8 @@ class PredictionRow(NamedTuple):
     text_feature_names: list[str]
     text_feature_values: list[str]
     predicted_value: float
+    #: why the model answered so (JSON text, see serving.explanations); '' unless asked for
+    explanation: str = ""
 
 
 class LabelRow(NamedTuple):
@@ -145,6 +147,7 @@ COLUMNS: dict[str, str] = {
     "text_feature_names": "Array(String)",
     "text_feature_values": "Array(String)",
     "predicted_value": "Float64 DEFAULT nan",
+    "explanation": "String DEFAULT ''",
 }
 
 #: The two columns the writer stamps on every row just before the insert.

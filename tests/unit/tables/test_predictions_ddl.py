@@ -54,6 +54,7 @@ def _cells(topic: str, partition: int, offset: int, label: str) -> dict[str, str
         "text_feature_names": "['smoker']",
         "text_feature_values": "['yes']",
         "predicted_value": "nan",
+        "explanation": """'{"kind":"tree","path":["bare_nuclei > 2.5"]}'""",
     }
 
 
@@ -109,7 +110,7 @@ def test_an_older_table_is_upgraded_in_place_keeping_its_rows(
     clickhouse.query(
         "CREATE VIEW rs_old.predictions_unique AS SELECT * FROM rs_old.predictions FINAL"
     )
-    old_columns = [c for c in INSERT_COLUMNS if c not in PredictionRow._fields[-3:]]
+    old_columns = [c for c in INSERT_COLUMNS if c not in PredictionRow._fields[-4:]]
     old_row = _cells("t", 0, 1, "1")
     clickhouse.query(
         f"INSERT INTO rs_old.predictions ({', '.join(old_columns)}) VALUES "
@@ -122,7 +123,7 @@ def test_an_older_table_is_upgraded_in_place_keeping_its_rows(
     )
     names = [n.strip("'\"") for n in existing.decode().strip('"[]').split(",")]
     statements = upgrade_statements("rs_old", names)
-    assert sum("ADD COLUMN" in s for s in statements) == 3
+    assert sum("ADD COLUMN" in s for s in statements) == 4
     # as prepare_schema does: the missing labels table first, its view by the upgrade
     existing_objects = {"rs_old", "predictions", "predictions_unique", LABELLED_VIEW}
     for statement in missing_statements("rs_old", existing_objects) + statements:
@@ -131,10 +132,10 @@ def test_an_older_table_is_upgraded_in_place_keeping_its_rows(
     clickhouse.query(f"{insert_statement('rs_old')} {_values('t', 0, 2, '0')}")
     rows = _scalar(
         clickhouse,
-        "SELECT source_offset, text_feature_values, isNaN(predicted_value) "
-        f"FROM rs_old.{UNIQUE_VIEW} ORDER BY source_offset",
+        "SELECT source_offset, text_feature_values, isNaN(predicted_value), "
+        f"explanation = '' FROM rs_old.{UNIQUE_VIEW} ORDER BY source_offset",
     )
-    assert rows.decode().splitlines() == ['1,"[]",1', "2,\"['yes']\",1"]
+    assert rows.decode().splitlines() == ['1,"[]",1,1', "2,\"['yes']\",1,0"]
 
 
 def test_database_names_are_checked_before_they_reach_sql() -> None:
