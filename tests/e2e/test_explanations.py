@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -12,7 +14,7 @@ pytestmark = pytest.mark.slow
 COLUMNS = ["predicted_label", "probability_labels", "probabilities", "explanation"]
 
 
-def _replay(pipeline: Pipeline, **worker: str) -> list[tuple[object, ...]]:
+def _replay(pipeline: Pipeline, **worker: str) -> list[tuple[Any, ...]]:
     pipeline.start_model_server()
     pipeline.declare_feature_topic()
     pipeline.start_worker(**worker)
