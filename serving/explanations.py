@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Condition", "condition", "ensemble", "ranked", "text", "unavailable"]
+__all__ = ["Condition", "condition", "ranked", "text", "unavailable"]
 
 _SYMBOLS = {
     "lessOrEqual": "<=",
@@ -107,11 +107,6 @@ def condition(predicate: ET.Element) -> Condition:
         _simple(predicate, _NEGATED.get(operator, operator)),
         _fields(predicate),
     )
-
-
-def ensemble(paths: list[set[str]]) -> dict[str, Any]:
-    """How many trees' paths (each a set of fields) used each field, most first."""
-    return ranked(Counter(field for fields in paths for field in fields), len(paths))
 
 
 def ranked(counts: Counter[str], trees: int) -> dict[str, Any]:

@@ -50,7 +50,7 @@ import numpy as np
 from models.pmml_schema import PmmlSchema, array_items, model_element, parse_document
 from serving.errors import UnsupportedModel
 from serving.evaluator import Evaluator, Scores
-from serving.explanations import Condition, condition, ensemble, ranked, text
+from serving.explanations import Condition, condition, ranked, text
 from serving.transformations import (
     DerivedColumn,
     FieldInfo,
@@ -580,8 +580,8 @@ class _CompiledTree:
     leaves: list[dict[str, Any] | None]
     left: list[int]
 
-    def paths(self, features: np.ndarray) -> list[tuple[list[str], set[str], int]]:
-        """Per row: the wording of the splits it took, their fields, and its leaf.
+    def paths(self, features: np.ndarray) -> list[tuple[list[str], int]]:
+        """Per row: the wording of the splits it took, and its leaf.
 
         Read off the rows' decision paths through this very ``Tree``: each
         split node on a path says what it tested and which side the row took.
@@ -594,7 +594,6 @@ class _CompiledTree:
                 indicator.indptr[row] : indicator.indptr[row + 1]
             ].tolist()
             words: list[str] = []
-            fields: set[str] = set()
             for node, following in pairwise(visited):
                 note = self.notes[node]
                 if note is None:  # the router of a merged tree
@@ -603,8 +602,7 @@ class _CompiledTree:
                 said = note[0] if went_left else note[1]
                 if said:
                     words.append(said)
-                fields |= note[2]
-            answers.append((words, fields, visited[-1]))
+            answers.append((words, visited[-1]))
         return answers
 
     def can_return_null(self) -> bool:
@@ -861,6 +859,11 @@ class _TreeEnsemble(_Part):
         self._tree_ids = np.arange(len(trees), dtype=np.float32)
         self._method = method
         self._rescale = rescale
+        # for explanations: the fields the trees test, and per tree which node tests which
+        self._fields = sorted(
+            {f for tree in trees for note in tree.notes if note for f in note[2]}
+        )
+        self._uses = [_field_use(tree.notes, self._fields) for tree in trees]
 
     def can_return_null(self) -> bool:
         return any(tree.can_return_null() for tree in self._trees)
@@ -896,16 +899,25 @@ class _TreeEnsemble(_Part):
 
     def _explain(self, features: np.ndarray) -> list[dict[str, Any]]:
         """A single tree's path and leaf per row; for several trees, the fields that decided them."""
-        per_tree = [compiled.paths(features) for compiled in self._trees]
         if len(self._trees) == 1:
             leaves = self._trees[0].leaves
             return [
                 {"kind": "tree", "path": words, "leaf": leaves[leaf]}
-                for words, _, leaf in per_tree[0]
+                for words, leaf in self._trees[0].paths(features)
             ]
+        # trees whose path tests each field: (path nodes x node-tests-field) > 0, summed
+        counts = np.zeros((features.shape[0], len(self._fields)), dtype=np.intp)
+        for compiled, uses in zip(self._trees, self._uses, strict=True):
+            counts += (compiled.tree.decision_path(features) @ uses) > 0
+        trees = len(self._trees)
         return [
-            ensemble([fields for _, fields, _ in paths])
-            for paths in zip(*per_tree, strict=True)
+            ranked(
+                Counter(
+                    {self._fields[i]: int(row[i]) for i in np.flatnonzero(row).tolist()}
+                ),
+                trees,
+            )
+            for row in counts
         ]
 
     def _combined(self, features: np.ndarray, rows: int) -> _Result:
@@ -937,6 +949,16 @@ class _TreeEnsemble(_Part):
         else:
             probabilities = payload.sum(axis=1) / trees
         return _Result(probabilities, probabilities.argmax(axis=1), no_result)
+
+
+def _field_use(notes: list[_Note | None], fields: list[str]) -> np.ndarray:
+    """Nodes x fields: 1 where the node's split tests the field."""
+    uses = np.zeros((len(notes), len(fields)))
+    index = {field: i for i, field in enumerate(fields)}
+    for node, note in enumerate(notes):
+        for field in note[2] if note else ():
+            uses[node, index[field]] = 1.0
+    return uses
 
 
 def _merged_tree(parts: list[_Nodes], width: int, features: int) -> _CompiledTree:
