@@ -111,6 +111,24 @@ def test_a_tree_path_re_evaluated_by_hand_reaches_the_same_leaf(
         )
 
 
+def test_a_missing_value_says_what_the_tree_did_with_it() -> None:
+    pmml = (
+        Path(__file__).parents[2]
+        / "fixtures/pmml/fast/default-child-regression-tree.pmml"
+    )
+    scores, (explanation,) = _explained(pmml, [{"dose": 1.0}])
+    # route is missing: node 1's "route == oral" is unknown, node 2's set test too,
+    # so the tree takes node 0's defaultChild 2, where "dose >= 2.5" is false
+    # and returnLastPrediction answers node 2's own score
+    assert explanation["path"] == [
+        "route == oral is unknown (route missing) → next child, else defaultChild 2",
+        "dose < 2.5",
+    ]
+    assert explanation["leaf"]["id"] == "2"
+    assert scores.values is not None
+    assert float(explanation["leaf"]["score"]) == scores.values[0] == 2.0625
+
+
 def test_an_ensemble_counts_the_trees_whose_paths_use_each_field(
     pmml_paths: dict[str, Path],
 ) -> None:
