@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -ra
 
-.PHONY: install demo test unit lint clean browser
+.PHONY: install demo test unit lint clean browser promtool
 
 install: $(STAMP)
 
@@ -36,13 +36,13 @@ demo: $(STAMP)
 # The stack (with PostgreSQL, which the sink tests need) is stopped on every
 # way out (pass, fail, Ctrl-C) and the exit code is pytest's (or `stack up`'s
 # when the stack cannot start).
-test: $(STAMP) browser
+test: $(STAMP) browser promtool
 	@trap '$(BIN)/riskstream stack down' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/riskstream stack up --with postgresql && $(BIN)/pytest $(PYTEST_ARGS)
 
 # The unit tests alone: no services, a few minutes (the parity tests score
 # 100,000 rows per model).
-unit: $(STAMP)
+unit: $(STAMP) promtool
 	$(BIN)/pytest $(PYTEST_ARGS) tests/unit
 
 # The dashboard's end-to-end test loads it in Debian's headless Chromium.
@@ -51,6 +51,13 @@ browser:
 	  echo "==> installing chromium (the dashboard test drives it headless)"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; }
+
+# The alerting rules' tests run promtool from Debian's prometheus package.
+promtool:
+	@command -v promtool >/dev/null || { \
+	  echo "==> installing prometheus (the alerting rules' tests run its promtool)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends prometheus || { apt-get update && apt-get install -y --no-install-recommends prometheus; }; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -22,9 +22,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from tables.histogram import LATENCY_BUCKETS_MS
+from tables.monitor import LiveMonitor
 from tables.tally import BatchOutcome
 
-__all__ = ["StreamMetrics"]
+__all__ = ["LiveQualityMetrics", "StreamMetrics"]
 
 
 class StreamMetrics(Collector):
@@ -127,3 +128,82 @@ class StreamMetrics(Collector):
             "Records taken from Kafka and not yet acked.",
             value=self._pipeline().get("records_in_flight", 0),
         )
+
+
+#: The quality figures published as ``riskstream_live_quality{metric=...}``.
+QUALITY_METRICS = (
+    "labelled_records",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "roc_auc",
+    "brier_score",
+)
+
+
+class LiveQualityMetrics(Collector):
+    """Gauges of live quality and drift over the retained windows, from the monitor's last report.
+
+    A scrape is synchronous and must not wait for ClickHouse: it publishes
+    the last report (none before the first) and starts a refresh in the
+    background when that report is older than the monitor's refresh
+    interval.
+    """
+
+    def __init__(self, monitor: LiveMonitor) -> None:
+        self._monitor = monitor
+
+    def register(self) -> None:
+        REGISTRY.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            self._monitor.refresh_soon()
+        except (
+            RuntimeError
+        ):  # no running loop (a scrape outside the worker): last figures only
+            pass
+        report = self._monitor.latest or {}
+        quality = GaugeMetricFamily(
+            "riskstream_live_quality",
+            "Live quality of a model version over the retained windows (ratios 0-1; "
+            "labelled_records in records), from ClickHouse.",
+            labels=["model", "version", "metric"],
+        )
+        for entry in report.get("quality", []):
+            for metric in QUALITY_METRICS:
+                value = entry["totals"][metric]
+                if value is not None:
+                    quality.add_metric(
+                        [entry["model"], entry["version"], metric], float(value)
+                    )
+        yield quality
+        feature_psi = GaugeMetricFamily(
+            "riskstream_feature_psi",
+            "Population stability index of an input's live values against training.",
+            labels=["model", "version", "feature"],
+        )
+        mix_psi = GaugeMetricFamily(
+            "riskstream_prediction_mix_psi",
+            "Population stability index of the predicted-label mix against the training class mix.",
+            labels=["model", "version"],
+        )
+        records = GaugeMetricFamily(
+            "riskstream_drift_records",
+            "Stored predictions the drift figures are computed over (records).",
+            labels=["model", "version"],
+        )
+        for entry in report.get("drift", []):
+            if not entry["available"]:
+                continue
+            key = [entry["model"], entry["version"]]
+            totals = entry["totals"]
+            records.add_metric(key, float(totals["records"]))
+            if totals["prediction_mix_psi"] is not None:
+                mix_psi.add_metric(key, float(totals["prediction_mix_psi"]))
+            for feature, figures in totals["features"].items():
+                if figures["psi"] is not None:
+                    feature_psi.add_metric([*key, feature], float(figures["psi"]))
+        yield feature_psi
+        yield mix_psi
+        yield records

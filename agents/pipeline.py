@@ -44,6 +44,9 @@ from models.protocol import (
     LABEL_KEY,
     PREDICTION_KEY,
     PREDICTION_TEXT_KEY,
+    SHADOW_LABEL_KEY,
+    SHADOW_PROBABILITIES_KEY,
+    SHADOW_VERSION_KEY,
     VERSION_KEY,
     probability_key,
 )
@@ -342,6 +345,7 @@ class BatchProcessor:
             text_feature_names=self._text_feature_names,
             text_feature_values=texts,
             predicted_value=predicted_value,
+            **_shadow_columns(prediction, layout.probability_labels),
             explanation=prediction.get(EXPLANATION_KEY, ""),
         )
 
@@ -364,6 +368,31 @@ class BatchProcessor:
         except (TypeError, ValueError):
             return "model answer has a non-numeric probability"
         return str(label), probabilities, NAN
+
+
+def _shadow_columns(prediction: Mapping[str, Any], labels: list[str]) -> dict[str, Any]:
+    """The shadow version's answer stored beside the prediction; none without a shadow.
+
+    Its probabilities are stored parallel to the current version's
+    ``labels`` (NaN for a class it does not give). A row the shadow did not
+    score keeps its version and an empty label.
+    """
+    version = prediction.get(SHADOW_VERSION_KEY)
+    if version is None:
+        return {}
+    label = prediction.get(SHADOW_LABEL_KEY)
+    given = prediction.get(SHADOW_PROBABILITIES_KEY)
+    if label is None or not isinstance(given, dict):
+        return {"shadow_version": str(version)}
+    probabilities = []
+    for category in labels:
+        value = _number(given.get(category))
+        probabilities.append(NAN if value is None else value)
+    return {
+        "shadow_version": str(version),
+        "shadow_label": str(label),
+        "shadow_probabilities": probabilities,
+    }
 
 
 #: The text inputs of a model that has none (shared: the writer only reads it).

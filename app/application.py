@@ -12,11 +12,13 @@ worker``; nothing below reads the environment itself.
 from __future__ import annotations
 
 from agents.labels import add_labels_agent
+from agents.metrics import LiveQualityMetrics
 from agents.score import add_scoring_agent
 from agents.topics import StreamTopics
 from app.web import add_web_views
 from core.security import kafka_credentials
 from core.settings import Settings
+from tables.monitor import LiveMonitor
 from tables.stats import StreamStats
 from transport.driver import RiskstreamApp, broker_url
 from transport.overhead import BatchPrometheusMonitor
@@ -42,6 +44,10 @@ def create_app(settings: Settings) -> RiskstreamApp:
         autodiscover=False,
         origin="app",
         topic_partitions=settings.topic_partitions,
+        # Faust's own topics (the stats table's changelog, its leader topic)
+        # as replicated as the app's; every write waits for the in-sync replicas.
+        topic_replication_factor=settings.replication_factor,
+        producer_acks=-1,
         # Auto-creation is off on the broker: the app declares its own topics.
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
@@ -65,7 +71,12 @@ def create_app(settings: Settings) -> RiskstreamApp:
     stats = StreamStats.from_settings(app, settings)
     scoring = add_scoring_agent(app, settings, topics, stats)
     add_labels_agent(app, settings, topics)
-    add_web_views(app, topics, stats, scoring, faust_metrics=settings.faust_metrics)
+    # live quality and drift, computed in ClickHouse over the stored rows
+    monitor = LiveMonitor.from_settings(settings, scoring.sinks)
+    LiveQualityMetrics(monitor).register()
+    add_web_views(
+        app, topics, stats, scoring, monitor, faust_metrics=settings.faust_metrics
+    )
 
     if settings.tracemalloc_dir is not None:
         # Diagnosis only (riskstream bench soak --tracemalloc): tracing slows the worker.

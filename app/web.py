@@ -6,6 +6,13 @@ peers are the hosts the partition assignor lists for the stats table) and
 adds the reports up; any worker answers for the whole group. ``/metrics``
 (Prometheus) is Faust's sensor's page, set up with the App, or with
 ``RISKSTREAM_FAUST_METRICS=false`` a page of riskstream's metrics alone.
+
+``/stats`` also shows, under ``shadow``, how often a shadow version agreed
+with the current one: counted by the first sink over the stored
+predictions (each record once), so it is the whole group's figure and the
+same after a restart; and, under ``live_quality``, quality and drift per window and
+model version, computed in ClickHouse (:mod:`tables.monitor`), so every
+worker gives the same figures.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from agents.score import Scoring
 from agents.topics import StreamTopics
+from tables.monitor import LiveMonitor, rounded
+from tables.sink import Sink
 from tables.stats import StreamStats, merge_reports
 
 __all__ = ["add_web_views"]
@@ -40,7 +49,47 @@ UNITS = {
     "_epoch_s": "seconds since 1970-01-01 UTC",
     "_per_s": "records per second",
     "requests, rows, failures, ejections, slow_ejections, outages": "counts",
+    "agreement_rate": "fraction (0-1) of the compared records on which the shadow "
+    "version predicted the current version's label",
+    "accuracy, sensitivity, specificity, roc_auc, mean_predicted, observed_rate, "
+    "missing_ratio, *_mix": "ratios from 0 to 1",
+    "brier_score": "mean squared error of P(positive), 0 to 1",
+    "*psi": "population stability index (0 = the training distribution)",
 }
+
+#: Seconds /stats waits for the store's shadow agreement before leaving it out.
+SHADOW_QUERY_TIMEOUT_S = 5.0
+
+
+async def _shadow_agreement(sink: Sink) -> dict[str, Any]:
+    """The shadow's agreement per (model, version, shadow version), from the store.
+
+    ``compared_records`` are the records both versions scored (a record the
+    shadow did not score is counted in ``records`` only).
+    """
+    failures: tuple[type[BaseException], ...] = (*sink.transient, TimeoutError)
+    try:
+        counts = await asyncio.wait_for(
+            sink.shadow_agreement(), timeout=SHADOW_QUERY_TIMEOUT_S
+        )
+    except failures as exc:
+        logger.warning("%s did not give the shadow agreement: %s", sink.kind, exc)
+        return {"error": f"{sink.kind}: {type(exc).__name__}: {exc}", "versions": []}
+    return {
+        "error": "",
+        "versions": [
+            {
+                "model": model,
+                "version": version,
+                "shadow_version": shadow,
+                "records": records,
+                "compared_records": compared,
+                "agreeing_records": agreed,
+                "agreement_rate": agreed / compared if compared else None,
+            }
+            for model, version, shadow, records, compared, agreed in counts
+        ],
+    }
 
 
 async def _peer_report(
@@ -97,6 +146,7 @@ def add_web_views(
     topics: StreamTopics,
     stats: StreamStats,
     scoring: Scoring,
+    monitor: LiveMonitor,
     faust_metrics: bool,
 ) -> None:
     """Add the pages to ``app``; ``/metrics`` too unless Faust's sensor serves it (``faust_metrics``)."""
@@ -168,6 +218,9 @@ def add_web_views(
         ]
         body["unreachable_workers"] = unreachable
         body["model_servers"] = _servers_overview(reports)
+        body["shadow"] = await _shadow_agreement(scoring.sinks[0])
+        # from ClickHouse (the record of truth), the same whichever worker answers
+        body["live_quality"] = rounded(await monitor.report())
         return self.json(body)
 
     @app.page("/dashboard")

@@ -16,6 +16,8 @@ from typing import Literal
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.topology import Topology, TopologyKind, local_topology
+
 __all__ = ["Settings", "get_settings"]
 
 
@@ -31,6 +33,9 @@ class Settings(BaseSettings):
     stack_dir: Path = Path(".stack")
     """Folder holding the local stack's binaries, data, logs and pid files."""
 
+    stack_topology: TopologyKind = "single"
+    """Layout of the local stack: single (one Kafka broker, one ClickHouse server) or cluster (three brokers, ZooKeeper, ClickHouse as two shards of two replicas; ports of node k are each base port + 100 k); also sets the clients' defaults below; like `stack up --topology`."""
+
     kafka_port: int = 9092
     """Port of the local Kafka broker's PLAINTEXT listener."""
 
@@ -43,6 +48,12 @@ class Settings(BaseSettings):
     clickhouse_http_port: int = 8123
     """HTTP port of the local ClickHouse server."""
 
+    clickhouse_interserver_port: int = 9009
+    """Port a local ClickHouse replica serves its parts on to the other replica of its shard (cluster topology)."""
+
+    zookeeper_port: int = 2181
+    """Client port of the local ZooKeeper that the replicated ClickHouse tables coordinate through (cluster topology)."""
+
     stack_timeout_s: float = 120.0
     """Seconds a local service may take to answer after start, or to exit after SIGTERM before SIGKILL."""
 
@@ -54,11 +65,20 @@ class Settings(BaseSettings):
 
     # --- Kafka (clients) ---------------------------------------------------
     kafka_bootstrap: str = ""
-    """Kafka bootstrap servers, comma-separated host:port; default 127.0.0.1:<kafka_port>."""
+    """Kafka bootstrap servers, comma-separated host:port; default the local stack's broker(s), 127.0.0.1:<kafka_port> for the single topology."""
+
+    topic_replication_factor: int | None = None
+    """Copies of each partition of the topics the app creates (features, dead letters, labels, Faust's own); at least a majority must acknowledge a write (min.insync.replicas); default 1, 3 for the cluster topology."""
 
     # --- ClickHouse (clients) ----------------------------------------------
     clickhouse_host: str = "127.0.0.1"
-    """Host of the ClickHouse server the worker writes to."""
+    """Host of the ClickHouse server the worker writes to (with RISKSTREAM_CLICKHOUSE_PORT; RISKSTREAM_CLICKHOUSE_HOSTS names several)."""
+
+    clickhouse_hosts: str = ""
+    """ClickHouse servers the worker writes to, comma-separated host:port; any live one takes an insert; default <clickhouse_host>:<clickhouse_port>, the four local servers for the cluster topology."""
+
+    clickhouse_cluster: str | None = None
+    """ClickHouse cluster (remote_servers) the schema is created ON: replicated tables per shard under a Distributed table; empty: one server; default riskstream for the cluster topology, else empty."""
 
     clickhouse_database: str = "riskstream"
     """Database holding the predictions table."""
@@ -191,6 +211,9 @@ class Settings(BaseSettings):
     stats_retention_s: int = 3600
     """Seconds of stats windows kept (and shown on the dashboard)."""
 
+    quality_refresh_s: float = 10.0
+    """Seconds the live quality and drift figures (computed in ClickHouse) are kept before /stats or /metrics recompute them."""
+
     # --- faults and limits ---------------------------------------------------
     score_slow_factor: float = 5.0
     """A model server whose mean latency exceeds this many times the other servers' (and RISKSTREAM_SCORE_SLOW_MIN_MS) leaves rotation."""
@@ -264,8 +287,23 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
+        topology = self.topology
         if not self.kafka_bootstrap:
-            self.kafka_bootstrap = f"127.0.0.1:{self.kafka_port}"
+            self.kafka_bootstrap = topology.kafka_bootstrap
+        if self.topic_replication_factor is None:
+            self.topic_replication_factor = topology.replication_factor
+        if self.topic_replication_factor < 1:
+            raise ValueError("RISKSTREAM_TOPIC_REPLICATION_FACTOR must be at least 1")
+        if self.clickhouse_cluster is None:
+            self.clickhouse_cluster = topology.clickhouse_cluster
+        if not self.clickhouse_hosts:
+            self.clickhouse_hosts = (
+                topology.clickhouse_hosts
+                if self.stack_topology == "cluster"
+                else f"{self.clickhouse_host}:{self.clickhouse_port}"
+            )
+        if not self.clickhouse_addresses:
+            raise ValueError("RISKSTREAM_CLICKHOUSE_HOSTS names no server")
         if self.model_repository is None:
             self.model_repository = self.data_dir / "models"
         if (
@@ -316,6 +354,70 @@ class Settings(BaseSettings):
         return self.stack_dir / "postgresql" / "app-password"
 
     @property
+    def topology(self) -> Topology:
+        """The local stack's nodes and ports for RISKSTREAM_STACK_TOPOLOGY."""
+        return local_topology(
+            self.stack_topology,
+            kafka_port=self.kafka_port,
+            kafka_controller_port=self.kafka_controller_port,
+            clickhouse_port=self.clickhouse_port,
+            clickhouse_http_port=self.clickhouse_http_port,
+            clickhouse_interserver_port=self.clickhouse_interserver_port,
+            zookeeper_port=self.zookeeper_port,
+        )
+
+    def cluster_beside(self) -> Settings:
+        """A cluster-topology stack that can run beside this one: its own folder, every base port + 20.
+
+        The bench and the tests run both topologies in one session; +20
+        keeps every node of the cluster (base + 100 k) clear of the single
+        stack's ports and of each other.
+        """
+        return Settings(
+            stack_topology="cluster",
+            stack_dir=self.stack_dir / "cluster",
+            **{field: getattr(self, field) + _BESIDE_SHIFT for field in _STACK_PORTS},
+        )
+
+    def stack_env(self) -> dict[str, str]:
+        """The ``RISKSTREAM_*`` variables that point a child process at this stack."""
+        values: dict[str, object] = {
+            "stack_dir": self.stack_dir,
+            "stack_topology": self.stack_topology,
+            **{field: getattr(self, field) for field in _STACK_PORTS},
+        }
+        return {f"RISKSTREAM_{name.upper()}": str(value) for name, value in values.items()}
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """A majority of RISKSTREAM_TOPIC_REPLICATION_FACTOR: a write survives any minority of brokers lost."""
+        return self.replication_factor // 2 + 1
+
+    @property
+    def replication_factor(self) -> int:
+        """RISKSTREAM_TOPIC_REPLICATION_FACTOR, resolved from the topology when unset."""
+        assert self.topic_replication_factor is not None
+        return self.topic_replication_factor
+
+    @property
+    def topic_config(self) -> dict[str, str]:
+        """The topic configs of every topic the app creates (Kafka's names, string values)."""
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
+
+    @property
+    def clickhouse_addresses(self) -> list[tuple[str, int]]:
+        """RISKSTREAM_CLICKHOUSE_HOSTS as (host, port) pairs, in order."""
+        addresses = []
+        for entry in _names(self.clickhouse_hosts):
+            host, separator, port = entry.rpartition(":")
+            if not separator or not port.isdigit():
+                raise ValueError(
+                    f"RISKSTREAM_CLICKHOUSE_HOSTS: {entry!r} is not host:port"
+                )
+            addresses.append((host, int(port)))
+        return addresses
+
+    @property
     def sink_names(self) -> list[str]:
         """RISKSTREAM_SINKS as a list, in order, without blanks or repeats."""
         return _names(self.sinks)
@@ -347,6 +449,20 @@ _SECRET_FILES = {
     "postgresql_password": "postgresql_password_file",
     "kafka_sasl_password": "kafka_sasl_password_file",
 }
+
+
+#: The base ports of the local stack's services.
+_STACK_PORTS = (
+    "kafka_port",
+    "kafka_controller_port",
+    "clickhouse_port",
+    "clickhouse_http_port",
+    "clickhouse_interserver_port",
+    "zookeeper_port",
+)
+
+#: How far :meth:`Settings.cluster_beside` moves each base port.
+_BESIDE_SHIFT = 20
 
 
 def _names(text: str) -> list[str]:

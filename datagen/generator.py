@@ -40,7 +40,7 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -155,6 +155,9 @@ class GeneratorConfig:
     topic: str
     partitions: int
     schema: FeatureSchema
+    #: copies of each partition of a topic this generator creates, and its topic configs
+    replication_factor: int = 1
+    topic_config: dict[str, str] = field(default_factory=dict)
     count: int | None = None
     rate: float | None = None
     format: str = "csv"
@@ -180,6 +183,8 @@ class GeneratorConfig:
             topic=settings.feature_topic,
             partitions=settings.topic_partitions,
             schema=schema,
+            replication_factor=settings.replication_factor,
+            topic_config=settings.topic_config,
             client_options=kafka_client_options(settings),
             max_backoff_s=settings.retry_max_backoff_s,
             labels_topic=settings.labels_topic,
@@ -388,15 +393,31 @@ async def declare_topic(
     topic: str,
     partitions: int,
     client_options: dict[str, Any] | None = None,
+    replication_factor: int = 1,
+    config: Mapping[str, str] | None = None,
 ) -> None:
-    """Create the feature topic if it is missing (the broker does not auto-create topics)."""
+    """Create ``topic`` if it is missing (the broker does not auto-create topics), as the app would."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(client_options or {}))
     await admin.start()
     try:
         if topic not in await admin.list_topics():
             try:
-                await admin.create_topics([NewTopic(topic, partitions, 1)])
-                logger.info("created topic %s with %d partitions", topic, partitions)
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            topic,
+                            partitions,
+                            replication_factor,
+                            topic_configs=dict(config or {}),
+                        )
+                    ]
+                )
+                logger.info(
+                    "created topic %s with %d partitions x %d replicas",
+                    topic,
+                    partitions,
+                    replication_factor,
+                )
             except TopicAlreadyExistsError:
                 pass
     finally:
@@ -453,15 +474,18 @@ async def generate(
     only acknowledged records. ``progress`` is called about once a second
     with (records sent, seconds elapsed).
     """
-    await declare_topic(
-        config.bootstrap, config.topic, config.partitions, config.client_options
-    )
-    if config.labels_delay_s is not None:
+    for topic in (
+        [config.topic]
+        if config.labels_delay_s is None
+        else [config.topic, config.labels_topic]
+    ):
         await declare_topic(
             config.bootstrap,
-            config.labels_topic,
+            topic,
             config.partitions,
             config.client_options,
+            config.replication_factor,
+            config.topic_config,
         )
     producer = AIOKafkaProducer(
         bootstrap_servers=config.bootstrap,

@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from models.dataset import Dataset
+from models.drift import drift_reference
 from models.parity import ParityReport
 from models.pmml_schema import PmmlSchema
 from models.training import ALGORITHMS, INVALID_VALUES, TrainingParams
@@ -111,4 +112,6 @@ def build_card(
             "tolerance": parity.tolerance,
         },
         "library_versions": library_versions(),
+        # what live data is compared with (tables/drift.py): bins and class mix
+        "drift_reference": drift_reference(dataset),
     }

@@ -1,4 +1,4 @@
-"""``riskstream train`` and ``riskstream models list|show|promote``.
+"""``riskstream train`` and ``riskstream models list|show|promote|shadow``.
 
 Thin: flags in, progress and results out. The work is in ``models.workflow``
 and ``models.repository``; every ``ModelsError`` becomes a one-line error
@@ -197,14 +197,14 @@ def train(
 @_repository_option
 @click.pass_context
 def models(ctx: click.Context, repository: Path | None) -> None:
-    """List, show and promote models in the repository."""
+    """List, show, promote and shadow models in the repository."""
     ctx.obj = _repository(repository)
 
 
 @models.command("list")
 @click.pass_obj
 def list_models(repository: ModelRepository) -> None:
-    """Every model and version; '*' marks the current one."""
+    """Every model and version; '*' marks the current one, 's' the shadow."""
     with _user_errors():
         names = repository.names()
         if not names:
@@ -215,12 +215,15 @@ def list_models(repository: ModelRepository) -> None:
             f"{'CV acc':>7} {'CV AUC':>7}  created"
         )
         for name in names:
-            current = repository.current_version(name)
+            marks = {
+                repository.current_version(name): "*",
+                repository.shadow_version(name): "s",
+            }
             for saved in repository.versions(name):
                 card = saved.card
                 cv = card.get("metrics", {}).get("cross_validation_mean", {})
                 click.echo(
-                    f"{'*' if saved.version == current else ' ':1} {saved.ref:<28} "
+                    f"{marks.get(saved.version, ' '):1} {saved.ref:<28} "
                     f"{card.get('algorithm', '?'):<9} {card.get('data', {}).get('dataset', '?'):<21} "
                     f"{cv.get('accuracy', float('nan')):>7.4f} {cv.get('roc_auc', float('nan')):>7.4f}"
                     f"  {card.get('created_at', '?')}"
@@ -241,8 +244,11 @@ def show(repository: ModelRepository, ref: str, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(card, indent=2))
             return
-        current = repository.current_version(saved.name)
-        click.echo(f"{saved.ref}{' (current)' if current == saved.version else ''}")
+        role = {
+            repository.current_version(saved.name): " (current)",
+            repository.shadow_version(saved.name): " (shadow)",
+        }
+        click.echo(f"{saved.ref}{role.get(saved.version, '')}")
         click.echo(f"  folder:    {saved.path}")
         click.echo(f"  created:   {card.get('created_at')}")
         click.echo(f"  algorithm: {card.get('algorithm')} {card.get('params')}")
@@ -276,16 +282,65 @@ def _valid(field: dict[str, Any]) -> str:
     return f"[{field['valid_min']:g}, {field['valid_max']:g}]"
 
 
-@models.command()
-@click.argument("ref", metavar="NAME:VERSION")
-@click.pass_obj
-def promote(repository: ModelRepository, ref: str) -> None:
-    """Make NAME:VERSION the current version of NAME (model servers hot-reload it)."""
+def _name_and_version(ref: str) -> tuple[str, int]:
+    """``"name:3"`` -> ("name", 3), else a usage error."""
     name, sep, version = ref.partition(":")
     if not sep or not version.isdigit():
         raise click.BadParameter(
             f"expected NAME:VERSION, got {ref!r}", param_hint="REF"
         )
+    return name, int(version)
+
+
+@models.command()
+@click.argument("ref", metavar="NAME:VERSION")
+@click.pass_obj
+def promote(repository: ModelRepository, ref: str) -> None:
+    """Make NAME:VERSION the current version of NAME (model servers hot-reload it).
+
+    Promoting the shadow version ends the shadow (it is the current one now).
+    """
+    name, version = _name_and_version(ref)
     with _user_errors():
-        repository.promote(name, int(version))
+        shadow = repository.shadow_version(name)
+        repository.promote(name, version)
     click.echo(f"{name}: current version is now {version}")
+    if shadow == version:
+        click.echo(f"{name}: no shadow version any more (version {version} is current)")
+
+
+@models.command()
+@click.argument("ref", metavar="NAME[:VERSION]")
+@click.option(
+    "--off",
+    is_flag=True,
+    help="Stop shadowing: NAME alone, its SHADOW pointer removed.",
+)
+@click.pass_obj
+def shadow(repository: ModelRepository, ref: str, off: bool) -> None:
+    """Make NAME:VERSION the shadow of NAME's current version, or end it with NAME --off.
+
+    Model servers following NAME load the shadow too (within
+    RISKSTREAM_MODEL_POLL_INTERVAL_S) and score every request with both; the
+    answer stays the current version's, the shadow's label and probabilities
+    are stored beside it, and /stats shows how often the two agree. A shadow
+    that fails to load or to score is reported and skipped: it never fails a
+    request.
+    """
+    if off:
+        if ":" in ref:
+            raise click.BadParameter(
+                f"--off takes the model NAME alone, got {ref!r}", param_hint="REF"
+            )
+        with _user_errors():
+            previous = repository.clear_shadow(ref)
+        click.echo(
+            f"{ref}: no shadow version"
+            + (f" (was {previous})" if previous is not None else " (there was none)")
+        )
+        return
+    name, version = _name_and_version(ref)
+    with _user_errors():
+        repository.set_shadow(name, version)
+        current = repository.current_version(name)
+    click.echo(f"{name}: shadow version is now {version} (current version {current})")

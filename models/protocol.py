@@ -10,7 +10,9 @@ neither parses the other's JSON by hand:
   shape (:class:`ModelSchema`), from which a worker learns the inputs' names,
   order and types;
 * the keys of a prediction in the reference's answer
-  (``{"predictions": [{"pmml(prediction)": ..., "probability(1)": ...}]}``);
+  (``{"predictions": [{"pmml(prediction)": ..., "probability(1)": ...}]}``),
+  and the shadow version's answer beside it (``shadow_version``,
+  ``shadow_label``, ``shadow_probabilities``, or ``shadow_error``);
 * the Open Inference Protocol (KServe V2) request, response and metadata
   (:class:`InferenceRequest`, :class:`InferenceResponse`,
   :class:`MetadataModelResponse`), in MLServer's shape; a tensor's data is
@@ -47,6 +49,10 @@ __all__ = [
     "PREDICTION_KEY",
     "PREDICTION_TEXT_KEY",
     "READY_PATH",
+    "SHADOW_ERROR_KEY",
+    "SHADOW_LABEL_KEY",
+    "SHADOW_PROBABILITIES_KEY",
+    "SHADOW_VERSION_KEY",
     "TOKEN_HEADER",
     "VERSION_KEY",
     "EvaluatorInfo",
@@ -63,6 +69,7 @@ __all__ = [
     "RequestInput",
     "RequestOutput",
     "ResponseOutput",
+    "ShadowStatus",
     "StatusUnavailable",
     "TargetFieldDoc",
     "VersionStatus",
@@ -73,6 +80,7 @@ __all__ = [
     "predict_path",
     "probability_key",
     "repository_index_path",
+    "shadow_probability_output",
     "status_path",
 ]
 
@@ -125,6 +133,23 @@ EXPLAIN_KEY = "explain"
 #: The answer key (and V2 BYTES output) holding a row's explanation: a compact
 #: JSON text, ``{"kind": "tree" | "ensemble" | "regression" | "unavailable", ...}``.
 EXPLANATION_KEY = "explanation"
+
+# A server with a shadow version adds its answer to every row; the answer
+# above stays the current version's. A row the shadow did not score (it
+# refused the row, or failed on the request) has the version and the error.
+#: Which version shadowed the row.
+SHADOW_VERSION_KEY = "shadow_version"
+#: The shadow's predicted label (classifications only: a shadow is compared by label).
+SHADOW_LABEL_KEY = "shadow_label"
+#: The shadow's probabilities as a JSON object, class -> probability (a number).
+SHADOW_PROBABILITIES_KEY = "shadow_probabilities"
+#: In place of the shadow's label and probabilities: why it did not score the row.
+SHADOW_ERROR_KEY = "shadow_error"
+
+
+def shadow_probability_output(category: str) -> str:
+    """The V2 output tensor of the shadow's probability of ``category`` (``shadow_label`` is the label's)."""
+    return f"shadow_{probability_key(category)}"
 
 
 def probability_key(category: str) -> str:
@@ -199,8 +224,28 @@ class EvaluatorInfo(_Document):
     description: str = ""
 
 
+class ShadowStatus(_Document):
+    """The shadow version beside the current one: whether it scores, and why not.
+
+    ``state`` is ``AVAILABLE`` (scoring every request), ``LOADING`` or
+    ``FAILED`` (it did not load: ``reason`` says why; the server scores
+    without it until the ``SHADOW`` pointer moves). ``scoring_failures``
+    counts requests the shadow failed on (answered without it),
+    ``last_scoring_error`` is the latest such failure.
+    """
+
+    version: str
+    state: Literal["AVAILABLE", "LOADING", "FAILED"]
+    reason: str = ""
+    scoring_failures: int = 0
+    last_scoring_error: str = ""
+
+
 class ModelStatus(_Document):
-    """``GET /v1/models/{name}``: TF Serving's status plus which model answers and its schema."""
+    """``GET /v1/models/{name}``: TF Serving's status plus which model answers and its schema.
+
+    ``shadow`` is present while a shadow version is configured.
+    """
 
     model_version_status: list[VersionStatus] = Field(default_factory=list)
     name: str
@@ -209,6 +254,7 @@ class ModelStatus(_Document):
     source: str = ""
     pmml: str = ""
     evaluator: EvaluatorInfo | None = None
+    shadow: ShadowStatus | None = None
     schema_: ModelSchema = Field(alias="schema")
 
     def document(self) -> dict[str, Any]:

@@ -7,12 +7,14 @@ Layout::
                            /report.html    readable report (+ its *.png)
                            /card.json      model card
     <root>/<name>/CURRENT                  text: the current version number
+    <root>/<name>/SHADOW                   text: the shadow version (optional)
 
-Model servers watch ``CURRENT`` to hot-reload, and may read a version folder
-while the trainer writes the next one. So nothing is ever visible half
-written: a version is assembled in a hidden temporary folder and renamed
-into place, and ``CURRENT`` is replaced with ``os.replace`` — both atomic on
-POSIX file systems.
+Model servers watch ``CURRENT`` to hot-reload, and ``SHADOW`` to score every
+request with a second version beside it (its answers are stored, never
+returned as the answer). They may read a version folder while the trainer
+writes the next one. So nothing is ever visible half written: a version is
+assembled in a hidden temporary folder and renamed into place, and a
+pointer is replaced with ``os.replace`` — both atomic on POSIX file systems.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from models.errors import RepositoryError
 
 __all__ = [
     "CURRENT_FILE",
+    "SHADOW_FILE",
     "ModelRepository",
     "ModelVersion",
     "RepositoryError",
@@ -41,6 +44,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CURRENT_FILE = "CURRENT"
+SHADOW_FILE = "SHADOW"
 PMML_FILE = "model.pmml"
 CARD_FILE = "card.json"
 
@@ -93,6 +97,22 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_pointer(model_dir: Path, filename: str, version: int) -> None:
+    """Replace ``model_dir/filename`` with ``version`` atomically (temp file + os.replace)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", dir=model_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(f"{version}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, model_dir / filename)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(model_dir)
 
 
 class ModelRepository:
@@ -155,7 +175,14 @@ class ModelRepository:
 
     def current_version(self, name: str) -> int | None:
         """The number in ``name``'s pointer, or None if no version was promoted yet."""
-        pointer = self._model_dir(name) / CURRENT_FILE
+        return self._read_pointer(name, CURRENT_FILE)
+
+    def shadow_version(self, name: str) -> int | None:
+        """The number in ``name``'s ``SHADOW`` pointer, or None if it has no shadow."""
+        return self._read_pointer(name, SHADOW_FILE)
+
+    def _read_pointer(self, name: str, filename: str) -> int | None:
+        pointer = self._model_dir(name) / filename
         try:
             text = pointer.read_text("utf-8").strip()
         except FileNotFoundError:
@@ -196,22 +223,48 @@ class ModelRepository:
 
     # --- writing ----------------------------------------------------------
     def promote(self, name: str, version: int) -> None:
-        """Point ``name``'s ``CURRENT`` at ``version`` (atomic: temp file + os.replace)."""
+        """Point ``name``'s ``CURRENT`` at ``version`` (atomic: temp file + os.replace).
+
+        A shadow of that very version has proved itself and stops being one:
+        its ``SHADOW`` pointer is removed.
+        """
         target = self.version(name, version)
-        model_dir = target.path.parent
-        fd, tmp = tempfile.mkstemp(prefix=f".{CURRENT_FILE}.", dir=model_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(f"{version}\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, model_dir / CURRENT_FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(model_dir)
+        _write_pointer(target.path.parent, CURRENT_FILE, version)
         logger.info("model %s: current version is now %d", name, version)
+        if self.shadow_version(name) == version:
+            self.clear_shadow(name)
+
+    def set_shadow(self, name: str, version: int) -> None:
+        """Point ``name``'s ``SHADOW`` at ``version``: servers following it score with both.
+
+        The shadow must be a saved version other than the current one (and
+        there must be a current one to compare it with).
+        """
+        target = self.version(name, version)
+        current = self.current_version(name)
+        if current is None:
+            raise RepositoryError(
+                f"model {name!r} has no current version to shadow: run `riskstream "
+                f"models promote {name}:VERSION` first"
+            )
+        if current == version:
+            raise RepositoryError(
+                f"version {version} of model {name!r} is the current one: a shadow "
+                "must be another version"
+            )
+        _write_pointer(target.path.parent, SHADOW_FILE, version)
+        logger.info("model %s: shadow version is now %d", name, version)
+
+    def clear_shadow(self, name: str) -> int | None:
+        """Remove ``name``'s ``SHADOW`` pointer; returns the version it named, if any."""
+        model_dir = self._model_dir(name)
+        previous = self.shadow_version(name)
+        if previous is None:
+            return None
+        (model_dir / SHADOW_FILE).unlink(missing_ok=True)
+        _fsync_dir(model_dir)
+        logger.info("model %s: no shadow version (was %d)", name, previous)
+        return previous
 
     def save(
         self,

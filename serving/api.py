@@ -11,6 +11,20 @@ Routes (``{name}`` is the served name, e.g. ``m``):
   ``POST /v2/repository/models/{name}/load``: the Open Inference Protocol.
 * ``GET /metrics``: Prometheus.
 
+While a shadow version is loaded (serving.loader), every predict and infer
+request is scored by it too, after the current version; the answer stays
+the current version's. The reference's answer gains, per prediction,
+``shadow_version``, ``shadow_label`` and ``shadow_probabilities`` (class ->
+probability), or ``shadow_version`` and ``shadow_error`` for a row the
+shadow did not score. A V2 answer gains the output tensors
+``shadow_label`` (BYTES, "" for a row the shadow did not score) and
+``shadow_probability(<class>)`` (FP64, NaN/null there), answered like the
+others (asked for by name, raw on request), and the response parameter
+``shadow_version``; if the shadow failed on the whole request, only the
+parameters ``shadow_version`` and ``shadow_error``. A shadow's failure never
+fails a request: it is counted (``riskstream_model_errors_total{kind=
+"shadow_score_failed"}``), shown in the status and logged when new.
+
 V2 infer also speaks the binary tensor data extension (the codec is
 :mod:`models.v2_binary`): a body with ``Inference-Header-Content-Length``
 is a JSON header and raw tensors, which are decoded into the JSON
@@ -43,9 +57,13 @@ from models.protocol import (
     EXPLANATION_KEY,
     LABEL_KEY,
     PREDICTION_KEY,
+    SHADOW_ERROR_KEY,
+    SHADOW_LABEL_KEY,
+    SHADOW_VERSION_KEY,
     InferenceRequest,
     RequestInput,
     probability_key,
+    shadow_probability_output,
 )
 from models.v2_binary import (
     BINARY_CONTENT_TYPE,
@@ -239,31 +257,73 @@ async def _score(
     return result
 
 
+#: A shadow's answer to a request: its version and result, or why it failed on it.
+ShadowAnswer = tuple[LoadedModel, BatchResult | str]
+
+
+async def _score_shadow(
+    served: ServedModel, instances: list[Any]
+) -> ShadowAnswer | None:
+    """The shadow's answer to the rows the current version answered, or None without a shadow.
+
+    Anything the shadow raises is caught and reported: it must never fail
+    the request that the current version already answered.
+    """
+    shadow = served.shadow
+    if shadow is None:
+        return None
+    try:
+        return shadow, await shadow.score(instances)
+    except Exception as exc:  # noqa: BLE001  (a shadow's failure costs no availability)
+        reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        served.shadow_scoring_failed(shadow, reason)
+        return shadow, reason
+
+
+def _with_shadow(
+    predictions: list[dict[str, Any]], shadow: ShadowAnswer | None
+) -> list[dict[str, Any]]:
+    """The reference's predictions with the shadow's answer added to each."""
+    if shadow is None:
+        return predictions
+    model, result = shadow
+    if isinstance(result, str):
+        extras = [{SHADOW_VERSION_KEY: model.version, SHADOW_ERROR_KEY: result}] * len(
+            predictions
+        )
+    else:
+        extras = model.shadow_predictions(result)
+    for answer, extra in zip(predictions, extras, strict=True):
+        answer.update(extra)
+    return predictions
+
+
 def _refused(result: BatchResult) -> int:
     no_result = result.scores.no_result if result.scores is not None else None
     return 0 if no_result is None else int(no_result.sum())
 
 
+async def _predict(
+    request: web.Request, served: ServedModel, model: LoadedModel
+) -> web.Response:
+    """The reference's predict: ``model``'s answers (explained on request), the shadow's beside them."""
+    body = await _body(request)
+    instances = _instances(request, body)
+    explain = _explain(f'"{EXPLAIN_KEY}"', body.get(EXPLAIN_KEY))
+    result = await _score(request, served, model, instances, explain)
+    shadow = await _score_shadow(served, instances)
+    return _json({"predictions": _with_shadow(model.predictions(result), shadow)})
+
+
 async def v1_predict(request: web.Request) -> web.Response:
     served = _served(request, _split_verb(request.match_info["name"], "predict"))
-    return await _v1_answer(request, served, _model(served, None))
+    return await _predict(request, served, _model(served, None))
 
 
 async def v1_version_predict(request: web.Request) -> web.Response:
     served = _served(request, request.match_info["name"])
     model = _model(served, _split_verb(request.match_info["version"], "predict"))
-    return await _v1_answer(request, served, model)
-
-
-async def _v1_answer(
-    request: web.Request, served: ServedModel, model: LoadedModel
-) -> web.Response:
-    """The reference's predict: ``{"instances": [...]}`` (and ``"explain": true``) answered."""
-    body = await _body(request)
-    instances = _instances(request, body)
-    explain = _explain(f'"{EXPLAIN_KEY}"', body.get(EXPLAIN_KEY))
-    result = await _score(request, served, model, instances, explain)
-    return _json({"predictions": model.predictions(result)})
+    return await _predict(request, served, model)
 
 
 async def v1_status(request: web.Request) -> web.Response:
@@ -457,11 +517,48 @@ def _v2_columns_out(model: LoadedModel, result: BatchResult) -> dict[str, Column
     return data
 
 
+def _v2_shadow_columns(
+    shadow: LoadedModel, result: BatchResult
+) -> tuple[list[tuple[str, str]], dict[str, Column]]:
+    """The shadow's output tensors (name, datatype) and their values, one per row.
+
+    A row the shadow did not score has label "" and NaN probabilities.
+    """
+    rows = result.batch.rows
+    labels = [""] * rows
+    probabilities = np.full((rows, len(shadow.classes)), np.nan)
+    scores = result.scores
+    if scores is not None:
+        kept = [
+            (row, index)
+            for index, row in enumerate(result.scored.tolist())
+            if row not in result.errors
+        ]
+        for row, index in kept:
+            labels[row] = shadow.classes[int(scores.labels[index])]
+            probabilities[row] = scores.probabilities[index]
+    names = [shadow_probability_output(c) for c in shadow.classes]
+    columns: dict[str, Column] = {SHADOW_LABEL_KEY: labels}
+    columns.update(zip(names, probabilities.T, strict=True))
+    return [(SHADOW_LABEL_KEY, "BYTES"), *((name, "FP64") for name in names)], columns
+
+
 def _v2_answer(
-    inference: InferenceRequest, model: LoadedModel, result: BatchResult
+    inference: InferenceRequest,
+    model: LoadedModel,
+    result: BatchResult,
+    shadow: tuple[LoadedModel, BatchResult] | None,
 ) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
-    """The output tensors asked for, in the model's order, and the raw bytes of those asked raw."""
+    """The output tensors asked for, in the model's order, and the raw bytes of those asked raw.
+
+    The shadow's tensors, when it scored the request, come after the model's.
+    """
     outputs = v2_outputs(model)
+    columns = _v2_columns_out(model, result)
+    if shadow is not None:
+        shadow_outputs, shadow_columns = _v2_shadow_columns(*shadow)
+        outputs = [*outputs, *shadow_outputs]
+        columns.update(shadow_columns)
     if result.scores is not None and result.scores.explanations is not None:
         outputs = [*outputs, (EXPLANATION_KEY, "BYTES")]
     requested = inference.outputs or []
@@ -471,7 +568,6 @@ def _v2_answer(
         if unknown:
             raise BadRequest(f"unknown output(s) {unknown}")
         outputs = [(name, datatype) for name, datatype in outputs if name in wanted]
-    columns = _v2_columns_out(model, result)
     try:
         raw = binary_outputs(
             inference.parameters,
@@ -506,8 +602,8 @@ async def v2_infer(request: web.Request) -> web.Response:
     instances = _within_limit(
         request, _v2_columns(inference.inputs, model.encoder.names)
     )
-    parameters = inference.parameters or {}
-    explain = _explain(f"parameters.{EXPLAIN_KEY}", parameters.get(EXPLAIN_KEY))
+    asked = inference.parameters or {}
+    explain = _explain(f"parameters.{EXPLAIN_KEY}", asked.get(EXPLAIN_KEY))
     result = await _score(request, served, model, instances, explain)
     if result.errors:
         shown = sorted(result.errors.items())[:5]
@@ -515,12 +611,24 @@ async def v2_infer(request: web.Request) -> web.Response:
             f"{len(result.errors)} invalid row(s): "
             + "; ".join(f"row {row}: {reason}" for row, reason in shown)
         )
-    outputs, payloads = _v2_answer(inference, model, result)
+    shadow = await _score_shadow(served, instances)
+    scored_shadow = None
+    parameters: dict[str, Any] = {}
+    if shadow is not None:
+        shadow_model, shadow_result = shadow
+        parameters[SHADOW_VERSION_KEY] = shadow_model.version
+        if isinstance(shadow_result, str):
+            parameters[SHADOW_ERROR_KEY] = shadow_result
+        else:
+            scored_shadow = (shadow_model, shadow_result)
+    outputs, payloads = _v2_answer(inference, model, result, scored_shadow)
     answer: dict[str, Any] = {
         "model_name": served.served_name,
         "model_version": model.version,
         "outputs": outputs,
     }
+    if parameters:
+        answer["parameters"] = parameters
     if inference.id is not None:
         answer["id"] = inference.id
     body, header_length = pack_body(answer, "outputs", payloads)
@@ -571,6 +679,12 @@ async def metrics(request: web.Request) -> web.Response:
             server_metrics.loaded.labels(served.served_name).set(
                 int(served.current.version)
             )
+        shadow = served.shadow
+        server_metrics.shadow.labels(served.served_name).set(
+            int(shadow.version)
+            if shadow is not None and shadow.version.isdigit()
+            else 0
+        )
     return web.Response(
         body=generate_latest(server_metrics.registry),
         headers={"Content-Type": CONTENT_TYPE_LATEST},
@@ -596,6 +710,11 @@ def create_app(
         served.on_load_failure(
             lambda failure: metrics_.errors.labels("load_failed").inc()
         )
+        served.on_shadow_failure(
+            lambda stage: metrics_.errors.labels(f"shadow_{stage}_failed").inc()
+        )
+        if served.shadow_state is not None and served.shadow_state.failure:
+            metrics_.errors.labels("shadow_load_failed").inc()  # at the first load
     add = app.router.add_route
     add("GET", "/v1/models/{name}", v1_status, name="v1_status")
     add("POST", "/v1/models/{name}", v1_predict, name="v1_predict")

@@ -11,6 +11,13 @@ moves again.
 
 Where versions come from is a :class:`ModelSource`: the repository (one
 model, following its pointer or pinned to a version) or a single PMML file.
+
+A repository model that follows its pointer also follows its ``SHADOW``
+pointer: the shadow version is loaded the same way, beside the current one
+(:class:`ShadowState`), and scores every request too (serving.api). It
+costs no availability: a shadow that fails to load is logged once, shown
+in the status and skipped until the pointer moves; the server serves on
+without it.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ __all__ = [
     "ModelSource",
     "RepositorySource",
     "ServedModel",
+    "ShadowState",
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,6 +66,14 @@ class ModelSource(ABC):
     @abstractmethod
     def describe(self) -> str:
         """Where the versions come from, for logs and the status endpoint."""
+
+    def wanted_shadow(self) -> ModelIdentity | None:
+        """The version that should shadow the current one, if any (blocking I/O).
+
+        Only a repository model that follows its pointer has one; a pinned
+        version or a file is served alone.
+        """
+        return None
 
 
 class RepositorySource(ModelSource):
@@ -89,6 +105,15 @@ class RepositorySource(ModelSource):
         if not version.isdigit():
             raise ModelNotFound(f"model {self.name!r} has no version {version!r}")
         return self._identity(int(version))
+
+    def wanted_shadow(self) -> ModelIdentity | None:
+        if self.pinned is not None:
+            return None
+        try:
+            number = self.repository.shadow_version(self.name)
+        except ModelsError as exc:
+            raise ModelNotFound(exc.message) from exc
+        return None if number is None else self._identity(number)
 
     def describe(self) -> str:
         pin = f" pinned to version {self.pinned}" if self.pinned is not None else ""
@@ -132,8 +157,28 @@ class LoadFailure:
     at: float
 
 
+@dataclass
+class ShadowState:
+    """The shadow version a served model follows, and what became of it.
+
+    ``version`` is what the ``SHADOW`` pointer names ("" if the pointer
+    cannot be read); ``model`` is set once it loaded, ``failure`` if it did
+    not. Scoring failures are counted, and logged when the reason changes.
+    """
+
+    version: str
+    model: LoadedModel | None = None
+    failure: LoadFailure | None = None
+    scoring_failures: int = 0
+    last_scoring_error: str = ""
+
+    @property
+    def loading(self) -> bool:
+        return self.model is None and self.failure is None
+
+
 class ServedModel:
-    """One served name: the version answering now, and the latest failed load."""
+    """One served name: the version answering now, the latest failed load, the shadow."""
 
     def __init__(self, served_name: str, source: ModelSource) -> None:
         self.served_name = served_name
@@ -143,10 +188,31 @@ class ServedModel:
         self._load_lock = asyncio.Lock()
         self.loading: str | None = None
         self._failure_listeners: list[Callable[[LoadFailure], None]] = []
+        self.shadow_state: ShadowState | None = None
+        self._shadow_listeners: list[Callable[[str], None]] = []
 
     def on_load_failure(self, listener: Callable[[LoadFailure], None]) -> None:
         """Call ``listener`` with every failed load (the server counts them in its metrics)."""
         self._failure_listeners.append(listener)
+
+    def on_shadow_failure(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener`` with ``"load"`` or ``"score"`` at every failure of the shadow."""
+        self._shadow_listeners.append(listener)
+
+    @property
+    def shadow(self) -> LoadedModel | None:
+        """The shadow version to score beside the current one, if one is loaded.
+
+        None, too, while it is the current version (just promoted, until the
+        watcher sees its ``SHADOW`` pointer removed): it is not scored twice.
+        """
+        state = self.shadow_state
+        if state is None or state.model is None:
+            return None
+        current = self._current
+        if current is not None and current.version == state.model.version:
+            return None
+        return state.model
 
     @property
     def current(self) -> LoadedModel:
@@ -234,7 +300,11 @@ class ServedModel:
         )
 
     async def refresh(self) -> None:
-        """Load the source's wanted version if it is new (the watcher's tick)."""
+        """Load the source's wanted version if it is new, then its shadow (the watcher's tick)."""
+        await self._refresh_current()
+        await self.refresh_shadow()
+
+    async def _refresh_current(self) -> None:
         try:
             wanted = await asyncio.to_thread(self.source.wanted)
         except ServingError as exc:
@@ -251,6 +321,91 @@ class ServedModel:
             return
         with contextlib.suppress(ModelLoadError):  # logged and kept in self.failure
             await self.load(wanted)
+
+    async def refresh_shadow(self) -> None:
+        """Follow the source's ``SHADOW`` pointer: load a new shadow, drop a removed one.
+
+        Never raises: a shadow that cannot be read or loaded is recorded in
+        :attr:`shadow_state` (shown in the status), logged once and skipped
+        until the pointer moves.
+        """
+        state = self.shadow_state
+        try:
+            wanted = await asyncio.to_thread(self.source.wanted_shadow)
+        except ServingError as exc:
+            if (
+                state is None
+                or state.failure is None
+                or state.failure.reason != exc.message
+            ):
+                self.shadow_state = ShadowState("")
+                self._shadow_failed(self.shadow_state, exc.message)
+            return
+        if wanted is None:
+            if state is not None:
+                logger.info(
+                    "model %s: no shadow version any more (was %s)",
+                    self.served_name,
+                    state.version,
+                )
+                self.shadow_state = None
+            return
+        if state is not None and state.version == wanted.version and not state.loading:
+            return
+        state = self.shadow_state = ShadowState(wanted.version)
+        try:
+            model = await load_model(wanted)
+        except ServingError as exc:
+            self._shadow_failed(state, exc.message)
+            return
+        except Exception as exc:  # a broken PMML can fail deep inside a parser
+            logger.exception("unexpected failure loading shadow %s", wanted)
+            self._shadow_failed(state, f"{type(exc).__name__}: {exc}")
+            return
+        if model.regression or (self._current is not None and self._current.regression):
+            self._shadow_failed(
+                state,
+                "a shadow is compared with the current version by label: both must "
+                "be classifications",
+            )
+            return
+        state.model = model
+        logger.info(
+            "model %s: version %s of %s shadows the current version (%s evaluator)",
+            self.served_name,
+            wanted.version,
+            wanted.name,
+            model.evaluator.kind,
+        )
+
+    def _shadow_failed(self, state: ShadowState, reason: str) -> None:
+        state.failure = LoadFailure(state.version, reason, time.time())
+        for listener in self._shadow_listeners:
+            listener("load")
+        logger.error(
+            "model %s: shadow version %s failed to load, serving without a shadow: %s",
+            self.served_name,
+            state.version or "(unreadable SHADOW pointer)",
+            reason,
+        )
+
+    def shadow_scoring_failed(self, shadow: LoadedModel, reason: str) -> None:
+        """Note that ``shadow`` failed on a request (answered without it); logged when new."""
+        state = self.shadow_state
+        if state is None or state.model is not shadow:
+            return  # the shadow was replaced meanwhile: its state is gone
+        state.scoring_failures += 1
+        for listener in self._shadow_listeners:
+            listener("score")
+        if reason != state.last_scoring_error:
+            logger.error(
+                "model %s: shadow version %s failed to score a request, answered "
+                "without it: %s",
+                self.served_name,
+                state.version,
+                reason,
+            )
+        state.last_scoring_error = reason
 
 
 class ModelRegistry:
@@ -277,9 +432,10 @@ class ModelRegistry:
         return all(model.ready for model in self._models.values())
 
     async def load_all(self) -> None:
-        """The first load of every model (a failure here is fatal for the server)."""
+        """The first load of every model (a failure here is fatal for the server) and its shadow."""
         for model in self._models.values():
             await model.load()
+            await model.refresh_shadow()
 
     def start_watching(self, interval_s: float) -> None:
         """Poll every source that follows changes, every ``interval_s`` seconds."""

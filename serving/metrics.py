@@ -53,7 +53,9 @@ class ServerMetrics:
         self.errors = Counter(
             "riskstream_model_errors",
             "Errors by kind: a rejected request (bad_request, unauthorized, not_found, "
-            "too_large), an invalid row (invalid_row), a failed load, an internal error.",
+            "too_large), an invalid row (invalid_row), a failed load, an internal error, "
+            "a shadow version that failed to load (shadow_load_failed) or to score a "
+            "request (shadow_score_failed; the request was answered without it).",
             ["kind"],
             registry=self.registry,
         )
@@ -78,6 +80,13 @@ class ServerMetrics:
         self.loaded = Gauge(
             "riskstream_model_loaded_version",
             "The version each served model answers with (the value is the version number).",
+            ["model"],
+            registry=self.registry,
+        )
+        self.shadow = Gauge(
+            "riskstream_model_shadow_version",
+            "The shadow version scoring beside each served model (the value is the "
+            "version number; 0: no shadow is scoring).",
             ["model"],
             registry=self.registry,
         )

@@ -31,6 +31,10 @@ from models.protocol import (
     LABEL_KEY,
     PREDICTION_KEY,
     PREDICTION_TEXT_KEY,
+    SHADOW_ERROR_KEY,
+    SHADOW_LABEL_KEY,
+    SHADOW_PROBABILITIES_KEY,
+    SHADOW_VERSION_KEY,
     VERSION_KEY,
     probability_key,
 )
@@ -207,6 +211,36 @@ class LoadedModel:
                 categories, predictions, *columns, strict=True
             )
         ]
+
+    def shadow_predictions(self, result: BatchResult) -> list[dict[str, Any]]:
+        """This version's answer as a shadow: per instance its version, label and probabilities.
+
+        Probabilities are numbers by class (NaN, written null, where the
+        model gives none); a row it did not score has ``shadow_error``.
+        Classifications only (the loader refuses a regression shadow).
+        """
+        version = self.version
+        answers: list[dict[str, Any]] = [{}] * result.batch.rows
+        scores = result.scores
+        if scores is not None:
+            classes = self.classes
+            labels = scores.labels.tolist()
+            for row, label, probabilities in zip(
+                result.scored.tolist(),
+                labels,
+                scores.probabilities.tolist(),
+                strict=True,
+            ):
+                answers[row] = {
+                    SHADOW_VERSION_KEY: version,
+                    SHADOW_LABEL_KEY: classes[label],
+                    SHADOW_PROBABILITIES_KEY: dict(
+                        zip(classes, probabilities, strict=True)
+                    ),
+                }
+        for row, reason in result.errors.items():  # also rows the model refused
+            answers[row] = {SHADOW_VERSION_KEY: version, SHADOW_ERROR_KEY: reason}
+        return answers
 
     @staticmethod
     def _regression_answers(

@@ -8,7 +8,7 @@ feature list and both sides agree on the document's shape.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from models.pmml_schema import InputField, OutputField
 from models.protocol import (
@@ -23,12 +23,13 @@ from models.protocol import (
     ModelSchema,
     ModelStatus,
     OutputFieldDoc,
+    ShadowStatus,
     TargetFieldDoc,
     VersionStatus,
     probability_key,
 )
 from serving.features import positional_name
-from serving.loader import ServedModel
+from serving.loader import ServedModel, ShadowState
 from serving.model import LoadedModel
 
 __all__ = ["openscoring_schema", "tf_serving_status", "v2_metadata", "v2_outputs"]
@@ -157,6 +158,24 @@ def _version_entry(
     )
 
 
+def _shadow_status(state: ShadowState | None) -> ShadowStatus | None:
+    """The shadow's part of the status: loaded, loading, or why it failed."""
+    if state is None:
+        return None
+    state_name: Literal["AVAILABLE", "LOADING", "FAILED"] = "AVAILABLE"
+    if state.failure is not None:
+        state_name = "FAILED"
+    elif state.loading:
+        state_name = "LOADING"
+    return ShadowStatus(
+        version=state.version,
+        state=state_name,
+        reason=state.failure.reason if state.failure else "",
+        scoring_failures=state.scoring_failures,
+        last_scoring_error=state.last_scoring_error,
+    )
+
+
 def tf_serving_status(
     served: ServedModel, version: str | None = None
 ) -> dict[str, Any]:
@@ -184,6 +203,7 @@ def tf_serving_status(
             kind=model.evaluator.kind,
             description=getattr(model.evaluator, "description", ""),
         ),
+        shadow=_shadow_status(served.shadow_state),
         schema=openscoring_schema(model),
     ).document()
 

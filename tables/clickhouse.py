@@ -8,17 +8,25 @@ is a ``ReplacingMergeTree`` on the Kafka coordinates: a record written
 twice keeps one row once parts merge, and ``FINAL`` (the view
 ``predictions_unique``) counts it once before they have (see
 :mod:`tables.predictions`).
+
+On a cluster (``RISKSTREAM_CLICKHOUSE_CLUSTER``) the connection goes to the
+first of ``RISKSTREAM_CLICKHOUSE_HOSTS`` that answers, and the insert into
+the ``Distributed`` table is synchronous (``insert_distributed_sync``): it
+returns once a replica of every shard holds its rows, never while they
+wait in a local queue of the server that took them, so an acked offset
+never points past a row that only one server's disk has seen.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import asynch
 import asynch.errors
 
+from core.settings import Settings
 from tables.predictions import (
     COLUMNS,
     LABELLED_VIEW,
@@ -30,6 +38,7 @@ from tables.predictions import (
     label_insert_statement,
     prepare_schema,
     quote_identifier,
+    shadow_agreement_query,
 )
 from tables.sink import Server, Sink
 
@@ -49,7 +58,24 @@ class ClickHouseSink(Sink):
         super().__init__(server, **kwargs)
         self._insert_sql = insert_statement(server.database)
         self._label_insert_sql = label_insert_statement(server.database)
+        self._insert_settings = {"insert_distributed_sync": 1} if server.cluster else {}
         self._connection: asynch.Connection | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **server: Any) -> Self:
+        """Every server of RISKSTREAM_CLICKHOUSE_HOSTS, in order, and the cluster."""
+        (host, port), *others = settings.clickhouse_addresses
+        assert settings.clickhouse_cluster is not None
+        return super().from_settings(
+            settings,
+            **{
+                "host": host,
+                "port": port,
+                "failover": tuple(f"{h}:{p}" for h, p in others),
+                "cluster": settings.clickhouse_cluster,
+                **server,
+            },
+        )
 
     @property
     def table(self) -> str:
@@ -62,7 +88,9 @@ class ClickHouseSink(Sink):
         await connection.connect()
         try:
             async with connection.cursor() as cursor:
-                for statement in await prepare_schema(cursor, self.database):
+                for statement in await prepare_schema(
+                    cursor, self.database, self.server.cluster
+                ):
                     logger.info("ClickHouse %s: %s", self.address, statement)
         except BaseException:
             await connection.close()
@@ -73,11 +101,13 @@ class ClickHouseSink(Sink):
         assert self._connection is not None
         stamp = (stored_at_ms // 1000, stored_at_ms)
         async with self._connection.cursor() as cursor:
+            cursor.set_settings(self._insert_settings)
             await cursor.execute(self._insert_sql, [row + stamp for row in rows])
 
     async def _insert_labels(self, rows: Sequence[LabelRow]) -> None:
         assert self._connection is not None
         async with self._connection.cursor() as cursor:
+            cursor.set_settings(self._insert_settings)
             await cursor.execute(self._label_insert_sql, list(rows))
 
     async def _disconnect(self) -> None:
@@ -94,12 +124,14 @@ class ClickHouseSink(Sink):
             port=self.server.port,
             user=self.server.user,
             password=self.server.password,
+            alt_hosts=",".join(self.server.failover) or None,
             # No database: every statement names its own, and the app's user
             # may be confined to it (naming `default` would be refused).
             database="",
         )
 
-    async def _query(self, query: str) -> list[tuple[Any, ...]]:
+    async def query(self, query: str) -> list[tuple[Any, ...]]:
+        """The rows of ``query``, on a connection of its own (live quality and drift read so)."""
         connection = self._connect()
         await connection.connect()
         try:
@@ -110,13 +142,13 @@ class ClickHouseSink(Sink):
             await connection.close()
 
     async def count_rows(self) -> int:
-        [(count,)] = await self._query(
+        [(count,)] = await self.query(
             f"SELECT count() FROM {quote_identifier(self.database)}.predictions"
         )
         return int(count)
 
     async def count_records(self) -> int:
-        [(count,)] = await self._query(dedup_count_query(self.database))
+        [(count,)] = await self.query(dedup_count_query(self.database))
         return int(count)
 
     async def rows(self, columns: Sequence[str]) -> list[tuple[Any, ...]]:
@@ -124,14 +156,14 @@ class ClickHouseSink(Sink):
         unknown = [c for c in columns if c not in COLUMNS]
         if unknown:
             raise ValueError(f"no such column: {', '.join(unknown)}")
-        return await self._query(
+        return await self.query(
             f"SELECT {', '.join(columns)} FROM "
             f"{quote_identifier(self.database)}.predictions ORDER BY stored_at_ms "
             "LIMIT 1 BY source_topic, source_partition, source_offset"
         )
 
     async def count_labels(self) -> int:
-        [(count,)] = await self._query(
+        [(count,)] = await self.query(
             f"SELECT count() FROM {quote_identifier(self.database)}.{LABELS_TABLE} FINAL"
         )
         return int(count)
@@ -139,9 +171,24 @@ class ClickHouseSink(Sink):
     async def labelled(self) -> list[tuple[str, str]]:
         return [
             (str(record_id), str(label))
-            for record_id, label in await self._query(
+            for record_id, label in await self.query(
                 f"SELECT record_id, label FROM "
                 f"{quote_identifier(self.database)}.{LABELLED_VIEW}"
+            )
+        ]
+
+    async def shadow_agreement(self) -> list[tuple[str, str, str, int, int, int]]:
+        return [
+            (
+                str(name),
+                str(version),
+                str(shadow),
+                int(records),
+                int(compared),
+                int(agreed),
+            )
+            for name, version, shadow, records, compared, agreed in await self.query(
+                shadow_agreement_query(self.database)
             )
         ]
 

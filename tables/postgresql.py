@@ -89,13 +89,14 @@ _TYPES = {
 KEY = ("source_topic", "source_partition", "source_offset")
 
 
+#: A ClickHouse column default -> PostgreSQL's (what an added column gives the old rows).
+_DEFAULTS = {"nan": "'NaN'", "''": "''", "emptyArrayFloat64()": "'{}'"}
+
+
 def _pg_column(kind: str) -> str:
     base, _, default = kind.partition(" DEFAULT ")
     declared = f"{_TYPES[base]} NOT NULL"
-    if default == "nan":
-        return f"{declared} DEFAULT 'NaN'"
-    # a text default is already a quoted SQL literal ('')
-    return f"{declared} DEFAULT {default}" if default else declared
+    return f"{declared} DEFAULT {_DEFAULTS[default]}" if default else declared
 
 
 #: Column -> PostgreSQL type, in ClickHouse's order (a later column comes last).
@@ -406,6 +407,21 @@ class PostgreSQLSink(Sink):
             (record["record_id"], record["label"])
             for record in await self._query(
                 f"SELECT record_id, label FROM {QUALIFIED_VIEW}"
+            )
+        ]
+
+    async def shadow_agreement(self) -> list[tuple[str, str, str, int, int, int]]:
+        """The same counts as ClickHouse's :func:`tables.predictions.shadow_agreement_query`."""
+        return [
+            (r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5]))
+            for r in await self._query(
+                "SELECT model_name, model_version, shadow_version, count(*),\n"
+                "    count(*) FILTER (WHERE shadow_label <> ''),\n"
+                "    count(*) FILTER (WHERE shadow_label <> '' "
+                "AND shadow_label = predicted_label)\n"
+                f"FROM {QUALIFIED_TABLE} WHERE shadow_version <> ''\n"
+                "GROUP BY model_name, model_version, shadow_version\n"
+                "ORDER BY model_name, model_version, shadow_version"
             )
         ]
 

@@ -17,7 +17,12 @@ numeric ones in ``feature_values`` (NaN = missing), parallel to
 ``feature_names``, the others (categories, "true"/"false") as text in
 ``text_feature_values`` ("" = missing), parallel to ``text_feature_names``.
 A classifier's answer is ``predicted_label`` with its ``probabilities``; a
-regression's is ``predicted_value`` (NaN for a classifier).
+regression's is ``predicted_value`` (NaN for a classifier). A row scored
+while a shadow version ran beside the current one also holds the shadow's
+answer: ``shadow_version``, ``shadow_label`` ("" where the shadow did not
+score the row) and ``shadow_probabilities``, parallel to
+``probability_labels`` (NaN for a class the shadow does not have); all
+empty without a shadow. :func:`shadow_agreement_query` compares the two.
 
 Ground truth arrives late, on its own topic, into ``labels``: a
 ``ReplacingMergeTree`` on the label message's Kafka coordinates, like the
@@ -48,6 +53,7 @@ __all__ = [
     "UNIQUE_VIEW",
     "LabelRow",
     "PredictionRow",
+    "SchemaConflict",
     "create_statements",
     "dedup_count_query",
     "existing_columns_query",
@@ -58,12 +64,17 @@ __all__ = [
     "prepare_schema",
     "quote_identifier",
     "quote_name",
+    "shadow_agreement_query",
     "upgrade_statements",
 ]
 
 
 TABLE = "predictions"
 UNIQUE_VIEW = "predictions_unique"
+#: On a cluster, ``<table>_local`` is each shard's replicated table under the Distributed ``<table>``.
+LOCAL_SUFFIX = "_local"
+#: Which shard a row goes to: its Kafka coordinates, so a replay lands where its first copy is.
+SHARDING_KEY = "cityHash64(source_topic, source_partition, source_offset)"
 LABELS_TABLE = "labels"
 LABELLED_VIEW = "labelled_predictions"
 
@@ -95,6 +106,10 @@ class PredictionRow(NamedTuple):
     text_feature_names: list[str]
     text_feature_values: list[str]
     predicted_value: float
+    shadow_version: str = ""
+    shadow_label: str = ""
+    #: parallel to ``probability_labels``; the default is shared (rows are only read)
+    shadow_probabilities: list[float] = []  # noqa: RUF012
     #: why the model answered so (JSON text, see serving.explanations); '' unless asked for
     explanation: str = ""
 
@@ -147,6 +162,9 @@ COLUMNS: dict[str, str] = {
     "text_feature_names": "Array(String)",
     "text_feature_values": "Array(String)",
     "predicted_value": "Float64 DEFAULT nan",
+    "shadow_version": "String DEFAULT ''",
+    "shadow_label": "String DEFAULT ''",
+    "shadow_probabilities": "Array(Float64) DEFAULT emptyArrayFloat64()",
     "explanation": "String DEFAULT ''",
 }
 
@@ -173,17 +191,31 @@ def quote_identifier(name: str) -> str:
     return quote_name(name, "`", "ClickHouse")
 
 
-def _view_statement(db: str) -> str:
-    return f"CREATE VIEW IF NOT EXISTS {db}.{UNIQUE_VIEW} AS SELECT * FROM {db}.{TABLE} FINAL"
+def _on_cluster(cluster: str) -> str:
+    """`` ON CLUSTER <name>`` for a cluster's DDL, nothing for one server."""
+    return f" ON CLUSTER {quote_identifier(cluster)}" if cluster else ""
 
 
-def _labelled_view_statement(db: str) -> str:
-    """Each prediction with its record's latest label (18.16's JOIN: ``ALL INNER JOIN ... USING``)."""
+def _view_statement(db: str, cluster: str = "") -> str:
     return (
-        f"CREATE VIEW IF NOT EXISTS {db}.{LABELLED_VIEW} AS\n"
+        f"CREATE VIEW IF NOT EXISTS {db}.{UNIQUE_VIEW}{_on_cluster(cluster)} "
+        f"AS SELECT * FROM {db}.{TABLE} FINAL"
+    )
+
+
+def _labelled_view_statement(db: str, cluster: str = "") -> str:
+    """Each prediction with its record's latest label (18.16's JOIN: ``ALL INNER JOIN ... USING``).
+
+    On a cluster the latest labels are gathered once, by the server that
+    runs the query, and sent to every shard (``GLOBAL``): a record's label
+    and its prediction may live on different shards.
+    """
+    join = "GLOBAL ALL INNER JOIN" if cluster else "ALL INNER JOIN"
+    return (
+        f"CREATE VIEW IF NOT EXISTS {db}.{LABELLED_VIEW}{_on_cluster(cluster)} AS\n"
         f"SELECT {', '.join(COLUMNS)}, label, label_observed_at_ms\n"
         f"FROM {db}.{TABLE} FINAL\n"
-        "ALL INNER JOIN (\n"
+        f"{join} (\n"
         "    SELECT record_id, argMax(observed_label, observed_at_ms) AS label,\n"
         "        max(observed_at_ms) AS label_observed_at_ms\n"
         "    FROM (\n"
@@ -199,7 +231,52 @@ def _labelled_view_statement(db: str) -> str:
     )
 
 
-def _named_statements(database: str) -> list[tuple[str, str]]:
+def _merge_tree_statements(
+    database: str, table: str, columns: str, partition_by: str, cluster: str
+) -> list[tuple[str, str]]:
+    """A ``ReplacingMergeTree`` on the Kafka coordinates: one table, or per shard plus a ``Distributed`` one.
+
+    On a cluster each shard keeps its rows in ``<table>_local``, a
+    ``ReplicatedReplacingMergeTree`` whose replicas share the ZooKeeper path
+    of their ``{shard}`` macro; ``<table>`` is the ``Distributed`` table over
+    them, sharded by a hash of the coordinates, so that a replayed record
+    meets its first copy on the same shard and merges away there.
+    """
+    db = quote_identifier(database)
+    order = "ORDER BY (source_topic, source_partition, source_offset)"
+    if not cluster:
+        return [
+            (
+                table,
+                (
+                    f"CREATE TABLE IF NOT EXISTS {db}.{table} (\n    {columns}\n)\n"
+                    f"ENGINE = ReplacingMergeTree()\nPARTITION BY {partition_by}\n{order}"
+                ),
+            )
+        ]
+    local = f"{table}{LOCAL_SUFFIX}"
+    on_cluster = _on_cluster(cluster)
+    return [
+        (
+            local,
+            (
+                f"CREATE TABLE IF NOT EXISTS {db}.{local}{on_cluster} (\n    {columns}\n)\n"
+                "ENGINE = ReplicatedReplacingMergeTree("
+                f"'/clickhouse/tables/{{shard}}/{database}/{local}', '{{replica}}')\n"
+                f"PARTITION BY {partition_by}\n{order}"
+            ),
+        ),
+        (
+            table,
+            (
+                f"CREATE TABLE IF NOT EXISTS {db}.{table}{on_cluster} AS {db}.{local}\n"
+                f"ENGINE = Distributed({quote_identifier(cluster)}, {db}, {local}, {SHARDING_KEY})"
+            ),
+        ),
+    ]
+
+
+def _named_statements(database: str, cluster: str = "") -> list[tuple[str, str]]:
     """Idempotent DDL of each object, with the name it has in ``system.databases``/``system.tables``."""
     db = quote_identifier(database)
     columns = ",\n    ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
@@ -207,45 +284,39 @@ def _named_statements(database: str) -> list[tuple[str, str]]:
         f"{name} {kind}" for name, kind in LABEL_COLUMNS.items()
     )
     return [
-        (database, f"CREATE DATABASE IF NOT EXISTS {db}"),
-        (
-            TABLE,
-            (
-                f"CREATE TABLE IF NOT EXISTS {db}.{TABLE} (\n    {columns}\n)\n"
-                "ENGINE = ReplacingMergeTree()\n"
-                "PARTITION BY toYYYYMM(event_time)\n"
-                "ORDER BY (source_topic, source_partition, source_offset)"
-            ),
+        (database, f"CREATE DATABASE IF NOT EXISTS {db}{_on_cluster(cluster)}"),
+        *_merge_tree_statements(
+            database, TABLE, columns, "toYYYYMM(event_time)", cluster
         ),
-        (UNIQUE_VIEW, _view_statement(db)),
-        (
-            LABELS_TABLE,
-            (
-                f"CREATE TABLE IF NOT EXISTS {db}.{LABELS_TABLE} (\n    {label_columns}\n)\n"
-                "ENGINE = ReplacingMergeTree()\n"
-                "PARTITION BY toYYYYMM(observed_at)\n"
-                "ORDER BY (source_topic, source_partition, source_offset)"
-            ),
+        (UNIQUE_VIEW, _view_statement(db, cluster)),
+        *_merge_tree_statements(
+            database, LABELS_TABLE, label_columns, "toYYYYMM(observed_at)", cluster
         ),
-        (LABELLED_VIEW, _labelled_view_statement(db)),
+        (LABELLED_VIEW, _labelled_view_statement(db, cluster)),
     ]
 
 
-def create_statements(database: str) -> list[str]:
-    """Idempotent DDL: the database, the predictions table and its dedup view, the labels and their view."""
-    return [statement for _, statement in _named_statements(database)]
+def create_statements(database: str, cluster: str = "") -> list[str]:
+    """Idempotent DDL: the database, the predictions table and its dedup view, the labels and their view.
+
+    With ``cluster`` every statement runs ``ON CLUSTER`` and each table is a
+    replicated table per shard under a ``Distributed`` one.
+    """
+    return [statement for _, statement in _named_statements(database, cluster)]
 
 
 def existing_objects_query(database: str) -> str:
-    """The database's name (if it exists) and its tables' names, one per row."""
+    """The database's name (if it exists) and its tables' names and engines, one per row."""
     name = quote_identifier(database).strip("`")
     return (
-        f"SELECT name FROM system.databases WHERE name = '{name}' "
-        f"UNION ALL SELECT name FROM system.tables WHERE database = '{name}'"
+        f"SELECT name, 'Database' FROM system.databases WHERE name = '{name}' "
+        f"UNION ALL SELECT name, engine FROM system.tables WHERE database = '{name}'"
     )
 
 
-def missing_statements(database: str, existing: Collection[str]) -> list[str]:
+def missing_statements(
+    database: str, existing: Collection[str], cluster: str = ""
+) -> list[str]:
     """The DDL of what is not in ``existing`` (the names :func:`existing_objects_query` returns).
 
     A writer whose user may not run DDL (the local stack's app user) then
@@ -253,40 +324,52 @@ def missing_statements(database: str, existing: Collection[str]) -> list[str]:
     """
     return [
         statement
-        for name, statement in _named_statements(database)
+        for name, statement in _named_statements(database, cluster)
         if name not in existing
     ]
 
 
-def existing_columns_query(database: str) -> str:
-    """The predictions table's column names, one per row (none if there is no table)."""
+def existing_columns_query(database: str, cluster: str = "") -> str:
+    """The column names of the table holding the predictions' rows, one per row (none if no table)."""
     name = quote_identifier(database).strip("`")
+    table = f"{TABLE}{LOCAL_SUFFIX}" if cluster else TABLE
     return (
         f"SELECT name FROM system.columns WHERE database = '{name}' "
-        f"AND table = '{TABLE}'"
+        f"AND table = '{table}'"
     )
 
 
-def upgrade_statements(database: str, existing_columns: Collection[str]) -> list[str]:
+def upgrade_statements(
+    database: str, existing_columns: Collection[str], cluster: str = ""
+) -> list[str]:
     """What brings a table of an older version up to :data:`COLUMNS`, keeping its rows.
 
     Nothing for a missing table (it is created whole) or a current one.
-    The views are re-created, since a view's columns are fixed when it is made.
+    On a cluster the shards' tables and the ``Distributed`` one gain the
+    column alike. The views are re-created, since a view's columns are
+    fixed when it is made.
     """
     missing = [name for name in COLUMNS if name not in existing_columns]
     if not existing_columns or not missing:
         return []
     db = quote_identifier(database)
+    on_cluster = _on_cluster(cluster)
+    tables = [f"{TABLE}{LOCAL_SUFFIX}", TABLE] if cluster else [TABLE]
     return [
         *(
-            f"ALTER TABLE {db}.{TABLE} ADD COLUMN {name} {COLUMNS[name]}"
+            f"ALTER TABLE {db}.{table}{on_cluster} ADD COLUMN {name} {COLUMNS[name]}"
+            for table in tables
             for name in missing
         ),
-        f"DROP TABLE IF EXISTS {db}.{UNIQUE_VIEW}",
-        _view_statement(db),
-        f"DROP TABLE IF EXISTS {db}.{LABELLED_VIEW}",
-        _labelled_view_statement(db),
+        f"DROP TABLE IF EXISTS {db}.{UNIQUE_VIEW}{on_cluster}",
+        _view_statement(db, cluster),
+        f"DROP TABLE IF EXISTS {db}.{LABELLED_VIEW}{on_cluster}",
+        _labelled_view_statement(db, cluster),
     ]
+
+
+class SchemaConflict(ValueError):
+    """The database holds a table riskstream did not make for this layout."""
 
 
 class _Cursor(Protocol):
@@ -294,24 +377,35 @@ class _Cursor(Protocol):
     async def fetchall(self) -> Any: ...
 
 
-async def prepare_schema(cursor: _Cursor, database: str) -> list[str]:
+async def prepare_schema(
+    cursor: _Cursor, database: str, cluster: str = ""
+) -> list[str]:
     """Create what is missing and upgrade an older table; returns the statements run.
 
     A user without DDL rights (the local stack's app user) runs none
-    against a schema the stack already prepared and upgraded.
+    against a schema the stack already prepared and upgraded. A
+    single-server predictions table where a cluster's is expected is
+    refused, not written to: it would neither replicate nor shard.
     """
     await cursor.execute(existing_objects_query(database))
-    existing = {row[0] for row in await cursor.fetchall()}
+    engines = {row[0]: row[1] for row in await cursor.fetchall()}
+    if cluster and engines.get(TABLE, "Distributed") != "Distributed":
+        raise SchemaConflict(
+            f"{database}.{TABLE} is a single-server {engines[TABLE]} table but "
+            f"RISKSTREAM_CLICKHOUSE_CLUSTER is {cluster}: rename it and copy its rows "
+            "into the cluster's table (README, Running at scale), or unset the cluster"
+        )
+    existing = set(engines)
     upgrade: list[str] = []
     if TABLE in existing:
-        await cursor.execute(existing_columns_query(database))
+        await cursor.execute(existing_columns_query(database, cluster))
         upgrade = upgrade_statements(
-            database, {row[0] for row in await cursor.fetchall()}
+            database, {row[0] for row in await cursor.fetchall()}, cluster
         )
     if upgrade:
         # the labelled view names the new columns: the upgrade creates it once they exist
         existing.add(LABELLED_VIEW)
-    statements = missing_statements(database, existing) + upgrade
+    statements = missing_statements(database, existing, cluster) + upgrade
     for statement in statements:
         await cursor.execute(statement)
     return statements
@@ -327,6 +421,23 @@ def label_insert_statement(database: str) -> str:
     return (
         f"INSERT INTO {quote_identifier(database)}.{LABELS_TABLE} "
         f"({', '.join(LabelRow._fields)}) VALUES"
+    )
+
+
+def shadow_agreement_query(database: str) -> str:
+    """Per (model, version, shadow version): records, records both scored, and both gave one label.
+
+    Each record once (``FINAL``); a record the shadow did not score
+    (``shadow_label`` empty) is counted but not compared.
+    """
+    return (
+        "SELECT model_name, model_version, shadow_version, count() AS records,\n"
+        "    countIf(shadow_label != '') AS compared,\n"
+        "    countIf(shadow_label != '' AND shadow_label = predicted_label) AS agreed\n"
+        f"FROM {quote_identifier(database)}.{TABLE} FINAL\n"
+        "WHERE shadow_version != ''\n"
+        "GROUP BY model_name, model_version, shadow_version\n"
+        "ORDER BY model_name, model_version, shadow_version"
     )
 
 

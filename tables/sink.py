@@ -72,9 +72,18 @@ class Server:
     user: str
     password: str = ""
     database: str = "riskstream"
+    #: Servers (host:port) tried in turn when ``host`` does not answer (ClickHouse's).
+    failover: tuple[str, ...] = ()
+    #: The ClickHouse cluster the schema lives on; empty for one server.
+    cluster: str = ""
 
     def __repr__(self) -> str:  # never the password
-        return f"Server({self.host}:{self.port}, user {self.user}, database {self.database})"
+        return f"Server({self.address}, user {self.user}, database {self.database})"
+
+    @property
+    def address(self) -> str:
+        """host:port, and the failover servers after it."""
+        return ",".join([f"{self.host}:{self.port}", *self.failover])
 
     @classmethod
     def of(cls, settings: Settings, store: str) -> Server:
@@ -119,7 +128,7 @@ class Sink(Service, abc.ABC):
         super().__init__(**kwargs)
         self.server = server
         self.database = server.database
-        self.address = f"{server.host}:{server.port}"
+        self.address = server.address
         self._max_rows = max_rows
         self._max_wait_s = max_wait_s
         self._max_backoff_s = max_backoff_s
@@ -188,6 +197,13 @@ class Sink(Service, abc.ABC):
     @abc.abstractmethod
     async def labelled(self) -> list[tuple[str, str]]:
         """(record id, latest label) of every stored prediction that has a label, each once."""
+
+    @abc.abstractmethod
+    async def shadow_agreement(self) -> list[tuple[str, str, str, int, int, int]]:
+        """Per (model, version, shadow version): records, records both scored, both agreed on.
+
+        Each record once, over every stored prediction that had a shadow.
+        """
 
     @abc.abstractmethod
     def analysis_hint(self) -> str:

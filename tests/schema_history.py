@@ -11,3 +11,11 @@ PREDICTIONS_0_1 = """CREATE TABLE {db}.predictions (
     scoring_latency_ms Float64, stored_at DateTime, stored_at_ms UInt64
 ) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(event_time)
 ORDER BY (source_topic, source_partition, source_offset)"""
+
+#: The columns of :data:`PREDICTIONS_0_1`, in its order.
+PREDICTIONS_0_1_COLUMNS = (
+    "source_topic", "source_partition", "source_offset", "record_id", "event_time",
+    "event_time_ms", "scored_at_ms", "feature_names", "feature_values", "predicted_label",
+    "probability_labels", "probabilities", "true_label", "model_name", "model_version",
+    "model_server", "scoring_latency_ms", "stored_at", "stored_at_ms",
+)  # fmt: skip

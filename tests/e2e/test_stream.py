@@ -342,15 +342,28 @@ def test_the_dashboard_shows_live_counts_in_headless_chromium(
     assert chromium, "Debian's chromium is needed (make test installs it)"
     pipeline.start_model_server()
     pipeline.declare_feature_topic()
-    worker = pipeline.start_worker()
+    worker = pipeline.start_worker(RISKSTREAM_QUALITY_REFRESH_S="1")
+    # random rows (drift), then the data set with its labels 1 s late (quality)
     produced = produced_by(pipeline.generate("--count", "500", "--rate", "500"))
+    produced += produced_by(pipeline.generate("--replay", "--labels-delay", "1"))
     wait_until(
-        lambda: pipeline.count() >= produced, DRAIN_TIMEOUT_S, "500 stored predictions"
+        lambda: pipeline.count() >= produced,
+        DRAIN_TIMEOUT_S,
+        f"{produced} stored predictions",
     )
     wait_until(
         lambda: worker.stats()["totals"]["stored_records"] >= produced,
         30,
         "/stats to count them",
+    )
+    live = wait_until(
+        lambda: (
+            (q := worker.stats()["live_quality"])["quality"]
+            and q["quality"][0]["totals"]["labelled_records"] == 699
+            and q
+        ),
+        60,
+        "/stats to count 699 labelled predictions",
     )
     profile = pipeline.workdir / "chromium-profile"
 
@@ -398,6 +411,24 @@ def test_the_dashboard_shows_live_counts_in_headless_chromium(
         decimals = len(text.partition(".")[2])
         assert decimals == (1 if value < 100 else 0), f"#{element_id} shows {text}"
     assert "<rect" in html and "<polyline" in html, "the charts were not drawn"
+    # the quality panel: the totals /stats gives, ratios with 3 decimals
+    (quality,) = live["quality"]
+    for metric in ("accuracy", "sensitivity", "specificity", "roc_auc", "brier_score"):
+        match = re.search(rf'data-metric="{metric}">(\d\.\d{{3}})<', html)
+        assert match, f"the quality panel shows no {metric}"
+        assert float(match.group(1)) == round(quality["totals"][metric], 3)
+    match = re.search(r'data-metric="labelled_records">([\d,]+)<', html)
+    assert match and match.group(1) == "699"
+    calibration = html.split('id="calibration-chart"', 1)[1].split("</svg>", 1)[0]
+    assert "<polyline" in calibration and "<circle" in calibration
+    # the drift panel: every input's PSI with 2 decimals, the random rows' drift flagged
+    (drift,) = live["drift"]
+    for feature in drift["totals"]["features"]:
+        match = re.search(
+            rf'data-metric="psi-{feature}"( class="drifted")?>(\d+\.\d\d)<', html
+        )
+        assert match, f"the drift panel shows no PSI of {feature}"
+    assert 'class="drifted"' in html
     assert ">records/s<" in html and ">ms<" in html, "the charts' axes have no unit"
     # what a person sees at 1280x800 (kept in the test's folder to look at)
     screenshot = pipeline.workdir / "dashboard.png"
@@ -405,6 +436,10 @@ def test_the_dashboard_shows_live_counts_in_headless_chromium(
     assert shot.returncode == 0 and screenshot.stat().st_size > 10_000, shot.stderr[
         -2000:
     ]
+    # the whole page, quality and drift panels included
+    whole = pipeline.workdir / "dashboard-whole.png"
+    shot = chromium_run("--window-size=1280,1900", f"--screenshot={whole}")
+    assert shot.returncode == 0 and whole.stat().st_size > 10_000, shot.stderr[-2000:]
     assert worker.url.split("//", 1)[1] in html  # the workers table lists this worker
     pipeline.account(produced)
 

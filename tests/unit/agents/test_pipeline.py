@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -420,3 +421,40 @@ async def test_the_record_keys_are_settings() -> None:
     (row,) = rows.rows
     assert row.record_id == "p-9" and row.event_time_ms == 1_767_323_040_000
     assert row.predicted_label == "1"
+
+
+class ShadowedScorer(RuleScorer):
+    """RuleScorer's answers with a shadow's beside them: label 1 when mitoses > 5, or refused."""
+
+    async def score(self, instances: Sequence[Mapping[str, float]]) -> ScoredRequest:
+        answer = await super().score(instances)
+        for row, prediction in zip(instances, answer.predictions, strict=True):
+            assert isinstance(prediction, dict)
+            prediction["shadow_version"] = "3"
+            if row.get("mitoses") == 1:
+                prediction["shadow_error"] = "field 'mitoses': refused by the shadow"
+                continue
+            malignant = row.get("mitoses", 0) > 5
+            prediction["shadow_label"] = str(int(malignant))
+            prediction["shadow_probabilities"] = {"1": 0.8 if malignant else 0.3}
+        return answer
+
+
+async def test_the_shadows_answer_is_stored_beside_the_prediction_aligned_to_its_classes() -> (
+    None
+):
+    rows = Rows()
+    messages = [
+        Message("features", 0, 1, b"a", b"7,9"),
+        Message("features", 0, 2, b"b", b"7,1"),
+    ]
+    await processor(ShadowedScorer(), rows, Letters()).process(messages)
+    shadowed, refused = (row._asdict() for row in rows.rows)
+    assert shadowed["predicted_label"] == "1" and shadowed["shadow_label"] == "1"
+    assert shadowed["shadow_version"] == "3"
+    assert shadowed["probability_labels"] == ["0", "1"]
+    # parallel to probability_labels: NaN for the class the shadow did not give
+    assert math.isnan(shadowed["shadow_probabilities"][0])
+    assert shadowed["shadow_probabilities"][1] == 0.8
+    assert (refused["shadow_version"], refused["shadow_label"]) == ("3", "")
+    assert refused["shadow_probabilities"] == []

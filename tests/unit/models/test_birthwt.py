@@ -127,6 +127,10 @@ def test_card_and_report_describe_categories_and_the_invalid_value_choice(
     assert race["type"] == "string" and race["optype"] == "categorical"
     importances = card["feature_importances"]["values"]
     assert {"race=white", "race=black", "race=other", "age"} <= set(importances)
+    # drift is measured on the numeric inputs: the card keeps their training bins
+    drift = card["drift_reference"]
+    assert set(drift["features"]) == {"age", "lwt", "ptl", "ftv"}
+    assert sum(drift["class_mix"].values()) == pytest.approx(1.0)
     report = (trained_birthwt.saved.path / "report.html").read_text("utf-8")
     assert "white | black | other" in report
     assert "Positive class: 1 = below 2.5 kg" in report

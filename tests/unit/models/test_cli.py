@@ -81,6 +81,35 @@ def test_promote_moves_current_and_unknown_version_fails_cleanly(repo: Path) -> 
     assert code == 2 and "expected NAME:VERSION" in output
 
 
+def test_shadow_marks_a_version_and_off_removes_it_with_clear_errors(
+    repo: Path,
+) -> None:
+    shutil.copytree(repo / "breast-cancer" / "1", repo / "breast-cancer" / "2")
+    models = ("models", "--repository", str(repo))
+    code, output = run(*models, "shadow", "breast-cancer:2")
+    assert code == 0, output
+    assert "breast-cancer: shadow version is now 2 (current version 1)" in output
+    assert ModelRepository(repo).shadow_version("breast-cancer") == 2
+    code, output = run(*models, "list")
+    assert "s breast-cancer:2" in output and "* breast-cancer:1" in output
+    code, output = run(*models, "shadow", "breast-cancer:1")
+    assert code == 1
+    assert "Error: version 1 of model 'breast-cancer' is the current one" in output
+    code, output = run(*models, "shadow", "breast-cancer:9")
+    assert code == 1 and "Error: unknown version 9 of model 'breast-cancer'" in output
+    code, output = run(*models, "shadow", "nosuch:1")
+    assert code == 1 and "Error: unknown model 'nosuch'" in output
+    code, output = run(*models, "shadow", "breast-cancer")
+    assert code == 2 and "expected NAME:VERSION" in output
+    code, output = run(*models, "shadow", "breast-cancer:2", "--off")
+    assert code == 2 and "--off takes the model NAME alone" in output
+    code, output = run(*models, "shadow", "breast-cancer", "--off")
+    assert code == 0 and "breast-cancer: no shadow version (was 2)" in output
+    assert ModelRepository(repo).shadow_version("breast-cancer") is None
+    code, output = run(*models, "shadow", "breast-cancer", "--off")
+    assert code == 0 and "(there was none)" in output
+
+
 def test_repository_comes_from_the_environment(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from models.errors import RepositoryError
-from models.repository import CURRENT_FILE, ModelRepository, ModelVersion
+from models.repository import CURRENT_FILE, SHADOW_FILE, ModelRepository, ModelVersion
 
 
 def _save(
@@ -153,3 +153,56 @@ def test_model_never_promoted_has_no_current_version(tmp_path: Path) -> None:
 def test_a_version_without_pmml_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RepositoryError, match="needs model.pmml"):
         ModelRepository(tmp_path).save("m", {"metrics.json": b"{}"}, {})
+
+
+def test_the_shadow_pointer_is_set_read_and_removed(tmp_path: Path) -> None:
+    repository = ModelRepository(tmp_path)
+    _save(repository), _save(repository, promote=False)
+    assert repository.shadow_version("m") is None
+    repository.set_shadow("m", 2)
+    assert repository.shadow_version("m") == 2
+    assert (tmp_path / "m" / SHADOW_FILE).read_text() == "2\n"
+    assert repository.current_version("m") == 1  # the answer stays the current one's
+    assert not [p for p in (tmp_path / "m").iterdir() if p.name.startswith(".")]
+    assert repository.clear_shadow("m") == 2
+    assert repository.shadow_version("m") is None
+    assert repository.clear_shadow("m") is None
+
+
+def test_a_shadow_must_be_a_saved_version_other_than_the_current_one(
+    tmp_path: Path,
+) -> None:
+    repository = ModelRepository(tmp_path)
+    _save(repository, promote=False)
+    with pytest.raises(RepositoryError, match="no current version to shadow"):
+        repository.set_shadow("m", 1)
+    repository.promote("m", 1)
+    with pytest.raises(RepositoryError, match="is the current one"):
+        repository.set_shadow("m", 1)
+    with pytest.raises(RepositoryError, match="unknown version 3"):
+        repository.set_shadow("m", 3)
+    with pytest.raises(RepositoryError, match="unknown model 'x'"):
+        repository.set_shadow("x", 1)
+    (tmp_path / "m" / SHADOW_FILE).write_text("two\n")
+    with pytest.raises(RepositoryError, match="holds 'two', not a version number"):
+        repository.shadow_version("m")
+
+
+def test_promoting_the_shadow_ends_the_shadow_and_promoting_another_keeps_it(
+    tmp_path: Path,
+) -> None:
+    repository = ModelRepository(tmp_path)
+    (
+        _save(repository),
+        _save(repository, promote=False),
+        _save(repository, promote=False),
+    )
+    repository.promote("m", 1)
+    repository.set_shadow("m", 2)
+    repository.promote("m", 3)
+    assert repository.shadow_version("m") == 2
+    repository.promote("m", 2)
+    assert (repository.current_version("m"), repository.shadow_version("m")) == (
+        2,
+        None,
+    )

@@ -18,9 +18,10 @@ from tables.predictions import (
     insert_statement,
     missing_statements,
     quote_identifier,
+    shadow_agreement_query,
     upgrade_statements,
 )
-from tests.schema_history import PREDICTIONS_0_1
+from tests.schema_history import PREDICTIONS_0_1, PREDICTIONS_0_1_COLUMNS
 
 
 @pytest.fixture
@@ -54,6 +55,9 @@ def _cells(topic: str, partition: int, offset: int, label: str) -> dict[str, str
         "text_feature_names": "['smoker']",
         "text_feature_values": "['yes']",
         "predicted_value": "nan",
+        "shadow_version": "''",
+        "shadow_label": "''",
+        "shadow_probabilities": "[]",
         "explanation": """'{"kind":"tree","path":["bare_nuclei > 2.5"]}'""",
     }
 
@@ -110,7 +114,7 @@ def test_an_older_table_is_upgraded_in_place_keeping_its_rows(
     clickhouse.query(
         "CREATE VIEW rs_old.predictions_unique AS SELECT * FROM rs_old.predictions FINAL"
     )
-    old_columns = [c for c in INSERT_COLUMNS if c not in PredictionRow._fields[-4:]]
+    old_columns = [c for c in INSERT_COLUMNS if c in PREDICTIONS_0_1_COLUMNS]
     old_row = _cells("t", 0, 1, "1")
     clickhouse.query(
         f"INSERT INTO rs_old.predictions ({', '.join(old_columns)}) VALUES "
@@ -123,7 +127,9 @@ def test_an_older_table_is_upgraded_in_place_keeping_its_rows(
     )
     names = [n.strip("'\"") for n in existing.decode().strip('"[]').split(",")]
     statements = upgrade_statements("rs_old", names)
-    assert sum("ADD COLUMN" in s for s in statements) == 4
+    assert sum("ADD COLUMN" in s for s in statements) == len(COLUMNS) - len(
+        PREDICTIONS_0_1_COLUMNS
+    )
     # as prepare_schema does: the missing labels table first, its view by the upgrade
     existing_objects = {"rs_old", "predictions", "predictions_unique", LABELLED_VIEW}
     for statement in missing_statements("rs_old", existing_objects) + statements:
@@ -133,12 +139,40 @@ def test_an_older_table_is_upgraded_in_place_keeping_its_rows(
     rows = _scalar(
         clickhouse,
         "SELECT source_offset, text_feature_values, isNaN(predicted_value), "
-        f"explanation = '' FROM rs_old.{UNIQUE_VIEW} ORDER BY source_offset",
+        f"shadow_version, shadow_probabilities, explanation = '' FROM rs_old.{UNIQUE_VIEW} "
+        "ORDER BY source_offset",
     )
-    assert rows.decode().splitlines() == ['1,"[]",1,1', "2,\"['yes']\",1,0"]
+    assert rows.decode().splitlines() == [
+        '1,"[]",1,"","[]",1',
+        '2,"[\'yes\']",1,"","[]",0',
+    ]
 
 
 def test_database_names_are_checked_before_they_reach_sql() -> None:
     assert quote_identifier("riskstream_e2e_1") == "`riskstream_e2e_1`"
     with pytest.raises(ValueError, match="not a valid ClickHouse identifier"):
         quote_identifier("x; DROP TABLE y")
+
+
+def test_the_shadow_agreement_counts_each_record_once_and_compares_only_scored_rows(
+    clickhouse: session.Session,
+) -> None:
+    for statement in create_statements("rs_shadow"):
+        clickhouse.query(statement)
+
+    def shadowed(offset: int, label: str, shadow_label: str) -> str:
+        cells = {
+            **_cells("t", 0, offset, label),
+            "shadow_version": "'2'",
+            "shadow_label": f"'{shadow_label}'",
+            "shadow_probabilities": "[0.5, 0.5]" if shadow_label else "[]",
+        }
+        return "(" + ", ".join(cells[column] for column in INSERT_COLUMNS) + ")"
+
+    rows = [shadowed(1, "1", "1"), shadowed(2, "0", "1"), shadowed(3, "1", "")]
+    insert = insert_statement("rs_shadow")
+    clickhouse.query(f"{insert} {', '.join(rows)}")
+    clickhouse.query(f"{insert} {shadowed(1, '1', '1')}")  # a replay: counted once
+    clickhouse.query(f"{insert} {_values('t', 0, 4, '1')}")  # no shadow: not counted
+    counts = _scalar(clickhouse, shadow_agreement_query("rs_shadow"))
+    assert counts.decode() == '"breast-cancer","1","2",3,2,1'

@@ -76,6 +76,9 @@ class MemorySink(Sink):
     async def labelled(self) -> list[tuple[str, str]]:
         return [(r.record_id, r.label) for rows in self.label_writes for r in rows]
 
+    async def shadow_agreement(self) -> list[tuple[str, str, str, int, int, int]]:
+        return []
+
     def analysis_hint(self) -> str:
         return "look at the list"
 
