@@ -40,6 +40,7 @@ from mode.utils.locks import Event
 from agents.scoring_client import RequestRejected, ScoredRequest
 from models.protocol import (
     ERROR_KEY,
+    EXPLANATION_KEY,
     LABEL_KEY,
     PREDICTION_KEY,
     PREDICTION_TEXT_KEY,
@@ -345,6 +346,7 @@ class BatchProcessor:
             text_feature_values=texts,
             predicted_value=predicted_value,
             **_shadow_columns(prediction, layout.probability_labels),
+            explanation=prediction.get(EXPLANATION_KEY, ""),
         )
 
     def _read_answer(

@@ -53,6 +53,7 @@ from mode import Service
 from core.security import model_client_ssl
 from core.settings import Settings
 from models.protocol import (
+    EXPLAIN_KEY,
     READY_PATH,
     TOKEN_HEADER,
     RepositoryIndex,
@@ -197,6 +198,7 @@ class ModelServerPool(Service):
         slow_factor: float = 5.0,
         slow_min_s: float = 0.25,
         ssl_context: ssl.SSLContext | bool = True,
+        explain: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -213,6 +215,8 @@ class ModelServerPool(Service):
         self._slow_factor = slow_factor
         self._slow_min_s = slow_min_s
         self._ssl = ssl_context
+        #: ask for an explanation of every row (RISKSTREAM_EXPLAIN)
+        self._explain = explain
         self._next = 0
         self.answered = 0
         #: times no server was left in rotation, and their seconds
@@ -235,6 +239,7 @@ class ModelServerPool(Service):
             slow_factor=settings.score_slow_factor,
             slow_min_s=settings.score_slow_min_ms / 1000.0,
             ssl_context=model_client_ssl(settings),
+            explain=settings.explain,
             **kwargs,
         )
 
@@ -301,7 +306,11 @@ class ModelServerPool(Service):
         ``SUSPECT_FAILURES`` attempts while other requests kept succeeding
         (when nothing succeeds, it is an outage, and the wait goes on).
         """
-        body = orjson.dumps({"instances": instances})
+        body = orjson.dumps(
+            {"instances": instances, EXPLAIN_KEY: True}
+            if self._explain
+            else {"instances": instances}
+        )
         failures = 0
         answered_at_first_failure = 0
         while True:

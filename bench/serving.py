@@ -42,7 +42,7 @@ import orjson
 
 from core.settings import get_settings
 from models.pmml_schema import PmmlSchema, read_schema
-from models.protocol import TOKEN_HEADER, infer_path
+from models.protocol import EXPLAIN_KEY, TOKEN_HEADER, infer_path
 from models.repository import ModelRepository
 from models.v2_binary import (
     BINARY_DATA_OUTPUT,
@@ -430,7 +430,7 @@ def _v2_wire(
 ) -> dict[str, dict[str, float]]:
     """Phase 3: the throughput load as V2 JSON, then as V2 binary, on the same server."""
     _say(
-        f"[3/4] the V2 wire: {config.concurrency} requests of {config.batch_rows} rows "
+        f"[3/5] the V2 wire: {config.concurrency} requests of {config.batch_rows} rows "
         f"in flight, JSON then binary tensors, {config.duration_s:.0f} s each ..."
     )
     url = f"http://127.0.0.1:{config.port}{infer_path(_SERVED_NAME)}"
@@ -471,6 +471,50 @@ def _v2_wire(
     return figures
 
 
+def _explanation_cost(
+    load: ProcessPoolExecutor,
+    server: _Server,
+    config: ServingBenchmark,
+    url: str,
+    token: str,
+    plain_body: bytes,
+    rows: _Rows,
+) -> dict[str, float]:
+    """Server CPU per row of the throughput load without and with ``"explain": true``, back to back."""
+    _say(
+        f"[4/5] explanations: the throughput load without and with explain, "
+        f"{config.duration_s:.0f} s each ..."
+    )
+    explained_body = orjson.dumps(
+        {"instances": rows.instances(config.batch_rows), EXPLAIN_KEY: True}
+    )
+    cost: dict[str, float] = {}
+    for name, body in (("off", plain_body), ("on", explained_body)):
+        figures, cpu = _phase(
+            load,
+            server,
+            "throughput",
+            url,
+            token,
+            body,
+            config.concurrency,
+            config.duration_s,
+        )
+        cost[f"server_cpu_us_per_row_{name}"] = round(
+            cpu / max(figures["rows"], 1) * 1e6, 2
+        )
+        cost[f"rows_per_s_{name}"] = round(figures["rows"] / figures["elapsed_s"], 1)
+    _say(
+        f"  server CPU per row      off {cost['server_cpu_us_per_row_off']:,.2f} us, "
+        f"on {cost['server_cpu_us_per_row_on']:,.2f} us"
+    )
+    _say(
+        f"  rows scored             off {cost['rows_per_s_off']:,.0f} rows/s, "
+        f"on {cost['rows_per_s_on']:,.0f} rows/s"
+    )
+    return cost
+
+
 def _verdict(ok: bool) -> str:
     return "meets the target" if ok else "MISSES the target"
 
@@ -485,7 +529,7 @@ def run(config: ServingBenchmark) -> dict[str, Any]:
     _say()
 
     _say(
-        f"[1/4] evaluators side by side, {config.evaluator_rows:,} rows in this process ..."
+        f"[1/5] evaluators side by side, {config.evaluator_rows:,} rows in this process ..."
     )
     rates = compare_evaluators(pmml, config.evaluator_rows)
     speedup = rates["fast"] / rates["pypmml"]
@@ -516,7 +560,7 @@ def run(config: ServingBenchmark) -> dict[str, Any]:
                 time.sleep, 0
             ).result()  # start the load generator before measuring
             _say(
-                f"[2/4] throughput: {config.concurrency} requests of {config.batch_rows} rows in flight, "
+                f"[2/5] throughput: {config.concurrency} requests of {config.batch_rows} rows in flight, "
                 f"{config.duration_s:.0f} s ..."
             )
             figures, cpu = _phase(
@@ -554,8 +598,12 @@ def run(config: ServingBenchmark) -> dict[str, Any]:
             _say()
             results["v2_wire"] = _v2_wire(load, server, config, schema, rows, token)
             _say()
+            results["explanations"] = _explanation_cost(
+                load, server, config, url, token, batch_body, rows
+            )
+            _say()
             _say(
-                f"[4/4] latency: single-row requests at {config.rate:,.0f} requests/s, {config.duration_s:.0f} s ..."
+                f"[5/5] latency: single-row requests at {config.rate:,.0f} requests/s, {config.duration_s:.0f} s ..."
             )
             figures, cpu = _phase(
                 load,

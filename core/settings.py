@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     score_request_rows: int = 500
     """Most rows in one request to a model server."""
 
+    explain: bool = False
+    """Workers ask the model servers why each prediction came out as it did and store it in the `explanation` column (a tree's path, an ensemble's deciding features, a regression's contributions; '' when off)."""
+
     score_requests_per_server: int = 4
     """Requests a worker keeps in flight to each model server."""
 

@@ -43,6 +43,8 @@ from models.v2_binary import BINARY_DATA_SIZE, binary_size
 
 __all__ = [
     "ERROR_KEY",
+    "EXPLAIN_KEY",
+    "EXPLANATION_KEY",
     "LABEL_KEY",
     "PREDICTION_KEY",
     "PREDICTION_TEXT_KEY",
@@ -125,6 +127,12 @@ LABEL_KEY = "label"
 VERSION_KEY = "model_version"
 #: In place of a prediction: why the row was not scored.
 ERROR_KEY = "error"
+#: Request flag (a top-level key of the predict body, a V2 request parameter):
+#: ``true`` asks for an explanation of every row's answer.
+EXPLAIN_KEY = "explain"
+#: The answer key (and V2 BYTES output) holding a row's explanation: a compact
+#: JSON text, ``{"kind": "tree" | "ensemble" | "regression" | "unavailable", ...}``.
+EXPLANATION_KEY = "explanation"
 
 # A server with a shadow version adds its answer to every row; the answer
 # above stays the current version's. A row the shadow did not score (it

@@ -53,6 +53,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from models.protocol import (
+    EXPLAIN_KEY,
+    EXPLANATION_KEY,
     LABEL_KEY,
     PREDICTION_KEY,
     SHADOW_ERROR_KEY,
@@ -176,12 +178,21 @@ def _parse(raw: bytes) -> Any:
         raise BadRequest(f"malformed JSON: {exc}") from exc
 
 
+def _explain(where: str, value: Any) -> bool:
+    """The ``explain`` flag of a request: absent is false, anything but a boolean a 400."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise BadRequest(
+        f"{where} must be true or false, not {orjson.dumps(value).decode()}"
+    )
+
+
 def _instances(request: web.Request, body: Any) -> list[Any]:
     if not isinstance(body, dict):
         raise BadRequest(
             'the body must be a JSON object like {"instances": [{...}, ...]}'
         )
-    unknown = set(body) - {"instances", "signature_name"}
+    unknown = set(body) - {"instances", "signature_name", EXPLAIN_KEY}
     if unknown:
         raise BadRequest(
             f'unknown top-level key(s) {sorted(unknown)}: expected "instances"'
@@ -230,9 +241,13 @@ def _split_verb(segment: str, verb: str) -> str:
 
 # --- the reference's predict, TF Serving status ----------------------------------------
 async def _score(
-    request: web.Request, served: ServedModel, model: LoadedModel, instances: list[Any]
+    request: web.Request,
+    served: ServedModel,
+    model: LoadedModel,
+    instances: list[Any],
+    explain: bool = False,
 ) -> BatchResult:
-    result = await model.score(instances)
+    result = await model.score(instances, explain)
     request.app[METRICS].count_batch(
         served.served_name,
         model.version,
@@ -291,9 +306,11 @@ def _refused(result: BatchResult) -> int:
 async def _predict(
     request: web.Request, served: ServedModel, model: LoadedModel
 ) -> web.Response:
-    """The reference's predict: ``model``'s answers, with the shadow's beside them."""
-    instances = _instances(request, await _body(request))
-    result = await _score(request, served, model, instances)
+    """The reference's predict: ``model``'s answers (explained on request), the shadow's beside them."""
+    body = await _body(request)
+    instances = _instances(request, body)
+    explain = _explain(f'"{EXPLAIN_KEY}"', body.get(EXPLAIN_KEY))
+    result = await _score(request, served, model, instances, explain)
     shadow = await _score_shadow(served, instances)
     return _json({"predictions": _with_shadow(model.predictions(result), shadow)})
 
@@ -495,6 +512,8 @@ def _v2_columns_out(model: LoadedModel, result: BatchResult) -> dict[str, Column
             ):
                 data[probability_key(category)] = column
         data.update(scores.outputs)
+        if scores.explanations is not None:
+            data[EXPLANATION_KEY] = scores.explanations
     return data
 
 
@@ -540,6 +559,8 @@ def _v2_answer(
         shadow_outputs, shadow_columns = _v2_shadow_columns(*shadow)
         outputs = [*outputs, *shadow_outputs]
         columns.update(shadow_columns)
+    if result.scores is not None and result.scores.explanations is not None:
+        outputs = [*outputs, (EXPLANATION_KEY, "BYTES")]
     requested = inference.outputs or []
     if requested:
         wanted = {output.name for output in requested}
@@ -581,7 +602,9 @@ async def v2_infer(request: web.Request) -> web.Response:
     instances = _within_limit(
         request, _v2_columns(inference.inputs, model.encoder.names)
     )
-    result = await _score(request, served, model, instances)
+    asked = inference.parameters or {}
+    explain = _explain(f"parameters.{EXPLAIN_KEY}", asked.get(EXPLAIN_KEY))
+    result = await _score(request, served, model, instances, explain)
     if result.errors:
         shown = sorted(result.errors.items())[:5]
         raise BadRequest(

@@ -33,7 +33,9 @@ class Scores:
     return no prediction, e.g. for a missing value its tree cannot route);
     those rows' other entries are meaningless. ``outputs`` holds the other
     output fields the PMML declares (entity ids, reason codes, ...), by
-    name, one value per row, as the evaluator gave them.
+    name, one value per row, as the evaluator gave them. ``explanations``,
+    only when asked for, holds one JSON text per row saying why the model
+    answered so (see :mod:`serving.explanations`).
     """
 
     labels: np.ndarray
@@ -41,6 +43,7 @@ class Scores:
     no_result: np.ndarray | None = None
     values: np.ndarray | None = None
     outputs: dict[str, list[Any]] = field(default_factory=dict)
+    explanations: list[str] | None = None
 
     @classmethod
     def regression(
@@ -70,5 +73,8 @@ class Evaluator(ABC):
     classes: tuple[str, ...]
 
     @abstractmethod
-    async def evaluate(self, values: np.ndarray) -> Scores:
-        """Score ``values`` (rows x inputs, float64, NaN = missing) without blocking the loop."""
+    async def evaluate(self, values: np.ndarray, explain: bool = False) -> Scores:
+        """Score ``values`` (rows x inputs, float64, NaN = missing) without blocking the loop.
+
+        With ``explain`` the scores also carry one explanation per row.
+        """

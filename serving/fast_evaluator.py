@@ -39,8 +39,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, ClassVar
 
 import numpy as np
@@ -48,6 +50,7 @@ import numpy as np
 from models.pmml_schema import PmmlSchema, array_items, model_element, parse_document
 from serving.errors import UnsupportedModel
 from serving.evaluator import Evaluator, Scores
+from serving.explanations import Condition, condition, ranked, text
 from serving.transformations import (
     DerivedColumn,
     FieldInfo,
@@ -66,12 +69,14 @@ class _Result:
 
     ``values`` is rows x classes (probabilities, in the target's order) for
     classification, rows for regression; ``labels`` indexes the classes
-    (None for regression); ``no_result`` marks rows without a prediction.
+    (None for regression); ``no_result`` marks rows without a prediction;
+    ``explanations``, when asked for, one explanation per row.
     """
 
     values: np.ndarray
     labels: np.ndarray | None
     no_result: np.ndarray
+    explanations: list[dict[str, Any]] | None = None
 
 
 class _Part(ABC):
@@ -80,15 +85,19 @@ class _Part(ABC):
     def __init__(self, derived: list[DerivedColumn]) -> None:
         self._derived = derived
 
-    def evaluate(self, columns: dict[str, np.ndarray], rows: int) -> _Result:
+    def evaluate(
+        self, columns: dict[str, np.ndarray], rows: int, explain: bool = False
+    ) -> _Result:
         """Score ``rows`` rows; derived fields are computed once and kept in ``columns``."""
         for field in self._derived:
             if field.key not in columns:
                 columns[field.key] = field.column(columns)
-        return self._evaluate(columns, rows)
+        return self._evaluate(columns, rows, explain)
 
     @abstractmethod
-    def _evaluate(self, columns: dict[str, np.ndarray], rows: int) -> _Result: ...
+    def _evaluate(
+        self, columns: dict[str, np.ndarray], rows: int, explain: bool
+    ) -> _Result: ...
 
 
 class FastEvaluator(Evaluator):
@@ -105,19 +114,24 @@ class FastEvaluator(Evaluator):
         self._part = part
         self._keys = [info.key for info in inputs]
 
-    async def evaluate(self, values: np.ndarray) -> Scores:
-        return self.score(values)
+    async def evaluate(self, values: np.ndarray, explain: bool = False) -> Scores:
+        return self.score(values, explain)
 
-    def score(self, values: np.ndarray) -> Scores:
+    def score(self, values: np.ndarray, explain: bool = False) -> Scores:
         """Score synchronously (CPU-bound and short: called on the event loop)."""
         columns = {key: values[:, i] for i, key in enumerate(self._keys)}
         rows = values.shape[0]
-        result = self._part.evaluate(columns, rows)
+        result = self._part.evaluate(columns, rows, explain)
         no_result = result.no_result if result.no_result.any() else None
         if self.regression:
-            return Scores.regression(result.values, no_result)
-        assert result.labels is not None
-        return Scores(result.labels, result.values, no_result)
+            scores = Scores.regression(result.values, no_result)
+        else:
+            assert result.labels is not None
+            scores = Scores(result.labels, result.values, no_result)
+        if explain:
+            assert result.explanations is not None
+            scores.explanations = [text(e) for e in result.explanations]
+        return scores
 
 
 # --- tree predicates as feature tests --------------------------------------------------
@@ -461,21 +475,34 @@ class _Nodes:
         self.payload: list[np.ndarray] = []
         self.label: list[int] = []
         self.null: list[bool] = []
+        #: per node, for explanations: a split's wording (left, right, fields), a leaf's PMML facts
+        self.notes: list[_Note | None] = []
+        self.leaves: list[dict[str, Any] | None] = []
         self.root = -1
         self._null_leaf: int | None = None
 
-    def _add(self, left: int, right: int, feature: int, threshold: float) -> int:
+    def _add(
+        self,
+        left: int,
+        right: int,
+        feature: int,
+        threshold: float,
+        note: _Note | None = None,
+        leaf: dict[str, Any] | None = None,
+    ) -> int:
         self.left.append(left)
         self.right.append(right)
         self.feature.append(feature)
         self.threshold.append(threshold)
+        self.notes.append(note)
+        self.leaves.append(leaf)
         return len(self.left) - 1
 
-    def leaf(self, payload: np.ndarray, label: int) -> int:
+    def leaf(self, payload: np.ndarray, label: int, facts: dict[str, Any]) -> int:
         self.payload.append(payload)
         self.label.append(label)
         self.null.append(False)
-        return self._add(-1, -1, -2, -2.0)
+        return self._add(-1, -1, -2, -2.0, leaf=facts)
 
     def null_leaf(self) -> int:
         """The one leaf meaning "no prediction"."""
@@ -483,26 +510,61 @@ class _Nodes:
             self.payload.append(np.zeros(self.width))
             self.label.append(0)
             self.null.append(True)
-            self._null_leaf = self._add(-1, -1, -2, -2.0)
+            self._null_leaf = self._add(
+                -1, -1, -2, -2.0, leaf={"null_prediction": True}
+            )
         return self._null_leaf
 
-    def split(self, feature: int, threshold: float, left: int, right: int) -> int:
+    def split(
+        self,
+        feature: int,
+        threshold: float,
+        left: int,
+        right: int,
+        note: _Note | None = None,
+    ) -> int:
         if left == right:
             return left
         self.payload.append(np.zeros(self.width))
         self.label.append(0)
         self.null.append(False)
-        return self._add(left, right, feature, threshold)
+        return self._add(left, right, feature, threshold, note)
 
-    def branch(self, test: _Test, true: int, false: int, unknown: int) -> int:
+    def branch(
+        self,
+        test: _Test,
+        targets: tuple[int, int, int],
+        wording: Condition,
+        after_unknown: str,
+    ) -> int:
+        """The split(s) of one predicate: to ``true``, ``false``, or ``unknown`` when undecided."""
+        true, false, unknown = targets
+        fields = frozenset(wording.fields)
         if test.true_on_left:
-            node = self.split(test.column, test.threshold, true, false)
+            node = self.split(
+                test.column,
+                test.threshold,
+                true,
+                false,
+                (wording.true, wording.false, fields),
+            )
         else:
-            node = self.split(test.column, test.threshold, false, true)
+            node = self.split(
+                test.column,
+                test.threshold,
+                false,
+                true,
+                (wording.false, wording.true, fields),
+            )
         if unknown == false or test.unknown is None:
             return node
         column, threshold = test.unknown
-        return self.split(column, threshold, unknown, node)
+        note = (wording.unknown(after_unknown), None, fields)
+        return self.split(column, threshold, unknown, node, note)
+
+
+#: A split's wording on a path: going left, going right (None: nothing to say), its fields.
+_Note = tuple[str, str | None, frozenset[str]]
 
 
 @dataclass
@@ -513,6 +575,35 @@ class _CompiledTree:
     payload: np.ndarray
     label: np.ndarray
     null: np.ndarray
+    #: per node: a split's wording, a leaf's facts (see :class:`_Nodes`)
+    notes: list[_Note | None]
+    leaves: list[dict[str, Any] | None]
+    left: list[int]
+
+    def paths(self, features: np.ndarray) -> list[tuple[list[str], int]]:
+        """Per row: the wording of the splits it took, and its leaf.
+
+        Read off the rows' decision paths through this very ``Tree``: each
+        split node on a path says what it tested and which side the row took.
+        """
+        indicator = self.tree.decision_path(features)  # nodes in walk order
+        left = self.left
+        answers = []
+        for row in range(features.shape[0]):
+            visited = indicator.indices[
+                indicator.indptr[row] : indicator.indptr[row + 1]
+            ].tolist()
+            words: list[str] = []
+            for node, following in pairwise(visited):
+                note = self.notes[node]
+                if note is None:  # the router of a merged tree
+                    continue
+                went_left = following == left[node]
+                said = note[0] if went_left else note[1]
+                if said:
+                    words.append(said)
+            answers.append((words, visited[-1]))
+        return answers
 
     def can_return_null(self) -> bool:
         """Whether some row can reach a "no prediction" leaf (walked from the root)."""
@@ -548,7 +639,8 @@ def _as_tree(nodes: _Nodes, features: int) -> _CompiledTree:
     tree = Tree(features, np.array([1], dtype=np.intp), 1, np.array([], dtype=np.int32))
     tree.__setstate__(
         {
-            "max_depth": 2**31 - 1,
+            # decision_path sizes its buffer by it: the longest walk, not a bound
+            "max_depth": _depth(nodes.left, nodes.right),
             "node_count": count,
             "nodes": records,
             "values": np.zeros((count, 1, 1)),
@@ -560,7 +652,26 @@ def _as_tree(nodes: _Nodes, features: int) -> _CompiledTree:
         np.array(nodes.payload).reshape(count, nodes.width),
         np.array(nodes.label, dtype=np.intp),
         np.array(nodes.null, dtype=bool),
+        nodes.notes,
+        nodes.leaves,
+        nodes.left,
     )
+
+
+def _depth(left: list[int], right: list[int]) -> int:
+    """Splits on the longest walk from node 0 (a DAG: each node measured once)."""
+    depth = [0] * len(left)
+    # children come before their parents except node 0 (the root, see _reroot):
+    # relax until nothing changes, at most the depth's number of passes
+    changed = True
+    while changed:
+        changed = False
+        for node in range(len(left)):
+            if left[node] != -1:
+                deeper = 1 + max(depth[left[node]], depth[right[node]])
+                if deeper > depth[node]:
+                    depth[node], changed = deeper, True
+    return depth[0] if left else 0
 
 
 class _TreeCompiler:
@@ -630,6 +741,7 @@ class _TreeCompiler:
                     raise UnsupportedModel("a defaultChild that is not a tried child")
                 after_unknown = compiled[ids.index(node.get("defaultChild"))]
             # nullPrediction and none end like no true child (see the module docstring)
+        then = _after_unknown(strategy, node, no_true_child)
         # the chain of children, built from its end: (no unknown seen, an unknown seen)
         plain, unknown = last, after_unknown
         for i in reversed(range(reached)):
@@ -637,20 +749,22 @@ class _TreeCompiler:
                 plain = unknown = compiled[i]
             elif tags[i] != "False":
                 test, target = tests[i], compiled[i]
+                wording = condition(predicates[i])
                 plain, unknown = (
-                    nodes.branch(test, target, plain, unknown),
-                    nodes.branch(test, target, unknown, unknown),
+                    nodes.branch(test, (target, plain, unknown), wording, then),
+                    nodes.branch(test, (target, unknown, unknown), wording, then),
                 )
         return plain
 
     def _leaf(self, node: ET.Element, nodes: _Nodes) -> int:
         """A node's own prediction: its class distribution and score, or its score."""
         score = node.get("score")
+        facts = _leaf_facts(node)
         if self._classes is None:
             if score is None:
                 raise UnsupportedModel("a regression tree node without a score")
             try:
-                return nodes.leaf(np.array([float(score)]), 0)
+                return nodes.leaf(np.array([float(score)]), 0, facts)
             except ValueError:
                 raise UnsupportedModel(f"node score {score!r}") from None
         distributions = node.findall("ScoreDistribution")
@@ -677,7 +791,36 @@ class _TreeCompiler:
             )
         if len(seen) != len(self._classes):
             raise UnsupportedModel("a node whose distribution misses a class")
-        return nodes.leaf(probabilities, self._classes.index(score))
+        return nodes.leaf(probabilities, self._classes.index(score), facts)
+
+
+def _after_unknown(strategy: str, node: ET.Element, no_true_child: str) -> str:
+    """What a tree does after an undecidable child, for the path's wording (PMML4S' order)."""
+    if strategy == "defaultChild" and node.get("defaultChild") is not None:
+        return f"next child, else defaultChild {node.get('defaultChild')}"
+    if strategy == "lastPrediction":
+        return "next child, else lastPrediction"
+    return f"next child, else {no_true_child}"
+
+
+def _leaf_facts(node: ET.Element) -> dict[str, Any]:
+    """What the PMML says of a leaf: id, score, recordCount and its distribution, as written."""
+
+    def number(value: str | None) -> float | int | None:
+        if value is None:
+            return None
+        number = float(value)
+        return int(number) if number.is_integer() else number
+
+    return {
+        "id": node.get("id"),
+        "score": node.get("score"),
+        "record_count": number(node.get("recordCount")),
+        "score_distribution": {
+            d.get("value", ""): number(d.get("recordCount"))
+            for d in node.findall("ScoreDistribution")
+        },
+    }
 
 
 #: Batches up to this many rows go through the merged tree, larger ones tree by tree.
@@ -716,6 +859,11 @@ class _TreeEnsemble(_Part):
         self._tree_ids = np.arange(len(trees), dtype=np.float32)
         self._method = method
         self._rescale = rescale
+        # for explanations: the fields the trees test, and per tree which node tests which
+        self._fields = sorted(
+            {f for tree in trees for note in tree.notes if note for f in note[2]}
+        )
+        self._uses = [_field_use(tree.notes, self._fields) for tree in trees]
 
     def can_return_null(self) -> bool:
         return any(tree.can_return_null() for tree in self._trees)
@@ -740,8 +888,40 @@ class _TreeEnsemble(_Part):
             labels[block, t] = compiled.label[leaves]
             null[block, t] = compiled.null[leaves]
 
-    def _evaluate(self, columns: dict[str, np.ndarray], rows: int) -> _Result:
+    def _evaluate(
+        self, columns: dict[str, np.ndarray], rows: int, explain: bool
+    ) -> _Result:
         features = self._features.build(columns, rows)
+        result = self._combined(features, rows)
+        if explain:
+            result.explanations = self._explain(features)
+        return result
+
+    def _explain(self, features: np.ndarray) -> list[dict[str, Any]]:
+        """A single tree's path and leaf per row; for several trees, the fields that decided them."""
+        if len(self._trees) == 1:
+            leaves = self._trees[0].leaves
+            return [
+                {"kind": "tree", "path": words, "leaf": leaves[leaf]}
+                for words, leaf in self._trees[0].paths(features)
+            ]
+        # trees whose path tests each field: (path nodes x node-tests-field) > 0, summed
+        counts = np.zeros((features.shape[0], len(self._fields)), dtype=np.intp)
+        for compiled, uses in zip(self._trees, self._uses, strict=True):
+            counts += (compiled.tree.decision_path(features) @ uses) > 0
+        trees = len(self._trees)
+        return [
+            ranked(
+                Counter(
+                    {self._fields[i]: int(row[i]) for i in np.flatnonzero(row).tolist()}
+                ),
+                trees,
+            )
+            for row in counts
+        ]
+
+    def _combined(self, features: np.ndarray, rows: int) -> _Result:
+        """Every tree's leaf for every row, combined by the segmentation's method."""
         trees = len(self._trees)
         width = self._trees[0].payload.shape[1]
         payload = np.empty((rows, trees, width))
@@ -771,6 +951,16 @@ class _TreeEnsemble(_Part):
         return _Result(probabilities, probabilities.argmax(axis=1), no_result)
 
 
+def _field_use(notes: list[_Note | None], fields: list[str]) -> np.ndarray:
+    """Nodes x fields: 1 where the node's split tests the field."""
+    uses = np.zeros((len(notes), len(fields)))
+    index = {field: i for i, field in enumerate(fields)}
+    for node, note in enumerate(notes):
+        for field in note[2] if note else ():
+            uses[node, index[field]] = 1.0
+    return uses
+
+
 def _merged_tree(parts: list[_Nodes], width: int, features: int) -> _CompiledTree:
     """The trees behind a router on feature ``features - 1`` (the tree id)."""
     merged = _Nodes(width)
@@ -787,6 +977,8 @@ def _merged_tree(parts: list[_Nodes], width: int, features: int) -> _CompiledTre
         merged.payload.extend(part.payload)
         merged.label.extend(part.label)
         merged.null.extend(part.null)
+        merged.notes.extend(part.notes)
+        merged.leaves.extend(part.leaves)
         roots.append(part.root + offset)
 
     def route(first: int, last: int) -> int:
@@ -815,6 +1007,8 @@ def _reroot(nodes: _Nodes, root: int, features: int) -> _CompiledTree:
         renumbered.payload.append(nodes.payload[old])
         renumbered.label.append(nodes.label[old])
         renumbered.null.append(nodes.null[old])
+        renumbered.notes.append(nodes.notes[old])
+        renumbered.leaves.append(nodes.leaves[old])
     return _as_tree(renumbered, features)
 
 
@@ -860,6 +1054,8 @@ class _Regression(_Part):
         self,
         derived: list[DerivedColumn],
         terms: list[tuple[str, int | None]],
+        names: list[str],
+        table_targets: list[str],
         coefficients: np.ndarray,
         intercepts: np.ndarray,
         normalization: str,
@@ -868,6 +1064,8 @@ class _Regression(_Part):
     ) -> None:
         super().__init__(derived)
         self._terms = terms  # (column key, the category's code or None for a number)
+        self._names = names  # each term as the PMML names it, for explanations
+        self._table_targets = table_targets  # each table's targetCategory
         self._coefficients = coefficients  # terms x tables
         self._intercepts = intercepts
         self._normalization = normalization
@@ -893,8 +1091,55 @@ class _Regression(_Part):
             scores += values[:, np.newaxis] * weights
         return scores
 
-    def _evaluate(self, columns: dict[str, np.ndarray], rows: int) -> _Result:
-        scores = self._scores(columns, rows)
+    def _evaluate(
+        self, columns: dict[str, np.ndarray], rows: int, explain: bool
+    ) -> _Result:
+        result = self._normalized(self._scores(columns, rows))
+        if explain:
+            result.explanations = self._explain(columns, rows, result.labels)
+        return result
+
+    def _explain(
+        self, columns: Mapping[str, np.ndarray], rows: int, labels: np.ndarray | None
+    ) -> list[dict[str, Any]]:
+        """Each term's coefficient x value in one table, largest ``|c|`` first.
+
+        The table is the first one under ``logit`` (its score is the log-odds
+        of its class), the predicted class's under ``softmax``, the only one
+        of a plain regression; its terms are summed as :meth:`_scores` sums
+        them, so intercept plus contributions is the score the model used.
+        """
+        if self._class_tables is None or self._normalization == "logit":
+            tables = np.zeros(rows, dtype=np.intp)
+        else:
+            assert labels is not None
+            tables = np.asarray(self._class_tables)[labels]
+        contributions = np.empty((rows, len(self._terms)))
+        for i, ((key, code), weights) in enumerate(
+            zip(self._terms, self._coefficients, strict=True)
+        ):
+            column = columns[key]
+            values = column if code is None else (column == code).astype(np.float64)
+            contributions[:, i] = values * weights[tables]
+        intercepts = self._intercepts[tables]
+        answers = []
+        for row in range(rows):
+            table = int(tables[row])
+            order = np.argsort(-np.abs(contributions[row]), kind="stable")
+            answer: dict[str, Any] = {
+                "kind": "regression",
+                "intercept": float(intercepts[row]),
+                "contributions": [
+                    [self._names[i], float(contributions[row, i])] for i in order
+                ],
+            }
+            if self._table_targets:
+                answer["target"] = self._table_targets[table]
+            answers.append(answer)
+        return answers
+
+    def _normalized(self, scores: np.ndarray) -> _Result:
+        """The answer from the tables' scores: a value, or probabilities and labels."""
         no_result = np.isnan(scores).any(axis=1)
         if self._class_tables is None:
             predicted = scores[:, 0]
@@ -941,6 +1186,11 @@ def _regression(
     for table in tables:
         for element in table:
             terms.append(_term(element, scope))
+    names = {
+        _term(element, scope): _term_name(element)
+        for table in tables
+        for element in table
+    }
     terms = list(dict.fromkeys(terms))
     coefficients = np.zeros((len(terms), len(tables)))
     for j, table in enumerate(tables):
@@ -952,12 +1202,22 @@ def _regression(
     return _Regression(
         scope.derived,
         terms,
+        [names[term] for term in terms],
+        [] if classes is None else [t.get("targetCategory", "") for t in tables],
         coefficients,
         intercepts,
         normalization,
         class_tables,
         _targets(model),
     )
+
+
+def _term_name(element: ET.Element) -> str:
+    """A term as the PMML names it: the field, or ``field=value`` for a category."""
+    name = element.get("name", "")
+    if element.tag == "CategoricalPredictor":
+        return f"{name}={element.get('value', '')}"
+    return name
 
 
 def _term(element: ET.Element, scope: Scope) -> tuple[str, int | None]:
@@ -981,18 +1241,46 @@ class _Chain(_Part):
         self._steps = steps
         self._last = last
 
-    def _evaluate(self, columns: dict[str, np.ndarray], rows: int) -> _Result:
+    def _evaluate(
+        self, columns: dict[str, np.ndarray], rows: int, explain: bool
+    ) -> _Result:
         no_result: np.ndarray | None = None
+        steps: list[list[dict[str, Any]]] = []
         for part, key in self._steps:
-            result = part.evaluate(columns, rows)
+            result = part.evaluate(columns, rows, explain)
+            if result.explanations is not None:
+                steps.append(result.explanations)
             columns[key] = np.where(result.no_result, np.nan, result.values)
             no_result = (
                 result.no_result if no_result is None else no_result | result.no_result
             )
-        result = self._last.evaluate(columns, rows)
+        result = self._last.evaluate(columns, rows, explain)
         if no_result is not None:
             result.no_result = result.no_result | no_result  # returnMissing
+        if explain:
+            result.explanations = _chained(steps, result.explanations or [])
         return result
+
+
+def _chained(
+    steps: list[list[dict[str, Any]]], last: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """A chain's explanation: its tree steps' (gradient boosting: the boosted trees), counts summed.
+
+    The last step of sklearn2pmml's boosting only rescales the trees' sum
+    into probabilities, so what decided the row is in the trees. A chain
+    whose steps are not tree ensembles answers the last step's explanation.
+    """
+    trees = [step for step in steps if step and step[0]["kind"] == "ensemble"]
+    if not trees:
+        return last
+    answers = []
+    for row in zip(*trees, strict=True):
+        counts: Counter[str] = Counter()
+        for explanation in row:
+            counts.update(dict(explanation["features"]))
+        answers.append(ranked(counts, sum(e["trees"] for e in row)))
+    return answers
 
 
 def _targets(model: ET.Element) -> tuple[float, float] | None:

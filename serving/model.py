@@ -27,6 +27,7 @@ from models.errors import ModelsError
 from models.pmml_schema import PmmlSchema, read_schema
 from models.protocol import (
     ERROR_KEY,
+    EXPLANATION_KEY,
     LABEL_KEY,
     PREDICTION_KEY,
     PREDICTION_TEXT_KEY,
@@ -111,8 +112,11 @@ class LoadedModel:
         )
 
     # --- scoring ---------------------------------------------------------------
-    async def score(self, instances: list[Any]) -> BatchResult:
-        """Encode and score a batch; invalid rows get a reason instead of a score."""
+    async def score(self, instances: list[Any], explain: bool = False) -> BatchResult:
+        """Encode and score a batch; invalid rows get a reason instead of a score.
+
+        With ``explain`` every scored row's answer also says why.
+        """
         batch = self.encoder.encode(instances)
         errors = dict(batch.errors)
         valid = np.ones(batch.rows, dtype=bool)
@@ -122,7 +126,7 @@ class LoadedModel:
         if scored.size == 0:
             return BatchResult(batch, None, errors, scored)
         values = batch.values if scored.size == batch.rows else batch.values[scored]
-        scores = await self.evaluator.evaluate(values)
+        scores = await self.evaluator.evaluate(values, explain)
         self._note_refusals(scores, scored, errors)
         return BatchResult(batch, scores, errors, scored)
 
@@ -158,6 +162,11 @@ class LoadedModel:
                 names = list(scores.outputs)
                 for answer, *values in zip(scored, *extras, strict=True):
                     answer.update(zip(names, values, strict=True))
+            if scores.explanations is not None:
+                for answer, explanation in zip(
+                    scored, scores.explanations, strict=True
+                ):
+                    answer[EXPLANATION_KEY] = explanation
         if not result.errors:
             return scored
         answers: list[dict[str, str | None]] = [{}] * result.batch.rows

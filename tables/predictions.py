@@ -110,6 +110,8 @@ class PredictionRow(NamedTuple):
     shadow_label: str = ""
     #: parallel to ``probability_labels``; the default is shared (rows are only read)
     shadow_probabilities: list[float] = []  # noqa: RUF012
+    #: why the model answered so (JSON text, see serving.explanations); '' unless asked for
+    explanation: str = ""
 
 
 class LabelRow(NamedTuple):
@@ -163,6 +165,7 @@ COLUMNS: dict[str, str] = {
     "shadow_version": "String DEFAULT ''",
     "shadow_label": "String DEFAULT ''",
     "shadow_probabilities": "Array(Float64) DEFAULT emptyArrayFloat64()",
+    "explanation": "String DEFAULT ''",
 }
 
 #: The two columns the writer stamps on every row just before the insert.

@@ -167,7 +167,7 @@ def test_an_older_table_is_upgraded_in_place_by_the_writer_keeping_its_rows(
     asyncio.run(run())
     stored = clickhouse(
         stack,
-        "SELECT record_id, text_feature_values, isNaN(predicted_value) "
+        "SELECT record_id, text_feature_values, isNaN(predicted_value), explanation "
         f"FROM {database}.predictions_unique ORDER BY source_offset FORMAT TSV",
     )
-    assert stored.splitlines() == ["old-1\t[]\t1", "r-2\t['yes']\t1"]
+    assert stored.splitlines() == ["old-1\t[]\t1\t", "r-2\t['yes']\t1\t"]

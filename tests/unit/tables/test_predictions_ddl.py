@@ -58,6 +58,7 @@ def _cells(topic: str, partition: int, offset: int, label: str) -> dict[str, str
         "shadow_version": "''",
         "shadow_label": "''",
         "shadow_probabilities": "[]",
+        "explanation": """'{"kind":"tree","path":["bare_nuclei > 2.5"]}'""",
     }
 
 
@@ -138,10 +139,13 @@ def test_an_older_table_is_upgraded_in_place_keeping_its_rows(
     rows = _scalar(
         clickhouse,
         "SELECT source_offset, text_feature_values, isNaN(predicted_value), "
-        f"shadow_version, shadow_probabilities FROM rs_old.{UNIQUE_VIEW} "
+        f"shadow_version, shadow_probabilities, explanation = '' FROM rs_old.{UNIQUE_VIEW} "
         "ORDER BY source_offset",
     )
-    assert rows.decode().splitlines() == ['1,"[]",1,"","[]"', '2,"[\'yes\']",1,"","[]"']
+    assert rows.decode().splitlines() == [
+        '1,"[]",1,"","[]",1',
+        '2,"[\'yes\']",1,"","[]",0',
+    ]
 
 
 def test_database_names_are_checked_before_they_reach_sql() -> None:

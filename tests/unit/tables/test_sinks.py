@@ -178,6 +178,8 @@ def test_postgresql_has_clickhouses_columns_and_the_coordinates_as_primary_key()
     assert PG_COLUMNS["event_time"] == PG_COLUMNS["stored_at"] == "timestamptz NOT NULL"
     assert PG_COLUMNS["feature_values"] == "double precision[] NOT NULL"
     assert PG_COLUMNS["predicted_value"].endswith("DEFAULT 'NaN'")
+    # added to an older table with its rows: every old row gets the empty text
+    assert PG_COLUMNS["explanation"] == "text NOT NULL DEFAULT ''"
     assert (
         "PRIMARY KEY (source_topic, source_partition, source_offset)"
         in create_table_statement()
