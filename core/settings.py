@@ -386,7 +386,9 @@ class Settings(BaseSettings):
             "stack_topology": self.stack_topology,
             **{field: getattr(self, field) for field in _STACK_PORTS},
         }
-        return {f"RISKSTREAM_{name.upper()}": str(value) for name, value in values.items()}
+        return {
+            f"RISKSTREAM_{name.upper()}": str(value) for name, value in values.items()
+        }
 
     @property
     def min_insync_replicas(self) -> int:

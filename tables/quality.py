@@ -32,9 +32,9 @@ from tables.predictions import COLUMNS, LABELLED_VIEW, quote_identifier
 __all__ = [
     "CALIBRATION_EDGES",
     "CURRENT",
-    "QualityCounts",
     "CURRENT_BESIDE_SHADOW",
     "SHADOW",
+    "QualityCounts",
     "ScoreColumns",
     "Windows",
     "calibration_query",
