@@ -58,7 +58,17 @@ class ClickHouseSink(Sink):
         super().__init__(server, **kwargs)
         self._insert_sql = insert_statement(server.database)
         self._label_insert_sql = label_insert_statement(server.database)
-        self._insert_settings = {"insert_distributed_sync": 1} if server.cluster else {}
+        # On a cluster: synchronous, and (like the reads) to the first live replica
+        # of each shard in remote_servers' order, so a read right after an insert
+        # sees it instead of a replica still fetching the part.
+        self._cluster_settings: dict[str, Any] = (
+            {"load_balancing": "in_order"} if server.cluster else {}
+        )
+        self._insert_settings = (
+            {**self._cluster_settings, "insert_distributed_sync": 1}
+            if server.cluster
+            else {}
+        )
         self._connection: asynch.Connection | None = None
 
     @classmethod
@@ -136,6 +146,7 @@ class ClickHouseSink(Sink):
         await connection.connect()
         try:
             async with connection.cursor() as cursor:
+                cursor.set_settings(self._cluster_settings)
                 await cursor.execute(query)
                 return list(await cursor.fetchall() or [])
         finally:
