@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 
 from core.progress import Progress
 from core.settings import Settings
+from core.topology import KafkaNode
 from stack.errors import InstallError, StackError
 from stack.installer import ensure_program
 from stack.service import (
@@ -79,13 +80,20 @@ def new_cluster_id() -> str:
 
 
 class KafkaService(LocalService):
-    """The broker+controller JVM serving ``127.0.0.1:<kafka_port>``."""
+    """One broker+controller JVM: the single topology's ``kafka``, or a node of the cluster's quorum."""
 
     name = "kafka"
 
-    def __init__(self, settings: Settings, root: Path) -> None:
+    def __init__(
+        self, settings: Settings, root: Path, node: KafkaNode | None = None
+    ) -> None:
+        topology = settings.topology
+        self.node = node if node is not None else topology.kafka[0]
+        self.quorum = topology.kafka
+        self.name = self.node.name
         super().__init__(settings, root)
-        self.libs = self.home / "libs"
+        # One copy of the jars for every node.
+        self.libs = root / "kafka" / "libs"
         self.data_dir = self.home / "data"
         self.log4j_path = self.home / "log4j2.yaml"
         self.maven_repository = self.root / "maven"
@@ -98,10 +106,10 @@ class KafkaService(LocalService):
     @property
     def listeners(self) -> list[Listener]:
         return [
-            Listener("client", self.settings.kafka_port, "RISKSTREAM_KAFKA_PORT"),
+            Listener("client", self.node.port, "RISKSTREAM_KAFKA_PORT"),
             Listener(
                 "controller",
-                self.settings.kafka_controller_port,
+                self.node.controller_port,
                 "RISKSTREAM_KAFKA_CONTROLLER_PORT",
             ),
         ]
@@ -111,12 +119,20 @@ class KafkaService(LocalService):
         self.java = await ensure_program("java", ["default-jre-headless"])
         mvn = await ensure_program("mvn", ["maven"])
         await self._fetch_jars(mvn)
+        replicas = len(self.quorum)
         render_conf(
             "server.properties",
             self.config_path,
-            port=self.settings.kafka_port,
-            controller_port=self.settings.kafka_controller_port,
+            node_id=self.node.node_id,
+            voters=",".join(
+                f"{voter.node_id}@127.0.0.1:{voter.controller_port}"
+                for voter in self.quorum
+            ),
+            port=self.node.port,
+            controller_port=self.node.controller_port,
             data_dir=self.data_dir,
+            replicas=replicas,
+            min_isr=replicas // 2 + 1,
         )
         shutil.copyfile(
             str(resources.files("stack").joinpath("conf", "log4j2.yaml")),
@@ -137,8 +153,9 @@ class KafkaService(LocalService):
         ]
 
     async def answers(self) -> bool:
+        """It serves metadata, and knows every broker of its quorum."""
         # A cheap TCP check first: aiokafka logs an ERROR per refused connection.
-        if not await port_answers(self.settings.kafka_port):
+        if not await port_answers(self.node.port):
             return False
         client = AIOKafkaClient(
             bootstrap_servers=self.address,
@@ -146,7 +163,7 @@ class KafkaService(LocalService):
         )
         try:
             await asyncio.wait_for(client.bootstrap(), PROBE_TIMEOUT_S)
-            return bool(client.cluster.brokers())
+            return len(client.cluster.brokers()) >= len(self.quorum)
         except (KafkaError, OSError, TimeoutError):
             return False
         finally:
@@ -161,8 +178,8 @@ class KafkaService(LocalService):
         if stamp.exists() and stamp.read_text().strip() == digest:
             return
         shutil.rmtree(self.libs, ignore_errors=True)
-        self.home.mkdir(parents=True, exist_ok=True)
-        pom = self.home / "pom.xml"
+        self.libs.parent.mkdir(parents=True, exist_ok=True)
+        pom = self.libs.parent / "pom.xml"
         pom.write_bytes(pom_text)
         command = [
             mvn,
@@ -217,9 +234,17 @@ class KafkaService(LocalService):
                 f"mvn failed with code {code} fetching Kafka's jars; its last lines:\n{shown}"
             )
 
+    def _cluster_id(self) -> str:
+        """The KRaft cluster id every node of the quorum is formatted with (made once)."""
+        path = self.root / "kafka" / "cluster-id"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(new_cluster_id() + "\n")
+        return path.read_text().strip()
+
     async def _format_storage(self) -> None:
         """Give the empty data dir its KRaft cluster id (Kafka refuses unformatted storage)."""
-        cluster_id = new_cluster_id()
+        cluster_id = self._cluster_id() if len(self.quorum) > 1 else new_cluster_id()
         process = await asyncio.create_subprocess_exec(
             self.java,
             f"-Dlog4j2.configurationFile={self.log4j_path}",

@@ -16,18 +16,21 @@ from pathlib import Path
 
 from core.progress import ticking
 from core.settings import Settings
+from core.topology import TopologyKind, local_topology
 from stack.broker import KafkaService
 from stack.errors import StackError
 from stack.postgresql import PostgreSQLService
 from stack.service import Launch, LocalService, ServiceStatus
 from stack.warehouse import ClickHouseService
+from stack.zookeeper import ZooKeeperService
 
 __all__ = [
-    "BASE_SERVICES",
     "EXTRA_SERVICES",
     "SERVICE_NAMES",
+    "base_names",
     "chosen_names",
     "down",
+    "service_names",
     "services",
     "stack_root",
     "status",
@@ -35,45 +38,88 @@ __all__ = [
 ]
 
 
-_CLASSES: dict[str, type[LocalService]] = {
-    "kafka": KafkaService,
-    "clickhouse": ClickHouseService,
-    "postgresql": PostgreSQLService,
-}
-
-#: Every service, in start order.
-SERVICE_NAMES = tuple(_CLASSES)
-
-#: What ``up`` always starts.
-BASE_SERVICES = ("kafka", "clickhouse")
-
 #: What ``up`` starts only when asked (``--with``, ``RISKSTREAM_STACK_SERVICES``).
-EXTRA_SERVICES = tuple(name for name in SERVICE_NAMES if name not in BASE_SERVICES)
+EXTRA_SERVICES = ("postgresql",)
+
+
+def _topology_services(settings: Settings, root: Path) -> list[LocalService]:
+    """The services of RISKSTREAM_STACK_TOPOLOGY's nodes, in start order, then the extra ones.
+
+    Single: ``kafka``, ``clickhouse``. Cluster: ``zookeeper`` (the
+    replicated tables need it from their first query), ``kafka-1`` to
+    ``kafka-3`` (one controller quorum), ``clickhouse-s1r1`` to
+    ``clickhouse-s2r2``. Then ``postgresql`` on either.
+    """
+    topology = settings.topology
+    return [
+        *(ZooKeeperService(settings, root, node) for node in topology.zookeeper),
+        *(KafkaService(settings, root, node) for node in topology.kafka),
+        *(ClickHouseService(settings, root, node) for node in topology.clickhouse),
+        PostgreSQLService(settings, root),
+    ]
+
+
+def service_names(settings: Settings) -> list[str]:
+    """Every service of the settings' topology, in start order."""
+    return [
+        service.name for service in _topology_services(settings, stack_root(settings))
+    ]
+
+
+def base_names(settings: Settings) -> list[str]:
+    """What ``up`` always starts: the topology's Kafka and ClickHouse (and ZooKeeper) nodes."""
+    return [name for name in service_names(settings) if name not in EXTRA_SERVICES]
+
+
+def _node_names(kind: TopologyKind) -> list[str]:
+    nodes = local_topology(
+        kind,
+        kafka_port=0,
+        kafka_controller_port=0,
+        clickhouse_port=0,
+        clickhouse_http_port=0,
+        clickhouse_interserver_port=0,
+        zookeeper_port=0,
+    )
+    return [
+        *(node.name for node in nodes.zookeeper),
+        *(node.name for node in nodes.kafka),
+        *(node.name for node in nodes.clickhouse),
+    ]
+
+
+#: Every service name of either topology (the CLI's choices).
+SERVICE_NAMES = tuple(
+    dict.fromkeys([*_node_names("single"), *_node_names("cluster"), *EXTRA_SERVICES])
+)
 
 
 def chosen_names(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
     """The base services plus ``RISKSTREAM_STACK_SERVICES`` and ``extra``, in start order."""
-    wanted = {*BASE_SERVICES, *settings.stack_service_names, *extra}
-    unknown = sorted(wanted - set(SERVICE_NAMES))
+    wanted = {*base_names(settings), *settings.stack_service_names, *extra}
+    known = service_names(settings)
+    unknown = sorted(wanted - set(known))
     if unknown:
         raise StackError(
-            f"unknown service {', '.join(unknown)}; known: {', '.join(SERVICE_NAMES)}"
+            f"unknown service {', '.join(unknown)}; known: {', '.join(known)}"
         )
-    return [name for name in SERVICE_NAMES if name in wanted]
+    return [name for name in known if name in wanted]
 
 
 def services(
     settings: Settings, names: Iterable[str] | None = None
 ) -> list[LocalService]:
-    """The named services (all by default), rooted at the absolute stack folder."""
-    root = stack_root(settings)
-    wanted = list(SERVICE_NAMES if names is None else names)
-    unknown = [name for name in wanted if name not in _CLASSES]
+    """The named services (all by default), rooted at the absolute stack folder, in start order."""
+    everything = _topology_services(settings, stack_root(settings))
+    by_name = {service.name: service for service in everything}
+    wanted = list(by_name if names is None else names)
+    unknown = [name for name in wanted if name not in by_name]
     if unknown:
         raise StackError(
-            f"unknown service {', '.join(unknown)}; known: {', '.join(SERVICE_NAMES)}"
+            f"unknown service {', '.join(unknown)} in the {settings.stack_topology} "
+            f"topology; known: {', '.join(by_name)}"
         )
-    return [_CLASSES[name](settings, root) for name in wanted]
+    return [by_name[name] for name in wanted]
 
 
 def stack_root(settings: Settings) -> Path:
@@ -103,32 +149,47 @@ async def up(settings: Settings, names: Iterable[str] | None = None) -> list[str
     later stop just those.
     """
     chosen = services(settings, chosen_names(settings) if names is None else names)
+    launches: list[tuple[LocalService, Launch]] = []
     async with _locked(settings):
-        launches: list[tuple[LocalService, Launch]] = []
-        for service in chosen:
-            launches.append((service, await service.launch()))
-        pending = {service.name for service in chosen}
-
-        async def ready(service: LocalService, launch: Launch) -> None:
-            try:
-                await service.wait_ready(launch)
-            finally:
-                pending.discard(service.name)
-
-        def describe(elapsed_s: float) -> str:
-            return f"  waiting for {', '.join(sorted(pending))} to answer: {elapsed_s:.0f} s"
-
-        async with ticking(describe):
-            results = await asyncio.gather(
-                *(ready(s, launch) for s, launch in launches), return_exceptions=True
+        # ZooKeeper answers before the ClickHouse servers that need it start.
+        for wave in sorted({service.wave for service in chosen}):
+            await _start_together(
+                [service for service in chosen if service.wave == wave], launches
             )
+    return [service.name for service, launch in launches if launch.started_now]
+
+
+async def _start_together(
+    chosen: list[LocalService], launches: list[tuple[LocalService, Launch]]
+) -> None:
+    """Launch each (in order), then wait for all at once: a quorum answers only once its voters run."""
+    started: list[tuple[LocalService, Launch]] = []
+    for service in chosen:
+        started.append((service, await service.launch()))
+    launches.extend(started)
+    pending = {service.name for service in chosen}
+
+    async def ready(service: LocalService, launch: Launch) -> None:
+        try:
+            await service.wait_ready(launch)
+        finally:
+            pending.discard(service.name)
+
+    def describe(elapsed_s: float) -> str:
+        return (
+            f"  waiting for {', '.join(sorted(pending))} to answer: {elapsed_s:.0f} s"
+        )
+
+    async with ticking(describe):
+        results = await asyncio.gather(
+            *(ready(s, launch) for s, launch in started), return_exceptions=True
+        )
     failures = [result for result in results if isinstance(result, BaseException)]
     for failure in failures:
         if not isinstance(failure, StackError):
             raise failure
     if failures:
         raise StackError("\n".join(str(failure) for failure in failures))
-    return [service.name for service, launch in launches if launch.started_now]
 
 
 async def down(settings: Settings, names: Iterable[str] | None = None) -> list[str]:

@@ -104,7 +104,7 @@ class ServiceStatus:
 
     def line(self) -> str:
         pid = f"pid {self.pid}" if self.pid is not None else "-"
-        return f"{self.name:<11} {self.address:<16} {self.state:<14} {pid:<11} {self.details}".rstrip()
+        return f"{self.name:<16} {self.address:<16} {self.state:<14} {pid:<11} {self.details}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,10 @@ class Launch:
 class LocalService(abc.ABC):
     """A server the stack runs from its own config under ``<stack_dir>/<name>/``."""
 
-    name: ClassVar[str]
+    #: The service's name in ``stack status``, ``stop NAME``; its folder, log and pid file.
+    name: str
+    #: Start order: every service of a lower wave answers before the next wave starts.
+    wave: ClassVar[int] = 1
     #: What asks the server to stop (PostgreSQL wants SIGINT: its SIGTERM waits for clients to leave).
     stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
 

@@ -26,6 +26,7 @@ from asynch import errors as asynch_errors
 from asynch.connection import Connection
 
 from core.settings import Settings
+from core.topology import ClickHouseNode, Topology
 from stack.errors import StackError
 from stack.installer import ensure_program
 from stack.service import (
@@ -38,7 +39,7 @@ from stack.service import (
 )
 from tables.predictions import prepare_schema, quote_identifier
 
-__all__ = ["ADMIN_USER", "ClickHouseService", "app_user_xml"]
+__all__ = ["ADMIN_USER", "ClickHouseService", "app_user_xml", "cluster_config_xml"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +83,56 @@ def app_user_xml(settings: Settings) -> str:
     )
 
 
+def cluster_config_xml(node: ClickHouseNode, topology: Topology) -> str:
+    """The config a replica of the cluster topology adds: who it is, its peers, ZooKeeper.
+
+    ``macros`` name its shard and replica the way the reference's DDL (and
+    :mod:`tables.predictions`) use them in the ZooKeeper path of a
+    replicated table; ``remote_servers`` declares every replica of every
+    shard as cluster ``riskstream`` (``internal_replication``: a
+    Distributed insert writes one replica, replication copies it).
+    """
+    if topology.kind == "single":
+        return ""
+    shards: dict[int, list[ClickHouseNode]] = {}
+    for server in topology.clickhouse:
+        shards.setdefault(server.shard, []).append(server)
+    remote = "".join(
+        "      <shard>\n        <internal_replication>true</internal_replication>\n"
+        + "".join(
+            f"        <replica><host>127.0.0.1</host><port>{replica.port}</port></replica>\n"
+            for replica in replicas
+        )
+        + "      </shard>\n"
+        for _, replicas in sorted(shards.items())
+    )
+    zookeepers = "".join(
+        f"    <node><host>127.0.0.1</host><port>{zookeeper.port}</port></node>\n"
+        for zookeeper in topology.zookeeper
+    )
+    return (
+        f"  <interserver_http_port>{node.interserver_port}</interserver_http_port>\n"
+        "  <interserver_http_host>127.0.0.1</interserver_http_host>\n"
+        f"  <macros>\n    <shard>{node.shard:02d}</shard>\n"
+        f"    <replica>s{node.shard}r{node.replica}</replica>\n  </macros>\n"
+        f"  <zookeeper>\n{zookeepers}  </zookeeper>\n"
+        "  <distributed_ddl>\n    <path>/clickhouse/task_queue/ddl</path>\n  </distributed_ddl>\n"
+        f"  <remote_servers>\n    <{topology.clickhouse_cluster}>\n{remote}"
+        f"    </{topology.clickhouse_cluster}>\n  </remote_servers>\n"
+    )
+
+
 class ClickHouseService(LocalService):
-    """``clickhouse-server`` serving the native protocol on ``127.0.0.1:<clickhouse_port>``."""
+    """One ``clickhouse-server``: the single topology's, or a replica of a shard of the cluster's."""
 
     name = "clickhouse"
 
-    def __init__(self, settings: Settings, root: Path) -> None:
+    def __init__(
+        self, settings: Settings, root: Path, node: ClickHouseNode | None = None
+    ) -> None:
+        self.topology = settings.topology
+        self.node = node if node is not None else self.topology.clickhouse[0]
+        self.name = self.node.name
         super().__init__(settings, root)
         self.data_dir = self.home / "data"
         self.users_path = self.home / "users.xml"
@@ -100,13 +145,18 @@ class ClickHouseService(LocalService):
     @property
     def listeners(self) -> list[Listener]:
         return [
-            Listener(
-                "native", self.settings.clickhouse_port, "RISKSTREAM_CLICKHOUSE_PORT"
-            ),
-            Listener(
-                "http",
-                self.settings.clickhouse_http_port,
-                "RISKSTREAM_CLICKHOUSE_HTTP_PORT",
+            Listener("native", self.node.port, "RISKSTREAM_CLICKHOUSE_PORT"),
+            Listener("http", self.node.http_port, "RISKSTREAM_CLICKHOUSE_HTTP_PORT"),
+            *(
+                [
+                    Listener(
+                        "interserver",
+                        self.node.interserver_port,
+                        "RISKSTREAM_CLICKHOUSE_INTERSERVER_PORT",
+                    )
+                ]
+                if self.topology.kind == "cluster"
+                else []
             ),
         ]
 
@@ -124,24 +174,32 @@ class ClickHouseService(LocalService):
         render_conf(
             "clickhouse-config.xml",
             self.config_path,
-            port=self.settings.clickhouse_port,
-            http_port=self.settings.clickhouse_http_port,
+            port=self.node.port,
+            http_port=self.node.http_port,
             data_dir=self.data_dir,
             users_config=self.users_path,
+            cluster_config=cluster_config_xml(self.node, self.topology),
         )
 
     def command(self) -> list[str]:
         return [self.server, f"--config-file={self.config_path}"]
 
     async def wait_ready(self, launch: Launch) -> None:
-        """Once it answers, create the app's database, table and view (its user may not)."""
+        """Once it answers, create the app's database, tables and views (its user may not).
+
+        On the cluster the first replica does it for all, ``ON CLUSTER``
+        (the DDL queue waits for the other servers to come up).
+        """
         await super().wait_ready(launch)
+        if self.node != self.topology.clickhouse[0]:
+            return
+        cluster = self.topology.clickhouse_cluster
         connection = self._admin_connection()
         try:
             await connection.connect()
             async with connection.cursor() as cursor:
                 for statement in await prepare_schema(
-                    cursor, self.settings.clickhouse_database
+                    cursor, self.settings.clickhouse_database, cluster
                 ):
                     logger.info("clickhouse: %s", statement.splitlines()[0])
         except (asynch_errors.Error, OSError, EOFError) as error:
@@ -159,12 +217,10 @@ class ClickHouseService(LocalService):
         )
 
     def _admin_connection(self) -> Connection:
-        return Connection(
-            host="127.0.0.1", port=self.settings.clickhouse_port, user=ADMIN_USER
-        )
+        return Connection(host="127.0.0.1", port=self.node.port, user=ADMIN_USER)
 
     async def answers(self) -> bool:
-        if not await port_answers(self.settings.clickhouse_port):
+        if not await port_answers(self.node.port):
             return False
         connection = self._admin_connection()
         try:
