@@ -47,9 +47,13 @@ def test_kafka_server_properties_carry_the_configured_ports_and_data_dir(
     render_conf(
         "server.properties",
         target,
+        node_id=1,
+        voters="1@127.0.0.1:19193",
         port=19192,
         controller_port=19193,
         data_dir=tmp_path / "data",
+        replicas=1,
+        min_isr=1,
     )
     properties = dict(
         line.split("=", 1)
@@ -76,6 +80,7 @@ def test_clickhouse_config_is_valid_xml_with_the_configured_ports(
         http_port=19123,
         data_dir=tmp_path / "data",
         users_config=tmp_path / "users.xml",
+        cluster_config="",
     )
     root = ET.parse(target).getroot()
     assert root.tag == "yandex"  # the root element ClickHouse 18.16 requires
@@ -95,6 +100,11 @@ def test_every_packaged_config_renders_without_leftover_placeholders(
         "data_dir": tmp_path,
         "users_config": tmp_path,
         "app_user": "",
+        "node_id": 1,
+        "voters": "1@127.0.0.1:2",
+        "replicas": 1,
+        "min_isr": 1,
+        "cluster_config": "",
     }
     values.update(
         hba_file=tmp_path, socket_dir=tmp_path, admin="postgres", data_dir=tmp_path
@@ -105,6 +115,7 @@ def test_every_packaged_config_renders_without_leftover_placeholders(
         "clickhouse-users.xml",
         "postgresql.conf",
         "pg_hba.conf",
+        "zoo.cfg",
     ):
         render_conf(name, tmp_path / name, **values)
         assert "${" not in (tmp_path / name).read_text()
