@@ -83,15 +83,30 @@ def _sink_set(text: str) -> tuple[str, ...]:
     help="Also measure with these sinks (RISKSTREAM_SINKS), beside ClickHouse alone in "
     "the same run; repeatable, e.g. --sinks postgresql --sinks clickhouse,postgresql.",
 )
+@click.option(
+    "--topology",
+    "topologies",
+    type=click.Choice(["single", "cluster"]),
+    multiple=True,
+    help="The stack topologies to measure on, in one run (repeatable: --topology single "
+    "--topology cluster); the cluster runs beside the single stack on its own ports "
+    "(every base port + 20) and folder (<stack_dir>/cluster) [default: single].",
+)
 @click.pass_context
-def throughput(context: click.Context, sink_sets: tuple[str, ...]) -> None:
+def throughput(
+    context: click.Context, sink_sets: tuple[str, ...], topologies: tuple[str, ...]
+) -> None:
     """Sustained records/s draining a preloaded topic: 1 and 2 workers x 1 and 3 model servers."""
     chosen: list[tuple[str, ...]] = [("clickhouse",)]
     for text in sink_sets:
         names = _sink_set(text)
         if names not in chosen:
             chosen.append(names)
-    context.obj = dataclasses.replace(context.obj, sink_sets=tuple(chosen))
+    context.obj = dataclasses.replace(
+        context.obj,
+        sink_sets=tuple(chosen),
+        topologies=tuple(dict.fromkeys(topologies)) or ("single",),
+    )
     _run_part(context, "throughput")
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "plot",
     "save_figure",
     "summary_lines",
+    "topology_lines",
     "write_json",
 ]
 
@@ -105,6 +106,7 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
             f"  best {best:,.0f} records/s ({_verdict(best >= TARGET_RECORDS_PER_S)} "
             f"of {TARGET_RECORDS_PER_S:,} records/s)"
         )
+    lines += topology_lines(results)
     reference = results.get("reference")
     if reference:
         lines += [
@@ -185,6 +187,38 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
                 f"p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms"
             )
     lines.append("")
+    return lines
+
+
+def topology_lines(results: dict[str, Any]) -> list[str]:
+    """The single and the cluster topology's runs side by side, with each server process's CPU."""
+    cluster = results.get("throughput_cluster")
+    if not cluster:
+        return []
+    single = [
+        run for run in results.get("throughput", []) if run.get("sinks") == "clickhouse"
+    ]
+    lines = [
+        "",
+        (
+            "the same runs on both topologies (ClickHouse sink), CPU per stored record of "
+            "each process (us/record; all on this machine's cores):"
+        ),
+        (
+            f"  {'topology':<8}  {'workers':>7}  {'servers':>7}  {'records/s':>10}  "
+            f"{'worker':>7}  per server process"
+        ),
+    ]
+    for run in [*single, *cluster]:
+        processes = ", ".join(
+            f"{name} {us:,.1f}"
+            for name, us in run.get("stack_cpu_us_per_record", {}).items()
+        )
+        lines.append(
+            f"  {run.get('topology', 'single'):<8}  {run['workers']:>7}  "
+            f"{run['model_servers']:>7}  {run['records_per_s']:>10,.0f}  "
+            f"{run['worker_cpu_us_per_record']:>7,.1f}  {processes}"
+        )
     return lines
 
 

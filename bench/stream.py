@@ -203,8 +203,8 @@ class Rig:
                 if self._stack_started
                 else "already running"
             )
-            + f" (Kafka {self.settings.kafka_bootstrap}, ClickHouse "
-            f"{self.settings.clickhouse_host}:{self.settings.clickhouse_port})"
+            + f" ({self.settings.stack_topology} topology: Kafka "
+            f"{self.settings.kafka_bootstrap}, ClickHouse {self.settings.clickhouse_hosts})"
         )
         ensure_model(self.repository, self.workdir)
 
@@ -243,9 +243,11 @@ class Rig:
         for child in reversed(self._children):
             child.stop(timeout_s=30)
         self._children.clear()
+        cluster = self.settings.clickhouse_cluster
+        on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
         for database in self._databases:
             try:
-                self.clickhouse(f"DROP DATABASE IF EXISTS {database}")
+                self.clickhouse(f"DROP DATABASE IF EXISTS {database}{on_cluster}")
                 if "postgresql" in self.sink_names:
                     asyncio.run(
                         stack_postgresql.admin_execute(
@@ -349,11 +351,22 @@ class Rig:
         ):
             return 0  # the table does not exist yet
 
-    def server_pids(self, sinks: Sequence[str]) -> dict[str, int]:
-        """The pid of each store's server process (the stack's own), by sink name."""
+    def server_pids(self, kinds: Sequence[str] | None = None) -> dict[str, int]:
+        """The pid of each running server process of the stack, by service name.
+
+        ``kinds`` (e.g. ``["kafka", "clickhouse"]``) keeps those services and,
+        on the cluster topology, their nodes (``kafka-2``, ``clickhouse-s1r2``);
+        None keeps every one (ZooKeeper too).
+        """
+        names = [
+            name
+            for name in control.service_names(self.settings)
+            if kinds is None
+            or any(name == kind or name.startswith(f"{kind}-") for kind in kinds)
+        ]
         found: dict[str, int] = {}
         service: LocalService
-        for service in control.services(self.settings, sinks):
+        for service in control.services(self.settings, names):
             pid = service.pid_file.owned_pid()
             if pid is not None:
                 found[service.name] = pid
@@ -373,6 +386,8 @@ class Rig:
     ) -> dict[str, str]:
         """A worker's (or the reference job's) configuration for one run."""
         return {
+            # the same stack as the rig's (the cluster topology's, say)
+            **self.settings.stack_env(),
             "RISKSTREAM_SINKS": ",".join(sinks),
             "RISKSTREAM_POSTGRESQL_HOST": str(
                 stack_postgresql.socket_dir(self.settings)
@@ -401,6 +416,7 @@ class Rig:
             "generator",
             riskstream_argv("datagen", "--schema-from", "repository", *args),
             {
+                **self.settings.stack_env(),
                 "RISKSTREAM_FEATURE_TOPIC": topic,
                 "RISKSTREAM_TOPIC_PARTITIONS": str(PARTITIONS),
                 "RISKSTREAM_MODEL_REPOSITORY": str(self.repository),
@@ -445,6 +461,8 @@ class Rig:
                 topic,
                 PARTITIONS,
                 kafka_client_options(self.settings),
+                self.settings.replication_factor,
+                self.settings.topic_config,
             )
         )
 
@@ -558,10 +576,10 @@ def measure_throughput(
         rig.server_urls[:servers],
         sinks,
     )
-    databases = rig.server_pids(sinks)
+    servers_by_name = rig.server_pids()
     with rig.workers(workers, env, f"throughput-{label}", ready=False) as children:
         cpu_before = sum(_cpu_seconds(child.pid) for child in children)
-        db_before = {n: process_tree_cpu_seconds(p) for n, p in databases.items()}
+        db_before = {n: process_tree_cpu_seconds(p) for n, p in servers_by_name.items()}
         with rig.model_servers(servers):
             started = time.monotonic()
 
@@ -581,7 +599,7 @@ def measure_throughput(
             cpu_s = sum(_cpu_seconds(child.pid) for child in children) - cpu_before
             db_s = {
                 n: process_tree_cpu_seconds(p) - db_before[n]
-                for n, p in databases.items()
+                for n, p in servers_by_name.items()
             }
     per_sink = {sink: insert_rate(rig, database, sink) for sink in sinks}
     figures = min(per_sink.values(), key=lambda f: f["records_per_s"])
@@ -595,6 +613,21 @@ def measure_throughput(
         "drain_s": round(drain_s, 3),
         "worker_cpu_us_per_record": round(cpu_s / stored * 1e6, 1),
         "database_cpu_us_per_record": {
+            sink: round(
+                sum(
+                    seconds
+                    for n, seconds in db_s.items()
+                    if n == sink or n.startswith(f"{sink}-")
+                )
+                / stored
+                * 1e6,
+                1,
+            )
+            for sink in sinks
+        },
+        "topology": rig.settings.stack_topology,
+        #: every server process of the stack (each broker, replica, ZooKeeper)
+        "stack_cpu_us_per_record": {
             n: round(seconds / stored * 1e6, 1) for n, seconds in db_s.items()
         },
         "load_average": load_average(),

@@ -31,7 +31,7 @@ from bench.stream import (
     measure_throughput,
     say,
 )
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 
 __all__ = ["PARTS", "SuiteOptions", "run_suite"]
 
@@ -54,6 +54,8 @@ class SuiteOptions:
     results: Path | None
     #: The sink sets the throughput runs write to, ClickHouse alone first (``--sinks``).
     sink_sets: tuple[tuple[str, ...], ...] = (("clickhouse",),)
+    #: The stack topologies the throughput runs are measured on (``--topology``).
+    topologies: tuple[str, ...] = ("single",)
 
     def stream(self) -> StreamBenchmark:
         return StreamBenchmark(
@@ -81,6 +83,8 @@ def run_suite(options: SuiteOptions, parts: tuple[str, ...]) -> dict[str, Any]:
         "quick": options.quick,
     }
     stream_parts = [part for part in parts if part != "serving"]
+    if "single" not in options.topologies:
+        stream_parts = [part for part in stream_parts if part != "throughput"]
     if stream_parts:
         rig = Rig(settings, folder / "work")
         rig.sink_names.update(name for sinks in options.sink_sets for name in sinks)
@@ -89,6 +93,13 @@ def run_suite(options: SuiteOptions, parts: tuple[str, ...]) -> dict[str, Any]:
                 settings, rig.clickhouse_version()
             )
             _run_stream(rig, config, stream_parts, results, options.sink_sets)
+    if "cluster" in options.topologies and "throughput" in parts:
+        results["throughput_cluster"] = _run_cluster_throughput(
+            settings, config, folder
+        )
+        results.setdefault(
+            "environment", describe_environment(settings, "see the cluster runs")
+        )
     if "serving" in parts:
         repository = folder / "work" / "models"
         ensure_model(repository, folder / "work")
@@ -189,6 +200,39 @@ def _run_stream(
                 f"{phase['p50_ms']:,.0f} ms, p95 {phase['p95_ms']:,.0f} ms, "
                 f"p99 {phase['p99_ms']:,.0f} ms"
             )
+
+
+def _run_cluster_throughput(
+    settings: Settings, config: StreamBenchmark, folder: Path
+) -> list[dict[str, Any]]:
+    """The same throughput runs on the cluster topology, beside the single stack (its own ports and folder)."""
+    cluster = settings.cluster_beside()
+    say(
+        "[cluster] the throughput runs on the cluster topology: three brokers, "
+        "ZooKeeper, ClickHouse 2 shards x 2 replicas, topics with 3 replicas"
+    )
+    runs: list[dict[str, Any]] = []
+    with Rig(cluster, folder / "work" / "cluster") as rig:
+        topic = rig.topic("features")
+        say(f"  preloading {config.records:,} records (generator unthrottled)")
+        rig.preload(topic, config.records)
+        for workers, servers in THROUGHPUT_RUNS:
+            say(
+                f"  cluster: {workers} worker(s), {servers} model server(s), "
+                f"draining {config.records:,} records"
+            )
+            run = measure_throughput(rig, topic, config.records, workers, servers)
+            runs.append(run)
+            stack_cpu = ", ".join(
+                f"{name} {us:.1f}"
+                for name, us in run["stack_cpu_us_per_record"].items()
+            )
+            say(
+                f"    {run['records_per_s']:,.0f} records/s, worker CPU "
+                f"{run['worker_cpu_us_per_record']:.1f} us/record; per server process "
+                f"(us/record): {stack_cpu}"
+            )
+    return runs
 
 
 def _run_serving(options: SuiteOptions, repository: Path, port: int) -> dict[str, Any]:
