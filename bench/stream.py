@@ -582,6 +582,8 @@ def measure_throughput(
         db_before = {n: process_tree_cpu_seconds(p) for n, p in servers_by_name.items()}
         with rig.model_servers(servers):
             started = time.monotonic()
+            assert rig.serving is not None
+            serving_before = process_tree_cpu_seconds(rig.serving.pid)
 
             def progress() -> str:
                 stored = min(rig.rows(database, sink) for sink in sinks)
@@ -596,6 +598,7 @@ def measure_throughput(
                 progress,
             )
             drain_s = time.monotonic() - started
+            serving_s = process_tree_cpu_seconds(rig.serving.pid) - serving_before
             cpu_s = sum(_cpu_seconds(child.pid) for child in children) - cpu_before
             db_s = {
                 n: process_tree_cpu_seconds(p) - db_before[n]
@@ -612,6 +615,8 @@ def measure_throughput(
         "records_per_s_by_sink": {s: f["records_per_s"] for s, f in per_sink.items()},
         "drain_s": round(drain_s, 3),
         "worker_cpu_us_per_record": round(cpu_s / stored * 1e6, 1),
+        #: every model server process (``riskstream serve`` and its replicas)
+        "model_server_cpu_us_per_record": round(serving_s / stored * 1e6, 1),
         "database_cpu_us_per_record": {
             sink: round(
                 sum(
