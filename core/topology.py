@@ -24,6 +24,7 @@ __all__ = [
     "CLUSTER_NAME",
     "ClickHouseNode",
     "KafkaNode",
+    "Node",
     "Topology",
     "TopologyKind",
     "ZooKeeperNode",
@@ -43,46 +44,39 @@ _SHARDS = 2
 _REPLICAS = 2
 
 
-@dataclass(frozen=True)
-class KafkaNode:
-    """One KRaft broker (broker and controller in one process)."""
+@dataclass(frozen=True, kw_only=True)
+class Node:
+    """A server on loopback: its service name and the port its clients use."""
 
     name: str
-    node_id: int
     port: int
-    controller_port: int
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
 
-@dataclass(frozen=True)
-class ClickHouseNode:
-    """One ClickHouse server: a replica of a shard (1 and 1 when there is one server)."""
-
-    name: str
-    shard: int
-    replica: int
-    port: int
-    http_port: int
-    interserver_port: int
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
-@dataclass(frozen=True)
-class ZooKeeperNode:
+@dataclass(frozen=True, kw_only=True)
+class ZooKeeperNode(Node):
     """The ZooKeeper server the replicated ClickHouse tables coordinate through."""
 
-    name: str
-    port: int
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+@dataclass(frozen=True, kw_only=True)
+class KafkaNode(Node):
+    """One KRaft broker (broker and controller in one process)."""
+
+    node_id: int
+    controller_port: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClickHouseNode(Node):
+    """One ClickHouse server: a replica of a shard (1 and 1 when there is one server)."""
+
+    shard: int
+    replica: int
+    http_port: int
+    interserver_port: int
 
 
 @dataclass(frozen=True)
@@ -127,25 +121,32 @@ def local_topology(
     if kind == "single":
         return Topology(
             kind=kind,
-            kafka=(KafkaNode("kafka", 1, kafka_port, kafka_controller_port),),
+            kafka=(
+                KafkaNode(
+                    name="kafka",
+                    node_id=1,
+                    port=kafka_port,
+                    controller_port=kafka_controller_port,
+                ),
+            ),
             clickhouse=(
                 ClickHouseNode(
-                    "clickhouse",
-                    1,
-                    1,
-                    clickhouse_port,
-                    clickhouse_http_port,
-                    clickhouse_interserver_port,
+                    name="clickhouse",
+                    shard=1,
+                    replica=1,
+                    port=clickhouse_port,
+                    http_port=clickhouse_http_port,
+                    interserver_port=clickhouse_interserver_port,
                 ),
             ),
             zookeeper=(),
         )
     brokers = tuple(
         KafkaNode(
-            f"kafka-{i}",
-            i,
-            kafka_port + _STEP * (i - 1),
-            kafka_controller_port + _STEP * (i - 1),
+            name=f"kafka-{i}",
+            node_id=i,
+            port=kafka_port + _STEP * (i - 1),
+            controller_port=kafka_controller_port + _STEP * (i - 1),
         )
         for i in range(1, _BROKERS + 1)
     )
@@ -155,17 +156,17 @@ def local_topology(
             shift = _STEP * ((shard - 1) * _REPLICAS + (replica - 1))
             servers.append(
                 ClickHouseNode(
-                    f"clickhouse-s{shard}r{replica}",
-                    shard,
-                    replica,
-                    clickhouse_port + shift,
-                    clickhouse_http_port + shift,
-                    clickhouse_interserver_port + shift,
+                    name=f"clickhouse-s{shard}r{replica}",
+                    shard=shard,
+                    replica=replica,
+                    port=clickhouse_port + shift,
+                    http_port=clickhouse_http_port + shift,
+                    interserver_port=clickhouse_interserver_port + shift,
                 )
             )
     return Topology(
         kind=kind,
         kafka=brokers,
         clickhouse=tuple(servers),
-        zookeeper=(ZooKeeperNode("zookeeper", zookeeper_port),),
+        zookeeper=(ZooKeeperNode(name="zookeeper", port=zookeeper_port),),
     )

@@ -44,7 +44,7 @@ class ZooKeeperService(LocalService):
             else (
                 zookeepers[0]
                 if zookeepers
-                else ZooKeeperNode("zookeeper", settings.zookeeper_port)
+                else ZooKeeperNode(name="zookeeper", port=settings.zookeeper_port)
             )
         )
         self.name = self.node.name

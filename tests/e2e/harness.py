@@ -372,6 +372,21 @@ class Pipeline:
         assert rows == distinct == produced
         return produced
 
+    def wait_for_record_ids(self, generator_run: str, produced: int) -> list[str]:
+        """Every id of a generator run's ``produced`` records stored; returns the ids stored (repeats kept)."""
+        expected = {f"{generator_run}-{sequence}" for sequence in range(produced)}
+        stored: list[str] = wait_until(
+            lambda: (
+                (ids := self.stored_record_ids())
+                and len(set(ids) & expected) == produced
+                and ids
+            ),
+            DRAIN_TIMEOUT_S,
+            "every record id stored",
+        )
+        assert set(stored) == expected
+        return stored
+
     def distinct_record_ids(self, sink: str | None = None) -> tuple[int, int]:
         """(records stored once each, distinct record ids among them)."""
         ids = [record_id for (record_id,) in self.rows(["record_id"], sink)]

@@ -24,11 +24,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from core.settings import Settings
 from stack import control as stack_control
+from stack.launch import Child
 from stack.processes import is_alive
 from tests.e2e.harness import (
     DRAIN_TIMEOUT_S,
     CommitWatch,
     Pipeline,
+    Worker,
     generator_run_id,
     produced_by,
     wait_until,
@@ -107,35 +109,32 @@ def replica_rows(settings: Settings, database: str, node: int) -> int:
 def assert_each_record_once(
     pipeline: Pipeline, generator_run: str, produced: int
 ) -> None:
-    expected = {f"{generator_run}-{sequence}" for sequence in range(produced)}
-    stored = wait_until(
-        lambda: (
-            (ids := pipeline.stored_record_ids())
-            and len(set(ids) & expected) == produced
-            and ids
-        ),
-        DRAIN_TIMEOUT_S,
-        "every record id stored",
-    )
-    assert set(stored) == expected
+    stored = pipeline.wait_for_record_ids(generator_run, produced)
     assert len(stored) == len(set(stored)), "a record stored twice after FINAL"
     pipeline.account(produced)
+
+
+def start_streaming(
+    pipeline: Pipeline, count: int, rate: int, stored_first: int
+) -> tuple[Worker, Child, str]:
+    """A model server, a worker and a generator of ``count`` records at ``rate``; back once ``stored_first`` are stored."""
+    pipeline.start_model_server()
+    pipeline.declare_feature_topic()
+    worker = pipeline.start_worker()
+    generator = pipeline.generate("--count", str(count), "--rate", str(rate))
+    wait_until(
+        lambda: pipeline.count(final=False) >= stored_first,
+        DRAIN_TIMEOUT_S,
+        f"{stored_first:,} stored predictions",
+    )
+    return worker, generator, generator_run_id(generator)
 
 
 def test_the_broker_leading_a_feature_partition_killed_mid_stream_loses_nothing(
     pipeline: Pipeline,
 ) -> None:
     started_at = time.monotonic()
-    pipeline.start_model_server()
-    pipeline.declare_feature_topic()
-    worker = pipeline.start_worker()
-    generator = pipeline.generate("--count", "50000", "--rate", "2000")
-    run = generator_run_id(generator)
-    wait_until(
-        lambda: pipeline.count(final=False) >= 15000,
-        DRAIN_TIMEOUT_S,
-        "15,000 stored predictions",
-    )
+    worker, generator, run = start_streaming(pipeline, 50000, 2000, 15000)
     leader = f"kafka-{leader_of(pipeline.settings, pipeline.feature_topic)}"
     kill_service(pipeline.settings, leader)
     killed_at = time.monotonic()
@@ -164,16 +163,7 @@ def test_a_clickhouse_replica_killed_mid_stream_the_other_takes_over_and_it_catc
     """The writer's first server (s1r1) dies: its connection moves on, its shard's peer keeps the rows."""
     started_at = time.monotonic()
     first, peer = pipeline.settings.topology.clickhouse[:2]
-    pipeline.start_model_server()
-    pipeline.declare_feature_topic()
-    worker = pipeline.start_worker()
-    generator = pipeline.generate("--count", "30000", "--rate", "1500")
-    run = generator_run_id(generator)
-    wait_until(
-        lambda: pipeline.count(final=False) >= 5000,
-        DRAIN_TIMEOUT_S,
-        "5,000 stored predictions",
-    )
+    worker, generator, run = start_streaming(pipeline, 30000, 1500, 5000)
     kill_service(pipeline.settings, first.name)
     killed_at = time.monotonic()
     # Counted through the peer: the first server is gone.
@@ -231,16 +221,7 @@ def test_zookeeper_down_for_30_s_inserts_wait_nothing_is_committed_past_a_stored
     pipeline: Pipeline,
 ) -> None:
     started_at = time.monotonic()
-    pipeline.start_model_server()
-    pipeline.declare_feature_topic()
-    worker = pipeline.start_worker()
-    generator = pipeline.generate("--count", "20000", "--rate", "500")
-    run = generator_run_id(generator)
-    wait_until(
-        lambda: pipeline.count(final=False) >= 2000,
-        DRAIN_TIMEOUT_S,
-        "2,000 stored predictions",
-    )
+    worker, generator, run = start_streaming(pipeline, 20000, 500, 2000)
     with CommitWatch(pipeline) as watch:
         pipeline.stop_service("zookeeper")
         down_at = time.monotonic()
@@ -280,16 +261,7 @@ def test_a_worker_killed_while_a_broker_is_down_its_successor_stores_the_rest(
     pipeline: Pipeline,
 ) -> None:
     started_at = time.monotonic()
-    pipeline.start_model_server()
-    pipeline.declare_feature_topic()
-    worker = pipeline.start_worker()
-    generator = pipeline.generate("--count", "20000", "--rate", "1000")
-    run = generator_run_id(generator)
-    wait_until(
-        lambda: pipeline.count(final=False) >= 4000,
-        DRAIN_TIMEOUT_S,
-        "4,000 stored predictions",
-    )
+    worker, generator, run = start_streaming(pipeline, 20000, 1000, 4000)
     broker = pipeline.settings.topology.kafka[1].name
     kill_service(pipeline.settings, broker)
     time.sleep(3)
