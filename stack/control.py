@@ -151,11 +151,18 @@ async def up(settings: Settings, names: Iterable[str] | None = None) -> list[str
     chosen = services(settings, chosen_names(settings) if names is None else names)
     launches: list[tuple[LocalService, Launch]] = []
     async with _locked(settings):
-        # ZooKeeper answers before the ClickHouse servers that need it start.
-        for wave in sorted({service.wave for service in chosen}):
-            await _start_together(
-                [service for service in chosen if service.wave == wave], launches
+        try:
+            # ZooKeeper answers before the ClickHouse servers that need it start.
+            for wave in sorted({service.wave for service in chosen}):
+                await _start_together(
+                    [service for service in chosen if service.wave == wave], launches
+                )
+        except BaseException:
+            # A failed (or interrupted) up leaves nothing of its own running.
+            await asyncio.gather(
+                *(s.stop() for s, launch in reversed(launches) if launch.started_now)
             )
+            raise
     return [service.name for service, launch in launches if launch.started_now]
 
 
@@ -197,15 +204,19 @@ async def down(settings: Settings, names: Iterable[str] | None = None) -> list[s
     chosen = services(settings, names)
     if not stack_root(settings).exists():
         return []
+    stopped: list[str] = []
     async with _locked(settings):
-        stopped = await asyncio.gather(
-            *(service.stop() for service in reversed(chosen))
-        )
-    return [
-        service.name
-        for service, was_running in zip(reversed(chosen), stopped, strict=True)
-        if was_running
-    ]
+        # The last wave first: ClickHouse ends its ZooKeeper sessions before ZooKeeper goes
+        # (sessions left open keep their replicas "active" for 30 s after the next start).
+        for wave in sorted({service.wave for service in chosen}, reverse=True):
+            in_wave = [service for service in reversed(chosen) if service.wave == wave]
+            results = await asyncio.gather(*(service.stop() for service in in_wave))
+            stopped += [
+                service.name
+                for service, was_running in zip(in_wave, results, strict=True)
+                if was_running
+            ]
+    return stopped
 
 
 async def status(settings: Settings) -> list[ServiceStatus]:
