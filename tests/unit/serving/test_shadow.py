@@ -132,7 +132,7 @@ async def test_a_shadow_that_fails_to_score_leaves_the_answer_served_and_says_wh
     shadow = served.shadow
     assert shadow is not None
 
-    async def broken(values: np.ndarray) -> Scores:
+    async def broken(values: np.ndarray, explain: bool = False) -> Scores:
         raise RuntimeError("the shadow's evaluator broke")
 
     monkeypatch.setattr(shadow.evaluator, "evaluate", broken)
