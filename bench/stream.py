@@ -40,9 +40,6 @@ import os
 import secrets
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,22 +48,16 @@ from typing import Any, Self
 
 import asyncpg
 import orjson
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from asynch import errors as asynch_errors
 
 from bench.environment import load_average
 from core.progress import Progress
-from core.security import kafka_client_options
 from core.settings import Settings
-from datagen.generator import declare_topic
 from stack import control
-from stack import postgresql as stack_postgresql
-from stack.launch import Child, faust_worker_argv, riskstream_argv, spawn, wait_http_ok
+from stack.launch import Child, riskstream_argv, spawn
+from stack.rig import RunRig, partitions_split
 from stack.service import LocalService
-from stack.warehouse import ADMIN_USER
-from tables.sink import Sink
-from tables.sinks import build_sink
 
 __all__ = [
     "Rig",
@@ -138,11 +129,6 @@ def process_tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return orjson.loads(response.read())
-
-
 def ensure_model(repository: Path, workdir: Path) -> None:
     """Train the default model into ``repository`` unless it holds one (seeded: same PMML each time)."""
     if repository.is_dir() and any(repository.iterdir()):
@@ -158,19 +144,29 @@ def ensure_model(repository: Path, workdir: Path) -> None:
         raise SystemExit(f"riskstream train failed:\n{trainer.log_tail()}")
 
 
-class Rig:
-    """The stack, a trained model, model servers on demand; names and processes of one bench run."""
+class Rig(RunRig):
+    """The stack, a trained model, model servers on demand; names and processes of one bench run.
+
+    A :class:`stack.rig.RunRig` (names, children, commands, admin queries,
+    shared with the end-to-end harness) plus what only the bench does:
+    bringing the stack up and down, timing waits, per-process CPU. A
+    subclass: the bench's names and calls are the rig's own.
+    """
 
     def __init__(self, settings: Settings, workdir: Path) -> None:
-        self.settings = settings
-        self.workdir = workdir
-        self.run_id = time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
-        self.repository = workdir / "models"
+        super().__init__(
+            settings,
+            workdir,
+            workdir / "models",
+            "bench",
+            time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2),
+            PARTITIONS,
+            START_TIMEOUT_S,
+        )
         first = settings.model_server_port
         self.server_urls = [
             f"http://127.0.0.1:{first + i}" for i in range(MODEL_SERVERS)
         ]
-        self._children: list[Child] = []
         #: the ``riskstream serve`` process while :meth:`model_servers` runs
         self.serving: Child | None = None
         self._stack_started: list[str] = []
@@ -211,54 +207,20 @@ class Rig:
     @contextmanager
     def model_servers(self, count: int) -> Iterator[list[str]]:
         """``riskstream serve --replicas count`` from the first port; their URLs once all are ready."""
-        urls = self.server_urls[:count]
-        servers = spawn(
-            f"{count} model server(s)",
-            riskstream_argv(
-                "serve",
-                "--replicas",
-                str(count),
-                "--port",
-                str(self.settings.model_server_port),
-                "--served-name",
-                self.settings.model_name,
-                "--repository",
-                str(self.repository),
-            ),
-            {},
-            self.workdir / f"model-servers-{count}.log",
-        )
-        self._children.append(servers)
+        servers, urls = self.serve(self.settings.model_server_port, count)
         self.serving = servers
         try:
-            for url in urls:
-                wait_http_ok(f"{url}/v2/health/ready", servers, START_TIMEOUT_S)
             yield urls
         finally:
             self.serving = None
-            servers.stop(timeout_s=30)
-            self._children.remove(servers)
+            self.release(servers)
 
     def close(self) -> None:
-        for child in reversed(self._children):
-            child.stop(timeout_s=30)
-        self._children.clear()
-        cluster = self.settings.clickhouse_cluster
-        on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+        self.stop_all()
         for database in self._databases:
-            try:
-                self.clickhouse(f"DROP DATABASE IF EXISTS {database}{on_cluster}")
-                if "postgresql" in self.sink_names:
-                    asyncio.run(
-                        stack_postgresql.admin_execute(
-                            self.settings,
-                            [f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'],
-                        )
-                    )
-            except (urllib.error.URLError, OSError, asyncpg.PostgresError) as exc:
-                logger.warning("cannot drop %s: %s", database, exc)
+            self.drop_database(database, sorted(self.sink_names))
         try:
-            asyncio.run(self._delete_topics())
+            asyncio.run(self.delete_topics())
         except (KafkaError, OSError) as exc:  # best effort: the figures are taken
             logger.warning("cannot delete the bench topics: %s", exc)
         self._databases.clear()
@@ -266,40 +228,14 @@ class Rig:
             asyncio.run(control.down(self.settings, self._stack_started))
             self._stack_started = []
 
-    async def _delete_topics(self) -> None:
-        """Delete every topic of this run (its name holds the run id: features, dead letters, Faust's)."""
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            **kafka_client_options(self.settings),
-        )
-        await admin.start()
-        try:
-            mine = [t for t in await admin.list_topics() if self.run_id in t]
-            if mine:
-                await admin.delete_topics(mine)
-        finally:
-            await admin.close()
-
     # --- names -----------------------------------------------------------------------
-    def topic(self, purpose: str) -> str:
-        return f"bench-{self.run_id}-{purpose}"
-
-    def database(self, purpose: str) -> str:
-        name = f"bench_{self.run_id}_{purpose}".replace("-", "_")
+    def database(self, purpose: str = "") -> str:
+        """The run's database for ``purpose``, dropped at the end."""
+        name = super().database(purpose)
         self._databases.append(name)
         return name
 
-    # --- ClickHouse --------------------------------------------------------------------
-    def clickhouse(self, query: str) -> str:
-        """Run ``query`` as the stack's admin (the bench databases are its own)."""
-        url = f"http://{self.settings.clickhouse_host}:{self.settings.clickhouse_http_port}/"
-        request = urllib.request.Request(
-            url, data=query.encode(), headers={"X-ClickHouse-User": ADMIN_USER}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            text: str = response.read().decode()
-            return text
-
+    # --- ClickHouse ----------------------------------------------------------------
     def clickhouse_row(self, query: str) -> dict[str, Any]:
         """One row as a dict (64-bit integers come as strings: convert them)."""
         text = self.clickhouse(query + " FORMAT JSONEachRow").strip()
@@ -307,18 +243,6 @@ class Rig:
         return row
 
     # --- the stores, through the sink interface -------------------------------------
-    def sink(self, name: str, database: str) -> Sink:
-        """The sink ``name`` on a bench database, as the stack's admin (the databases are its own)."""
-        admin: dict[str, Any] = (
-            {
-                "host": str(stack_postgresql.socket_dir(self.settings)),
-                "user": stack_postgresql.ADMIN_USER,
-            }
-            if name == "postgresql"
-            else {"user": ADMIN_USER}
-        )
-        return build_sink(name, self.settings, password="", database=database, **admin)
-
     def count(self, database: str, sink: str = "clickhouse") -> int:
         """Distinct records stored (a replay stores a record twice); a scan, so not for polling."""
         return self._counted(self.sink(sink, database).count_records)
@@ -386,24 +310,8 @@ class Rig:
     ) -> dict[str, str]:
         """A worker's (or the reference job's) configuration for one run."""
         return {
-            # the same stack as the rig's (the cluster topology's, say)
-            **self.settings.stack_env(),
-            "RISKSTREAM_SINKS": ",".join(sinks),
-            "RISKSTREAM_POSTGRESQL_HOST": str(
-                stack_postgresql.socket_dir(self.settings)
-            ),
-            "RISKSTREAM_POSTGRESQL_USER": stack_postgresql.ADMIN_USER,
-            "RISKSTREAM_POSTGRESQL_DATABASE": database,
-            "RISKSTREAM_APP_ID": app_id,
-            "RISKSTREAM_FEATURE_TOPIC": topic,
+            **self.worker_env(app_id, topic, database, servers, sinks),
             "RISKSTREAM_DLQ_TOPIC": f"{topic}-dlq",
-            "RISKSTREAM_TOPIC_PARTITIONS": str(PARTITIONS),
-            "RISKSTREAM_CLICKHOUSE_DATABASE": database,
-            "RISKSTREAM_CLICKHOUSE_USER": ADMIN_USER,
-            "RISKSTREAM_CLICKHOUSE_PASSWORD": "",
-            "RISKSTREAM_MODEL_SERVERS": ",".join(servers),
-            "RISKSTREAM_MODEL_REPOSITORY": str(self.repository),
-            "RISKSTREAM_DATA_DIR": str(self.workdir / "data"),
             # Faust's per-record Prometheus sensor off: riskstream's metrics only.
             "RISKSTREAM_FAUST_METRICS": "false",
             # Workers waiting for their model servers notice them quickly.
@@ -412,28 +320,25 @@ class Rig:
 
     def generate(self, topic: str, *args: str) -> Child:
         """``riskstream datagen ARGS`` into ``topic`` (schema from the repository's model)."""
-        child = spawn(
-            "generator",
-            riskstream_argv("datagen", "--schema-from", "repository", *args),
+        return self.generator(
+            args,
             {
                 **self.settings.stack_env(),
                 "RISKSTREAM_FEATURE_TOPIC": topic,
                 "RISKSTREAM_TOPIC_PARTITIONS": str(PARTITIONS),
                 "RISKSTREAM_MODEL_REPOSITORY": str(self.repository),
             },
-            self.workdir / f"generator-{topic}.log",
+            f"generator-{topic}.log",
         )
-        self._children.append(child)
-        return child
 
     def adopt(self, child: Child) -> None:
         """Stop ``child`` with the rig if it is still running then."""
-        self._children.append(child)
+        self.children.append(child)
 
     def finish(self, child: Child, timeout_s: float) -> None:
         """Wait for a child that ends by itself; fail with its log's end if it fails."""
         code = child.process.wait(timeout_s)
-        self._children.remove(child)
+        self.children.remove(child)
         if code != 0:
             raise SystemExit(
                 f"{child.name} failed (exit code {code}):\n{child.log_tail()}"
@@ -454,18 +359,6 @@ class Rig:
             f"  topic {topic}: {records:,} records preloaded in {time.monotonic() - started:.1f} s"
         )
 
-    def declare(self, topic: str) -> None:
-        asyncio.run(
-            declare_topic(
-                self.settings.kafka_bootstrap,
-                topic,
-                PARTITIONS,
-                kafka_client_options(self.settings),
-                self.settings.replication_factor,
-                self.settings.topic_config,
-            )
-        )
-
     @contextmanager
     def workers(
         self, count: int, env: dict[str, str], name: str, ready: bool = True
@@ -476,25 +369,20 @@ class Rig:
         answer); without, they may still be waiting for the model servers,
         which keeps them from taking any record.
         """
+        ports = [self.settings.web_port + index for index in range(count)]
         started: list[Child] = []
         try:
-            for index in range(count):
-                port = self.settings.web_port + index
-                child = spawn(
-                    f"worker {index + 1}",
-                    faust_worker_argv("-l", "warn"),
-                    {**env, "RISKSTREAM_WEB_PORT": str(port)},
-                    self.workdir / f"{name}-worker-{index + 1}.log",
-                )
-                started.append(child)
-                self._children.append(child)
-            urls = [
-                f"http://127.0.0.1:{self.settings.web_port + i}" for i in range(count)
-            ]
-            for child, url in zip(started, urls, strict=True):
-                wait_http_ok(f"{url}/stats/local", child, START_TIMEOUT_S)
+            started = self.start_workers(
+                [f"worker {index + 1}" for index in range(count)],
+                ports,
+                env,
+                "warn",
+                [f"{name}-worker-{index + 1}.log" for index in range(count)],
+            )
             self.wait(
-                lambda: _partitions_split(urls, ready),
+                lambda: partitions_split(
+                    [f"http://127.0.0.1:{port}" for port in ports], PARTITIONS, ready
+                ),
                 START_TIMEOUT_S,
                 "the workers to own every partition between them",
                 started,
@@ -502,9 +390,7 @@ class Rig:
             yield started
         finally:
             for child in started:
-                child.stop(timeout_s=30)
-                if child in self._children:
-                    self._children.remove(child)
+                self.release(child)
 
     def wait(
         self,
@@ -532,20 +418,6 @@ class Rig:
         finally:
             progress.done()
         raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-def _partitions_split(urls: Sequence[str], ready: bool) -> bool:
-    """Every worker owning partitions (and ``ready``, if asked), none shared, all covered."""
-    owned: list[int] = []
-    for url in urls:
-        try:
-            local = _get_json(f"{url}/stats/local")
-        except (urllib.error.URLError, OSError, ValueError):
-            return False
-        if not local["partitions"] or (ready and not local["pipeline"]["ready"]):
-            return False
-        owned.extend(local["partitions"])
-    return sorted(owned) == list(range(PARTITIONS))
 
 
 def _drain_timeout_s(records: int) -> float:

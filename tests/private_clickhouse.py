@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from pydantic import SecretStr
 
 from core.settings import Settings
 from stack import control
-from stack.warehouse import ADMIN_USER
+from stack.rig import clickhouse_admin_query as admin_query
 from tests.ports import free_port
 
 __all__ = ["admin_query", "private_clickhouse"]
@@ -50,14 +49,3 @@ def private_clickhouse(
         yield settings
     finally:
         asyncio.run(control.down(settings, ["clickhouse"]))
-
-
-def admin_query(settings: Settings, query: str) -> str:
-    """Run ``query`` over HTTP as the stack's admin; the answer's text."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{settings.clickhouse_http_port}/?user={ADMIN_USER}",
-        data=query.encode(),
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        text: str = response.read().decode()
-        return text

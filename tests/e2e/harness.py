@@ -22,8 +22,6 @@ import secrets
 import threading
 import time
 import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,16 +34,12 @@ from aiokafka.errors import KafkaError
 from asynch import errors as asynch_errors
 
 from core.settings import Settings
-from datagen.generator import declare_topic
 from stack import control as stack_control
-from stack import postgresql as stack_postgresql
 from stack.errors import StackError
-from stack.launch import Child, faust_worker_argv, riskstream_argv, spawn, wait_http_ok
-from stack.warehouse import ADMIN_USER
+from stack.launch import Child
+from stack.rig import RunRig, get_json
 from tables.sink import Sink
-from tables.sinks import build_sink
 from tests.ports import free_port, restartable_port
-from tests.private_clickhouse import admin_query
 
 #: What a query of a table the worker has not created yet raises.
 NO_TABLE_YET = (
@@ -82,11 +76,6 @@ def wait_until(
     )
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def produced_by(generator: Child, timeout_s: float = 300.0) -> int:
     """Wait for ``riskstream datagen`` to finish; the records Kafka acknowledged, from its last line."""
     assert generator.process.wait(timeout_s) == 0, (
@@ -115,7 +104,13 @@ class ModelServer:
 
 @dataclass
 class Pipeline:
-    """One test's pipeline: its names, its processes and ways to look at the result."""
+    """One test's pipeline: its names, its processes and ways to look at the result.
+
+    The names, the children and the commands are a :class:`stack.rig.RunRig`
+    (``rig``), shared with the bench; this class adds what the tests look
+    at. Composition, not a subclass: the tests' ``database`` is one name
+    (a property), the rig's a name per purpose (a method).
+    """
 
     settings: Settings
     repository: Path
@@ -125,6 +120,20 @@ class Pipeline:
     servers: list[ModelServer] = field(default_factory=list)
     #: The stores the workers write to (``RISKSTREAM_SINKS``); queries ask the first.
     sinks: tuple[str, ...] = ("clickhouse",)
+    rig: RunRig = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.rig = RunRig(
+            self.settings,
+            self.workdir,
+            self.repository,
+            "e2e",
+            self.run_id,
+            PARTITIONS,
+            START_TIMEOUT_S,
+        )
+        # one list: a test may adopt a child of its own (pipeline.children.append)
+        self.rig.children = self.children
 
     @property
     def app_id(self) -> str:
@@ -132,19 +141,19 @@ class Pipeline:
 
     @property
     def feature_topic(self) -> str:
-        return f"e2e-{self.run_id}-features"
+        return self.rig.topic("features")
 
     @property
     def dlq_topic(self) -> str:
-        return f"e2e-{self.run_id}-dlq"
+        return self.rig.topic("dlq")
 
     @property
     def labels_topic(self) -> str:
-        return f"e2e-{self.run_id}-labels"
+        return self.rig.topic("labels")
 
     @property
     def database(self) -> str:
-        return f"e2e_{self.run_id}"
+        return self.rig.database()
 
     # --- processes --------------------------------------------------------
     def start_model_server(
@@ -155,27 +164,8 @@ class Pipeline:
         It serves the repository's model, or the PMML file ``pmml``.
         """
         port = port if port is not None else restartable_port()
-        model = ["--pmml", str(pmml)] if pmml is not None else []
-        child = spawn(
-            f"model server :{port}",
-            riskstream_argv(
-                "serve",
-                "--replicas",
-                "1",
-                "--port",
-                str(port),
-                "--served-name",
-                "m",
-                "--repository",
-                str(self.repository),
-                *model,
-            ),
-            env,
-            self.workdir / f"model-server-{port}.log",
-        )
-        self.children.append(child)
-        server = ModelServer(f"http://127.0.0.1:{port}", child)
-        wait_http_ok(f"{server.url}/v2/health/ready", child, START_TIMEOUT_S)
+        child, urls = self.rig.serve(port, served_name="m", pmml=pmml, env=env)
+        server = ModelServer(urls[0], child)
         if all(known.url != server.url for known in self.servers):
             self.servers.append(server)
         return server
@@ -213,26 +203,15 @@ class Pipeline:
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
-            # the same stack as this test's (the cluster topology's, say)
-            **self.settings.stack_env(),
-            "RISKSTREAM_SINKS": ",".join(self.sinks),
-            # A per-test database: the stack's admin, through the socket, creates it.
-            "RISKSTREAM_POSTGRESQL_HOST": str(
-                stack_postgresql.socket_dir(self.settings)
+            **self.rig.worker_env(
+                self.app_id,
+                self.feature_topic,
+                self.database,
+                [server.url for server in self.servers],
+                self.sinks,
             ),
-            "RISKSTREAM_POSTGRESQL_USER": stack_postgresql.ADMIN_USER,
-            "RISKSTREAM_POSTGRESQL_DATABASE": self.database,
-            "RISKSTREAM_APP_ID": self.app_id,
-            "RISKSTREAM_FEATURE_TOPIC": self.feature_topic,
             "RISKSTREAM_DLQ_TOPIC": self.dlq_topic,
             "RISKSTREAM_LABELS_TOPIC": self.labels_topic,
-            "RISKSTREAM_TOPIC_PARTITIONS": str(PARTITIONS),
-            "RISKSTREAM_CLICKHOUSE_DATABASE": self.database,
-            # A per-test database: the app's user may use its own one only.
-            "RISKSTREAM_CLICKHOUSE_USER": ADMIN_USER,
-            "RISKSTREAM_MODEL_SERVERS": ",".join(server.url for server in self.servers),
-            "RISKSTREAM_MODEL_REPOSITORY": str(self.repository),
-            "RISKSTREAM_DATA_DIR": str(self.workdir / "data"),
             "RISKSTREAM_STATS_WINDOW_S": "10",
             "RISKSTREAM_PROBE_INTERVAL_S": "0.5",
             **extra,
@@ -240,29 +219,12 @@ class Pipeline:
 
     def declare_feature_topic(self) -> None:
         """Create the topic before a worker joins, as the generator does."""
-        asyncio.run(self._declare(self.feature_topic))
-
-    async def _declare(self, topic: str) -> None:
-        """Create ``topic`` as the app would: its partitions, replication and topic configs."""
-        await declare_topic(
-            self.settings.kafka_bootstrap,
-            topic,
-            PARTITIONS,
-            replication_factor=self.settings.replication_factor,
-            config=self.settings.topic_config,
-        )
+        self.rig.declare(self.feature_topic)
 
     def start_worker(self, name: str = "worker", **settings: str) -> Worker:
         port = free_port()
-        child = spawn(
-            name,
-            faust_worker_argv("-l", "info"),
-            self.env(RISKSTREAM_WEB_PORT=str(port), **settings),
-            self.workdir / f"{name}.log",
-        )
-        self.children.append(child)
+        (child,) = self.rig.start_workers([name], [port], self.env(**settings))
         worker = Worker(name, f"http://127.0.0.1:{port}", child)
-        wait_http_ok(f"{worker.url}/stats/local", child, START_TIMEOUT_S)
         wait_until(
             worker.ready, START_TIMEOUT_S, f"{name} to own partitions and be ready"
         )
@@ -270,14 +232,9 @@ class Pipeline:
 
     def generate(self, *args: str, schema_from: str = "repository") -> Child:
         """``riskstream datagen ARGS`` in the background, the schema from ``schema_from``."""
-        child = spawn(
-            "generator",
-            riskstream_argv("datagen", "--schema-from", schema_from, *args),
-            self.env(),
-            self.workdir / f"generator-{len(self.children)}.log",
+        return self.rig.generator(
+            args, self.env(), f"generator-{len(self.children)}.log", schema_from
         )
-        self.children.append(child)
-        return child
 
     def produce(
         self, records: Sequence[tuple[bytes, bytes]], topic: str | None = None
@@ -285,8 +242,9 @@ class Pipeline:
         """Send (key, value) records to ``topic`` (default: the feature topic); returns how many Kafka acknowledged."""
         topic = topic or self.feature_topic
 
+        self.rig.declare(topic)
+
         async def send() -> int:
-            await self._declare(topic)
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.settings.kafka_bootstrap, acks="all"
             )
@@ -301,29 +259,15 @@ class Pipeline:
         return asyncio.run(send())
 
     def stop_all(self) -> None:
-        for child in reversed(self.children):
-            child.stop(timeout_s=20)
+        self.rig.stop_all(timeout_s=20)
 
     # --- looking at the result -------------------------------------------
     def clickhouse(self, query: str) -> str:
-        return admin_query(self.settings, query)
+        return self.rig.clickhouse(query)
 
     def sink(self, name: str | None = None) -> Sink:
         """The sink ``name`` (default: the first of :attr:`sinks`) on this test's database, for queries."""
-        return build_sink(
-            name or self.sinks[0],
-            self.settings,
-            **(
-                {
-                    "host": str(stack_postgresql.socket_dir(self.settings)),
-                    "user": stack_postgresql.ADMIN_USER,
-                    "password": "",
-                }
-                if (name or self.sinks[0]) == "postgresql"
-                else {"user": ADMIN_USER, "password": ""}
-            ),
-            database=self.database,
-        )
+        return self.rig.sink(name or self.sinks[0], self.database)
 
     def count(self, final: bool = True, sink: str | None = None) -> int:
         """Records stored once each (``final``), or rows, replays included, in one sink."""
@@ -535,25 +479,7 @@ class Pipeline:
 
     def drop_databases(self) -> None:
         """Drop this test's database in each sink it used (best effort: the figures are taken)."""
-        on_cluster = (
-            f" ON CLUSTER {self.settings.clickhouse_cluster}"
-            if self.settings.clickhouse_cluster
-            else ""
-        )
-        try:
-            self.clickhouse(f"DROP DATABASE IF EXISTS {self.database}{on_cluster}")
-        except urllib.error.URLError:
-            pass
-        if "postgresql" in self.sinks:
-            try:
-                asyncio.run(
-                    stack_postgresql.admin_execute(
-                        self.settings,
-                        [f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'],
-                    )
-                )
-            except (OSError, asyncpg.PostgresError):
-                pass
+        self.rig.drop_database(self.database, self.sinks)
 
 
 class CommitWatch:

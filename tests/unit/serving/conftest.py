@@ -58,7 +58,7 @@ TOKEN = "s3cret-token"
 _ports = itertools.cycle(range(28511, 28521))
 
 
-def free_port() -> int:
+def suite_port() -> int:
     """The next port of this suite's range (28511-28520)."""
     return next(_ports)
 
@@ -112,7 +112,7 @@ async def serve() -> AsyncIterator[Serve]:
             max_body_bytes=max_body_bytes,
             max_instances=max_instances,
         )
-        client = TestClient(TestServer(app, host="127.0.0.1", port=free_port()))
+        client = TestClient(TestServer(app, host="127.0.0.1", port=suite_port()))
         await client.start_server()
         clients.append(client)
         return client
