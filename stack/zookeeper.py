@@ -81,16 +81,16 @@ class ZooKeeperService(LocalService):
         ]
 
     async def answers(self) -> bool:
-        """ZooKeeper's own health word: ``ruok`` answered ``imok``."""
+        """ZooKeeper serves sessions: ``srvr`` names its mode (``ruok`` says imok before it does)."""
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
                 reader, writer = await asyncio.open_connection(
                     "127.0.0.1", self.node.port
                 )
                 try:
-                    writer.write(b"ruok")
+                    writer.write(b"srvr")
                     await writer.drain()
-                    return await reader.read(4) == b"imok"
+                    return b"Mode: " in await reader.read()
                 finally:
                     writer.close()
                     with contextlib.suppress(OSError):
