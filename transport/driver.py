@@ -10,7 +10,10 @@ of the App's own factories.
 
 from __future__ import annotations
 
+from aiokafka import AIOKafkaClient
+from faust.exceptions import NotReady
 from faust.transport.drivers import aiokafka as kafka_driver
+from mode import Service
 
 from transport.consumer import BatchGuardConsumer
 from transport.overhead import LeanApp, LeanProducer
@@ -27,6 +30,22 @@ class Transport(kafka_driver.Transport):
 
     Consumer = BatchGuardConsumer
     Producer = LeanProducer
+
+    async def _get_controller_node(
+        self, owner: Service, client: AIOKafkaClient, timeout: int = 30000
+    ) -> int | None:
+        """The first broker that takes a connection, to send CreateTopics to.
+
+        Faust asks the first broker the metadata lists for the controller's
+        id and sends there, so a worker starting while that broker is dead
+        (its metadata outlives it for a few seconds) crashes. Kafka's
+        brokers forward CreateTopics to the active controller (KIP-590;
+        KRaft always does), so any live broker will do.
+        """
+        for broker in client.cluster.brokers():
+            if await client.ready(broker.nodeId):
+                return int(broker.nodeId)
+        raise NotReady("no Kafka broker takes a connection")
 
 
 class RiskstreamApp(BoundedStopApp, LeanApp):
