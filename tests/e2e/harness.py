@@ -135,6 +135,10 @@ class Pipeline:
         # one list: a test may adopt a child of its own (pipeline.children.append)
         self.rig.children = self.children
 
+    def use_settings(self, settings: Settings) -> None:
+        """Look at (and start processes against) another stack from now on, the rig too."""
+        self.settings = self.rig.settings = settings
+
     @property
     def app_id(self) -> str:
         return f"e2e-{self.run_id}"

@@ -55,9 +55,8 @@ def test_tls_token_and_password_from_files_work_end_to_end_and_leak_nowhere(
     with private_clickhouse(
         tmp_path / "clickhouse", pipeline.database, password
     ) as warehouse:
-        pipeline.settings = (
-            warehouse  # counts and dead letters read from this ClickHouse
-        )
+        # counts and dead letters read from this ClickHouse
+        pipeline.use_settings(warehouse)
         port = restartable_port()
         server = spawn(
             "tls model server",
