@@ -34,20 +34,9 @@ class ZooKeeperService(LocalService):
     name = "zookeeper"
     wave = 0
 
-    def __init__(
-        self, settings: Settings, root: Path, node: ZooKeeperNode | None = None
-    ) -> None:
-        zookeepers = settings.topology.zookeeper
-        self.node = (
-            node
-            if node is not None
-            else (
-                zookeepers[0]
-                if zookeepers
-                else ZooKeeperNode(name="zookeeper", port=settings.zookeeper_port)
-            )
-        )
-        self.name = self.node.name
+    def __init__(self, settings: Settings, root: Path, node: ZooKeeperNode) -> None:
+        self.node = node
+        self.name = node.name
         super().__init__(settings, root)
         self.data_dir = self.home / "data"
         self.java = "java"
