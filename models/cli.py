@@ -22,12 +22,19 @@ from models.errors import ModelsError
 from models.repository import ModelRepository
 from models.training import ALGORITHMS, INVALID_VALUES, TrainingParams
 
-__all__ = ["models", "train"]
+__all__ = [
+    "models",
+    "progress_printer",
+    "repository_at",
+    "repository_option",
+    "train",
+    "user_errors",
+]
 
 
 _DEFAULTS = TrainingParams()
 
-_repository_option = click.option(
+repository_option = click.option(
     "--repository",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -35,19 +42,19 @@ _repository_option = click.option(
 )
 
 
-def _repository(path: Path | None) -> ModelRepository:
+def repository_at(path: Path | None) -> ModelRepository:
     return ModelRepository(path if path is not None else get_settings().repository_path)
 
 
 @contextmanager
-def _user_errors() -> Iterator[None]:
+def user_errors() -> Iterator[None]:
     try:
         yield
     except ModelsError as exc:
         raise click.ClickException(exc.message) from exc
 
 
-def _progress_printer() -> Callable[[str], None]:
+def progress_printer() -> Callable[[str], None]:
     started = time.perf_counter()
 
     def show(message: str) -> None:
@@ -142,7 +149,7 @@ _DATASET_HELP = {
     show_default=True,
     help="Make the new version current (servers hot-reload it).",
 )
-@_repository_option
+@repository_option
 def train(
     dataset: str,
     algorithm: str,
@@ -175,15 +182,15 @@ def train(
         C=C,
         invalid_values=invalid_values,
     )
-    with _user_errors():
-        target = _repository(repository)
+    with user_errors():
+        target = repository_at(repository)
         result = train_model(
             load_dataset(dataset),
             params,
             target,
             name=name,
             promote=promote,
-            progress=_progress_printer(),
+            progress=progress_printer(),
         )
     cv = result.evaluation.as_dict()["cross_validation"]["mean"]
     click.echo(
@@ -194,18 +201,18 @@ def train(
 
 
 @click.group()
-@_repository_option
+@repository_option
 @click.pass_context
 def models(ctx: click.Context, repository: Path | None) -> None:
     """List, show, promote and shadow models in the repository."""
-    ctx.obj = _repository(repository)
+    ctx.obj = repository_at(repository)
 
 
 @models.command("list")
 @click.pass_obj
 def list_models(repository: ModelRepository) -> None:
     """Every model and version; '*' marks the current one, 's' the shadow."""
-    with _user_errors():
+    with user_errors():
         names = repository.names()
         if not names:
             click.echo(f"no models in {repository.root} (run `riskstream train`)")
@@ -238,7 +245,7 @@ def list_models(repository: ModelRepository) -> None:
 @click.pass_obj
 def show(repository: ModelRepository, ref: str, as_json: bool) -> None:
     """Show a model's card; NAME alone means its current version."""
-    with _user_errors():
+    with user_errors():
         saved = repository.resolve(ref)
         card = saved.card
         if as_json:
@@ -301,7 +308,7 @@ def promote(repository: ModelRepository, ref: str) -> None:
     Promoting the shadow version ends the shadow (it is the current one now).
     """
     name, version = _name_and_version(ref)
-    with _user_errors():
+    with user_errors():
         shadow = repository.shadow_version(name)
         repository.promote(name, version)
     click.echo(f"{name}: current version is now {version}")
@@ -332,7 +339,7 @@ def shadow(repository: ModelRepository, ref: str, off: bool) -> None:
             raise click.BadParameter(
                 f"--off takes the model NAME alone, got {ref!r}", param_hint="REF"
             )
-        with _user_errors():
+        with user_errors():
             previous = repository.clear_shadow(ref)
         click.echo(
             f"{ref}: no shadow version"
@@ -340,7 +347,7 @@ def shadow(repository: ModelRepository, ref: str, off: bool) -> None:
         )
         return
     name, version = _name_and_version(ref)
-    with _user_errors():
+    with user_errors():
         repository.set_shadow(name, version)
         current = repository.current_version(name)
     click.echo(f"{name}: shadow version is now {version} (current version {current})")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from models.card import build_card
 from models.dataset import Dataset
@@ -47,8 +48,11 @@ def train_model(
     name: str | None = None,
     promote: bool = True,
     progress: Callable[[str], None] = lambda message: None,
+    card_extra: Mapping[str, Any] | None = None,
 ) -> TrainingResult:
     """Train, evaluate, export, check parity and save one model; ``progress`` gets a line per step.
+
+    ``card_extra`` adds sections to the card (a retrain says where its rows came from).
 
     Raises ``ParityError`` (nothing saved) if the PMML scores differently
     from scikit-learn.
@@ -97,6 +101,7 @@ def train_model(
     card = build_card(dataset, params, metrics, read_schema(pmml), parity)
     importances, meaning = feature_importances(pipeline)
     card["feature_importances"] = {"meaning": meaning, "values": importances}
+    card.update(card_extra or {})
     report = render_report(
         f"{name}: {params.algorithm} on {dataset.key}",
         evaluation,

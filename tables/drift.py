@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from models.drift import DriftReference, psi
-from tables.predictions import TABLE, quote_identifier
-from tables.quality import Windows, sql_string
+from tables.predictions import TABLE, quote_identifier, sql_string
+from tables.quality import Windows
 
 __all__ = ["MISSING_BIN", "drift_figures", "feature_bins_query", "label_mix_query"]
 

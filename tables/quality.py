@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tables.predictions import COLUMNS, LABELLED_VIEW, quote_identifier
+from tables.predictions import COLUMNS, LABELLED_VIEW, quote_identifier, sql_string
 
 __all__ = [
     "CALIBRATION_EDGES",
@@ -42,7 +42,6 @@ __all__ = [
     "quality_figures",
     "roc_auc_from_counts",
     "score_counts_query",
-    "sql_string",
 ]
 
 #: Inner edges of the calibration table's 10 bins: [0, 0.1), [0.1, 0.2), ..., [0.9, 1].
@@ -103,10 +102,6 @@ class Windows:
 
     def condition(self) -> str:
         return f"event_time_ms >= {self.first_start_s * 1000}"
-
-
-def sql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _rows_of(
