@@ -27,6 +27,7 @@ import asynch
 import asynch.errors
 
 from core.settings import Settings
+from models.labelled import LabelledExample
 from tables.predictions import (
     COLUMNS,
     LABELLED_VIEW,
@@ -36,6 +37,7 @@ from tables.predictions import (
     dedup_count_query,
     insert_statement,
     label_insert_statement,
+    labelled_examples_query,
     prepare_schema,
     quote_identifier,
     shadow_agreement_query,
@@ -200,6 +202,25 @@ class ClickHouseSink(Sink):
             )
             for name, version, shadow, records, compared, agreed in await self.query(
                 shadow_agreement_query(self.database)
+            )
+        ]
+
+    async def labelled_examples(
+        self, model: str, since_ms: int | None = None
+    ) -> list[LabelledExample]:
+        """``model``'s labelled records (each once), as retraining reads them."""
+        return [
+            LabelledExample(
+                record_id=str(record_id),
+                numbers=dict(zip(names, values, strict=True)),
+                texts=dict(zip(text_names, text_values, strict=True)),
+                label=str(label),
+                event_time_ms=int(event_time_ms),
+            )
+            for record_id, names, values, text_names, text_values, label, event_time_ms in (
+                await self.query(
+                    labelled_examples_query(model, self.database, since_ms)
+                )
             )
         ]
 

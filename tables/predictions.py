@@ -60,11 +60,13 @@ __all__ = [
     "existing_objects_query",
     "insert_statement",
     "label_insert_statement",
+    "labelled_examples_query",
     "missing_statements",
     "prepare_schema",
     "quote_identifier",
     "quote_name",
     "shadow_agreement_query",
+    "sql_string",
     "upgrade_statements",
 ]
 
@@ -189,6 +191,11 @@ def quote_name(name: str, quote: str, dialect: str) -> str:
 def quote_identifier(name: str) -> str:
     """A ClickHouse database name safe to splice into SQL."""
     return quote_name(name, "`", "ClickHouse")
+
+
+def sql_string(value: str) -> str:
+    """``value`` as a ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _on_cluster(cluster: str) -> str:
@@ -438,6 +445,23 @@ def shadow_agreement_query(database: str) -> str:
         "WHERE shadow_version != ''\n"
         "GROUP BY model_name, model_version, shadow_version\n"
         "ORDER BY model_name, model_version, shadow_version"
+    )
+
+
+def labelled_examples_query(model: str, database: str, since_ms: int | None) -> str:
+    """Each labelled record of ``model`` once: its stored inputs, latest label and event time.
+
+    A record stored more than once (the producer sent it twice: two Kafka
+    offsets) is one patient: its first stored copy stands for it.
+    """
+    since = f" AND event_time_ms >= {int(since_ms)}" if since_ms is not None else ""
+    return (
+        "SELECT record_id, feature_names, feature_values, text_feature_names,\n"
+        "    text_feature_values, label, event_time_ms\n"
+        f"FROM {quote_identifier(database)}.{LABELLED_VIEW}\n"
+        f"WHERE model_name = {sql_string(model)} AND label != ''{since}\n"
+        "ORDER BY record_id, stored_at_ms\n"
+        "LIMIT 1 BY record_id"
     )
 
 

@@ -45,6 +45,7 @@ from tables.predictions import (
     PredictionRow,
     create_statements,
     insert_statement,
+    labelled_examples_query,
 )
 from tables.quality import (
     CALIBRATION_EDGES,
@@ -442,3 +443,29 @@ def test_the_monitor_reports_a_clickhouse_that_does_not_answer_as_an_error() -> 
     report = asyncio.run(monitor.report())
     assert report["error"].startswith("ClickHouse query failed: ")
     assert report["quality"] == [] and report["drift"] == []
+
+
+def test_retraining_reads_each_labelled_record_once_with_its_inputs(
+    clickhouse: session.Session,
+) -> None:
+    rows = asyncio.run(
+        _query(clickhouse)(labelled_examples_query("breast-cancer", DB, None))
+    )
+    labelled = [i for i in range(400) if i % 7]
+    # the 50 replayed records come once; the unlabelled ones not at all
+    assert sorted(row[0] for row in rows) == sorted(f"r{i}" for i in labelled)
+    record_id, names, values, text_names, text_values, label, event_time_ms = rows[0]
+    offset = int(record_id[1:])
+    assert names == FEATURES and len(values) == 2 and text_names == text_values == []
+    assert label in ("0", "1")
+    assert event_time_ms == (T0_S + offset % 30) * 1000
+    recent = asyncio.run(
+        _query(clickhouse)(
+            labelled_examples_query("breast-cancer", DB, (T0_S + 20) * 1000)
+        )
+    )
+    assert len(recent) == sum(offset % 30 >= 20 for offset in labelled)
+    assert (
+        asyncio.run(_query(clickhouse)(labelled_examples_query("o'ther", DB, None)))
+        == []
+    )
