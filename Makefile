@@ -62,7 +62,7 @@ promtool:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core transport app agents models tables serving stack datagen bench riskstream tests
+	$(BIN)/mypy core transport app agents models tables serving stack retraining datagen bench riskstream tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

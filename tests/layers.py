@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("core", "transport"),  # settings, retries, credentials; Faust's transport
     ("models",),  # record schemas, the wire protocol, PMML, training
     ("tables", "serving", "datagen"),  # stores and stats; model servers; generator
-    ("agents", "stack"),  # the stream processors; the local stack
+    ("agents", "stack", "retraining"),  # stream processors; the local stack; retraining
     ("app", "bench"),  # the Faust App and its views; the benchmarks
     ("riskstream",),  # the command (sub-commands imported by name, lazily)
 )

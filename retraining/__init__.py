@@ -1,0 +1,1 @@
+"""Retraining from the stored ground truth: ``riskstream retrain`` (the warehouse meets training)."""
