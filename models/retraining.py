@@ -39,7 +39,7 @@ from models.parity import score_pmml
 from models.pmml_schema import read_schema
 from models.repository import ModelRepository, ModelVersion
 from models.training import TrainingParams, fit_pipeline
-from models.workflow import CV_FOLDS, HOLDOUT_TEST_SIZE, TrainingResult, train_model
+from models.workflow import CV_FOLDS, HOLDOUT_TEST_SIZE, train_model
 
 __all__ = [
     "METRICS",
@@ -374,7 +374,6 @@ class RetrainResult:
     promoted: bool = False
     shadowed: bool = False
     notes: list[str] = field(default_factory=list)
-    training: TrainingResult | None = None
 
 
 def _verdict(
@@ -464,7 +463,11 @@ def retrain(
     )
     card_section = {
         "from_version": current.ref,
-        "window": dict(window),
+        "window": {
+            **window,
+            "first_event_ms": new.first_event_ms,
+            "last_event_ms": new.last_event_ms,
+        },
         "rows": {
             "training_data": len(dataset.X),
             "labelled_read": new.read,
@@ -477,7 +480,7 @@ def retrain(
         "comparison": comparison.as_dict(),
         "decision": {"action": action, "reason": reason, "notes": result.notes},
     }
-    result.training = training = train_model(
+    training = train_model(
         combined,
         params,
         repository,

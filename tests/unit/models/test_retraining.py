@@ -220,7 +220,11 @@ def test_a_winner_is_promoted_with_a_card_naming_its_rows(
     assert result.promoted and result.saved is not None
     assert repository.current_version(MODEL) == result.saved.version == 2
     section = result.saved.card["retraining"]
-    assert section["window"] == {"since_s": 86400}
+    assert section["window"] == {
+        "since_s": 86400,
+        "first_event_ms": 0,
+        "last_event_ms": 299,
+    }
     assert section["rows"]["added"] == 300
     assert section["rows"]["training_data"] == 699
     assert section["decision"]["action"] == "promote"
