@@ -12,12 +12,20 @@ import os
 import platform
 import re
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
 from stack.control import stack_root
 
-__all__ = ["LIBRARIES", "describe_environment", "kafka_version", "load_average"]
+__all__ = [
+    "LIBRARIES",
+    "cpu_seconds",
+    "describe_environment",
+    "kafka_version",
+    "load_average",
+    "process_tree_cpu_seconds",
+]
 
 
 #: The libraries whose versions shape the figures.
@@ -69,3 +77,32 @@ def describe_environment(settings: Settings, clickhouse_version: str) -> dict[st
         "clickhouse": clickhouse_version,
         "libraries": libraries,
     }
+
+
+# --- what a process has used -------------------------------------------------------
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3 onwards)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int, reaped_children: bool = False) -> float:
+    """User + system CPU seconds of ``pid`` so far (Linux /proc); with its reaped children's."""
+    fields = _stat(pid)
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid``, its live children and the children it reaped (a server's backends)."""
+    total = cpu_seconds(pid, reaped_children=True)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int(_stat(int(entry.name))[1]) == pid:
+                total += cpu_seconds(int(entry.name), reaped_children=True)
+        except (OSError, ValueError, IndexError):
+            continue  # it ended meanwhile
+    return total

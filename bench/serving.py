@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from bench.environment import cpu_seconds
 from core.settings import get_settings
 from models.pmml_schema import PmmlSchema, read_schema
 from models.protocol import EXPLAIN_KEY, TOKEN_HEADER, infer_path
@@ -367,12 +368,6 @@ def load_phase(
 
 
 # --- the server process --------------------------------------------------------------------
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class _Server:
     def __init__(self, arguments: list[str], port: int, token: str) -> None:
         self.log = Path(
@@ -415,9 +410,9 @@ def _phase(
     executor: ProcessPoolExecutor, server: _Server, *arguments: Any
 ) -> tuple[dict[str, Any], float]:
     """Run one load phase; returns its figures and the server's CPU seconds during it."""
-    before = _cpu_seconds(server.process.pid)
+    before = cpu_seconds(server.process.pid)
     figures = executor.submit(load_phase, *arguments).result()
-    return figures, _cpu_seconds(server.process.pid) - before
+    return figures, cpu_seconds(server.process.pid) - before
 
 
 def _v2_wire(

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 import sys
 import time
@@ -51,7 +50,7 @@ import orjson
 from aiokafka.errors import KafkaError
 from asynch import errors as asynch_errors
 
-from bench.environment import load_average
+from bench.environment import cpu_seconds, load_average, process_tree_cpu_seconds
 from core.progress import Progress
 from core.settings import Settings
 from stack import control
@@ -67,7 +66,6 @@ __all__ = [
     "measure_latency",
     "measure_reference",
     "measure_throughput",
-    "process_tree_cpu_seconds",
 ]
 
 logger = logging.getLogger(__name__)
@@ -99,34 +97,6 @@ class StreamBenchmark:
 
 def say(line: str = "") -> None:
     print(line, flush=True)
-
-
-def _stat(pid: int) -> list[str]:
-    """The fields of ``/proc/<pid>/stat`` after the command name (field 3 onwards)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def _cpu_seconds(pid: int, reaped_children: bool = False) -> float:
-    """User + system CPU seconds of ``pid`` so far (Linux /proc); with its reaped children's."""
-    fields = _stat(pid)
-    ticks = int(fields[11]) + int(fields[12])
-    if reaped_children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def process_tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of ``pid``, its live children and the children it reaped (a server's backends)."""
-    total = _cpu_seconds(pid, reaped_children=True)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if int(_stat(int(entry.name))[1]) == pid:
-                total += _cpu_seconds(int(entry.name), reaped_children=True)
-        except (OSError, ValueError, IndexError):
-            continue  # it ended meanwhile
-    return total
 
 
 def ensure_model(repository: Path, workdir: Path) -> None:
@@ -450,7 +420,7 @@ def measure_throughput(
     )
     servers_by_name = rig.server_pids()
     with rig.workers(workers, env, f"throughput-{label}", ready=False) as children:
-        cpu_before = sum(_cpu_seconds(child.pid) for child in children)
+        cpu_before = sum(cpu_seconds(child.pid) for child in children)
         db_before = {n: process_tree_cpu_seconds(p) for n, p in servers_by_name.items()}
         with rig.model_servers(servers):
             started = time.monotonic()
@@ -471,7 +441,7 @@ def measure_throughput(
             )
             drain_s = time.monotonic() - started
             serving_s = process_tree_cpu_seconds(rig.serving.pid) - serving_before
-            cpu_s = sum(_cpu_seconds(child.pid) for child in children) - cpu_before
+            cpu_s = sum(cpu_seconds(child.pid) for child in children) - cpu_before
             db_s = {
                 n: process_tree_cpu_seconds(p) - db_before[n]
                 for n, p in servers_by_name.items()

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from bench.environment import load_average
+from bench.environment import load_average, process_tree_cpu_seconds
 from bench.peers.build import (
     FLINK_PROJECT,
     QUIX_JOB,
@@ -41,13 +41,7 @@ from bench.peers.build import (
     build_all,
 )
 from bench.reference_job import ServedModel
-from bench.stream import (
-    START_TIMEOUT_S,
-    Rig,
-    insert_rate,
-    process_tree_cpu_seconds,
-    say,
-)
+from bench.stream import START_TIMEOUT_S, Rig, insert_rate, say
 from stack.launch import Child, spawn
 from tables.predictions import create_statements
 
