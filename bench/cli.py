@@ -5,8 +5,10 @@ part (:mod:`bench.suite`); ``riskstream bench [OPTIONS] PART`` runs one:
 ``throughput``, ``latency``, ``reference`` (the stream on the real local
 stack, :mod:`bench.stream`), ``peers`` (the same pipeline on Flink and
 Quix Streams, :mod:`bench.peers`) or ``serving`` (one model server,
-:mod:`bench.serving`, with options of its own). Modules are imported only
-when they run.
+:mod:`bench.serving`, with options of its own). ``soak`` (hours of steady
+load, :mod:`bench.soak`) and ``profile`` (where a worker's CPU goes,
+:mod:`bench.profile`) are not part of the full run. Modules are imported
+only when they run.
 """
 
 from __future__ import annotations
@@ -286,5 +288,59 @@ def soak(
             workers=workers,
             servers=servers,
             tracemalloc=tracemalloc,
+        )
+    )
+
+
+@bench.command("profile")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 4),
+    default=1,
+    show_default=True,
+    help="Worker processes, each sampled by py-spy.",
+)
+@click.option(
+    "--servers",
+    type=click.IntRange(1, 3),
+    default=3,
+    show_default=True,
+    help="Model-server processes (riskstream serve --replicas N).",
+)
+@click.option(
+    "--rate",
+    "rate_hz",
+    type=click.IntRange(10, 1000),
+    default=200,
+    show_default=True,
+    help="py-spy samples per second and worker.",
+)
+@click.option(
+    "--results",
+    "profile_results",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for profile.json, the py-spy stacks and the children's logs "
+    "[default: bench/results/profile-<date-time>].",
+)
+@click.pass_context
+def profile(
+    context: click.Context,
+    workers: int,
+    servers: int,
+    rate_hz: int,
+    profile_results: Path | None,
+) -> None:
+    """Where a worker's CPU goes: py-spy on every worker draining --records, per part in us/record."""
+    from bench.profile import ProfileOptions, run_profile
+
+    options = context.obj
+    run_profile(
+        ProfileOptions(
+            records=options.records or (50_000 if options.quick else 200_000),
+            workers=workers,
+            servers=servers,
+            rate_hz=rate_hz,
+            results=profile_results,
         )
     )
