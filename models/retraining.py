@@ -194,7 +194,8 @@ def harvest(dataset: Dataset, examples: Iterable[LabelledExample]) -> Harvest:
             unusable[f"label {example.label!r} is not 0 or 1"] += 1
             continue
         values: list[Any] = [
-            example.texts.get(f.name)
+            # the pipeline stores a missing text input as ''
+            example.texts.get(f.name) or None
             if f.categorical
             else float(example.numbers.get(f.name, math.nan))
             for f in dataset.features

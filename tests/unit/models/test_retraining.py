@@ -280,3 +280,39 @@ def test_an_imbalanced_window_is_not_promoted_unless_allowed_and_always_said(
 
 def test_errors_are_models_errors() -> None:
     assert issubclass(RetrainingError, ModelsError)
+
+
+def test_a_missing_text_input_stored_as_empty_is_missing_again(
+    birthwt: Dataset,
+) -> None:
+    texts = {"race": "", "smoke": "yes", "ht": "no", "ui": "no"}
+    numbers = {"age": 30.0, "lwt": 120.0, "ptl": 0.0, "ftv": 1.0}
+    got = harvest(birthwt, [LabelledExample("b", numbers, texts, "1", 0)])
+    assert got.X["race"].iloc[0] is None
+    assert got.X["smoke"].iloc[0] == "yes"
+    assert got.X["age"].iloc[0] == 30.0
+
+
+def test_the_replayed_birthwt_data_with_its_text_inputs_adds_nothing(
+    birthwt: Dataset,
+) -> None:
+    stored = []
+    for index, (row, label) in enumerate(
+        zip(birthwt.X.itertuples(index=False), birthwt.y, strict=True)
+    ):
+        values = row._asdict()
+        stored.append(
+            LabelledExample(
+                f"b{index}",
+                {f.name: values[f.name] for f in birthwt.features if not f.categorical},
+                {
+                    f.name: values[f.name] or ""
+                    for f in birthwt.features
+                    if f.categorical
+                },
+                str(label),
+                index,
+            )
+        )
+    got = harvest(birthwt, stored)
+    assert (got.read, got.already_in_training_data, len(got.y)) == (189, 189, 0)
