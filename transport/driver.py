@@ -17,19 +17,23 @@ from mode import Service
 
 from transport.consumer import BatchGuardConsumer
 from transport.overhead import LeanApp, LeanProducer
-from transport.shutdown import BoundedStopApp
+from transport.shutdown import BoundedStopApp, BoundedStopProducer
 
-__all__ = ["SCHEME", "RiskstreamApp", "Transport", "broker_url"]
+__all__ = ["SCHEME", "RiskstreamApp", "RiskstreamProducer", "Transport", "broker_url"]
 
 #: The broker URL scheme this transport is registered under.
 SCHEME = "riskstream"
+
+
+class RiskstreamProducer(BoundedStopProducer, LeanProducer):
+    """Faust's aiokafka producer with a cheaper buffer and a stop that ends."""
 
 
 class Transport(kafka_driver.Transport):
     """Faust's aiokafka transport with riskstream's consumer and producer."""
 
     Consumer = BatchGuardConsumer
-    Producer = LeanProducer
+    Producer = RiskstreamProducer
 
     async def _get_controller_node(
         self, owner: Service, client: AIOKafkaClient, timeout: int = 30000

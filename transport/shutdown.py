@@ -18,7 +18,12 @@ import faust
 from faust.transport.consumer import Consumer
 from faust.transport.drivers import aiokafka as kafka_driver
 
-__all__ = ["BoundedStopApp", "BoundedStopConsumer", "BoundedStopConsumerThread"]
+__all__ = [
+    "BoundedStopApp",
+    "BoundedStopConsumer",
+    "BoundedStopConsumerThread",
+    "BoundedStopProducer",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +132,39 @@ class BoundedStopConsumer(Consumer):
                 "last offset commit not done within the shutdown timeout (Kafka "
                 "unreachable?): records stored since the last commit will be replayed"
             )
+
+
+class BoundedStopProducer(kafka_driver.Producer):
+    """A producer whose stop gives up on an unreachable Kafka within the stop's budget."""
+
+    async def on_stop(self) -> None:
+        """Stop the aiokafka producer; with Kafka unreachable, drop what it could not send.
+
+        aiokafka's ``stop`` waits until every message it holds is delivered,
+        and retries a broker that is down every 100 ms for as long as it
+        takes: a stats write or a dead letter taken just before Kafka went
+        away held the worker's stop for good. What is dropped at the
+        deadline is what :meth:`BoundedStopApp._producer_flush` may drop:
+        no record of truth.
+        """
+        app = self.transport.app
+        budget_s = app.stop_budget_s() if isinstance(app, BoundedStopApp) else None
+        producer = self._producer
+        if budget_s is None or producer is None:
+            await super().on_stop()
+            return
+        try:
+            await asyncio.wait_for(super().on_stop(), budget_s)
+        except TimeoutError:
+            self.log.warning(
+                "producer not stopped within the shutdown timeout (Kafka unreachable?): "
+                "its unsent messages (stats changelog, dead letters of unacked batches) "
+                "are dropped"
+            )
+            # What aiokafka's stop does after its flush (its sender and client
+            # are not public): the sender stops retrying, the connections close.
+            await producer._sender.close()
+            await producer.client.close()
 
 
 class BoundedStopConsumerThread(kafka_driver.AIOKafkaConsumerThread):

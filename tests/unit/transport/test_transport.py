@@ -27,7 +27,7 @@ from mode.utils.queues import FlowControlEvent, ThrowableQueue
 from core.settings import get_settings
 from transport import FAUST_VERSION
 from transport.consumer import BatchGuardConsumer
-from transport.driver import RiskstreamApp, Transport
+from transport.driver import RiskstreamApp, RiskstreamProducer, Transport
 from transport.overhead import (
     BatchMonitor,
     BatchPrometheusMonitor,
@@ -92,6 +92,8 @@ FINGERPRINTS = {
     "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread.on_thread_stop": "8dfc004e258b6c25",
     "aiokafka.consumer.consumer:AIOKafkaConsumer.stop": "bc5da9c98595299a",
     "aiokafka.consumer.fetcher:Fetcher.close": "1cd24bc1c442149e",
+    "faust.transport.drivers.aiokafka:Producer.on_stop": "86799c5ab7b662f7",
+    "aiokafka.producer.producer:AIOKafkaProducer.stop": "43ef97147111893b",
 }
 
 
@@ -132,7 +134,8 @@ def test_the_app_runs_on_the_transport_faust_finds_by_its_name() -> None:
     assert type(app.transport) is Transport
     assert type(app.producer_transport) is Transport
     assert app.transport.Consumer is BatchGuardConsumer
-    assert app.producer_transport.Producer is LeanProducer
+    assert app.producer_transport.Producer is RiskstreamProducer
+    assert issubclass(RiskstreamProducer, LeanProducer)
 
 
 def test_the_feature_topic_hands_over_raw_bytes() -> None:
