@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import faust
@@ -29,6 +30,23 @@ logger = logging.getLogger(__name__)
 
 #: Least time a stop gives each of its bounded waits, even past its deadline.
 MIN_STOP_WAIT_S = 0.5
+
+
+async def _within_stop_budget(app: Any, step: Awaitable[None]) -> bool:
+    """Await ``step``; while ``app`` stops, only until its stop's deadline. False if it gave up.
+
+    Outside a stop (or for an App without a bounded stop) the step takes
+    as long as it takes.
+    """
+    budget_s = app.stop_budget_s() if isinstance(app, BoundedStopApp) else None
+    if budget_s is None:
+        await step
+        return True
+    try:
+        await asyncio.wait_for(step, budget_s)
+    except TimeoutError:
+        return False
+    return True
 
 
 class BoundedStopApp(faust.App):
@@ -89,13 +107,7 @@ class BoundedStopApp(faust.App):
         batches that were never acked (their records are replayed, and
         dead-lettered again, by the next owner of their partitions).
         """
-        budget_s = self.stop_budget_s()
-        if budget_s is None:
-            await super()._producer_flush(logger)
-            return
-        try:
-            await asyncio.wait_for(super()._producer_flush(logger), budget_s)
-        except TimeoutError:
+        if not await _within_stop_budget(self, super()._producer_flush(logger)):
             logger.warning(
                 "producer buffer not flushed within the shutdown timeout (Kafka "
                 "unreachable?): unsent stats changelog and dead letters of unacked "
@@ -120,14 +132,7 @@ class BoundedStopConsumer(Consumer):
         uncommitted was stored: the next owner of the partitions replays
         it and the store absorbs the repeat.
         """
-        app = self.app
-        budget_s = app.stop_budget_s() if isinstance(app, BoundedStopApp) else None
-        if budget_s is None:
-            await super().on_stop()
-            return
-        try:
-            await asyncio.wait_for(super().on_stop(), budget_s)
-        except TimeoutError:
+        if not await _within_stop_budget(self.app, super().on_stop()):
             self.log.warning(
                 "last offset commit not done within the shutdown timeout (Kafka "
                 "unreachable?): records stored since the last commit will be replayed"
@@ -147,20 +152,14 @@ class BoundedStopProducer(kafka_driver.Producer):
         deadline is what :meth:`BoundedStopApp._producer_flush` may drop:
         no record of truth.
         """
-        app = self.transport.app
-        budget_s = app.stop_budget_s() if isinstance(app, BoundedStopApp) else None
         producer = self._producer
-        if budget_s is None or producer is None:
-            await super().on_stop()
-            return
-        try:
-            await asyncio.wait_for(super().on_stop(), budget_s)
-        except TimeoutError:
+        if not await _within_stop_budget(self.transport.app, super().on_stop()):
             self.log.warning(
                 "producer not stopped within the shutdown timeout (Kafka unreachable?): "
                 "its unsent messages (stats changelog, dead letters of unacked batches) "
                 "are dropped"
             )
+            assert producer is not None  # the stop that gave up was stopping it
             # What aiokafka's stop does after its flush (its sender and client
             # are not public): the sender stops retrying, the connections close.
             await producer._sender.close()
