@@ -143,7 +143,7 @@ class StreamStats:
             self.flush()
 
     async def _flush_before_rebalance(
-        self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any
+        self, sender: object, *args: Any, **kwargs: Any
     ) -> None:
         """Write what the revoked partitions' batches did while this worker still owns them."""
         self.flush()
