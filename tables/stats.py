@@ -8,15 +8,10 @@ each key is written to the changelog partition of its source partition, so
 the worker that owns feature partition *p* owns its stats, and a worker
 that takes *p* over after a rebalance recovers them from the changelog.
 
-Batches are added up in memory and written to the table at most once per
-``FLUSH_INTERVAL_S`` and per partition and metric (each write is a
-changelog message: written per batch, they cost about 6 % of a worker's
-CPU at 20,000 records/s), and whenever the table is read, a partition is
-revoked or the interval passes without a batch, so a report never lags
-the batches it has seen. Being a Faust table, it is not transactional with
-the offset commits: after a crash the replayed batch is counted again and
-the last interval's counts may be missing (the ClickHouse table, not this
-one, is the record of truth).
+It is updated once per batch and per partition (never per record). Being a
+Faust table, it is not transactional with the offset commits: after a crash
+the replayed batch is counted again (the ClickHouse table, not this one, is
+the record of truth).
 
 Reading: each worker summarises the partitions it is active for
 (:meth:`StreamStats.local_report`); ``/stats`` (app/web.py) adds up the
@@ -36,12 +31,9 @@ from faust.types import EventT
 
 from core.settings import Settings
 from tables.histogram import LATENCY_BUCKETS_MS, percentile
-from tables.tally import BatchOutcome, PartitionTally
+from tables.tally import BatchOutcome
 
-__all__ = ["FLUSH_INTERVAL_S", "StreamStats", "merge_reports"]
-
-#: Longest time batches' counts wait in memory before they are written to the table.
-FLUSH_INTERVAL_S = 1.0
+__all__ = ["StreamStats", "merge_reports"]
 
 #: Metric names in the table keys (``<partition>|<metric>``).
 RECEIVED, STORED, DEAD = "received", "stored", "dead_lettered"
@@ -110,7 +102,7 @@ def _wall_clock(event: object = None) -> float:
 
 
 class StreamStats:
-    """The ``stats`` table of an App: batches added up, written once a second, read per worker."""
+    """The ``stats`` table of an App: written once per batch, read per worker and summarised."""
 
     def __init__(
         self, app: faust.App, window_s: float, retention_s: float, partitions: int
@@ -132,21 +124,6 @@ class StreamStats:
             # WindowWrapper.relative_to exists; faust's WindowWrapperT stub omits it.
             .relative_to(_wall_clock)  # type: ignore[attr-defined]
         )
-        #: source partition -> what the batches since the last write did
-        self._pending: dict[int, PartitionTally] = {}
-        self._written_at = 0.0
-        app.timer(FLUSH_INTERVAL_S, name="stats_flush")(self._flush_when_idle)
-        app.on_partitions_revoked.connect(self._flush_before_rebalance)
-
-    async def _flush_when_idle(self) -> None:
-        if self._pending and time.monotonic() - self._written_at >= FLUSH_INTERVAL_S:
-            self.flush()
-
-    async def _flush_before_rebalance(
-        self, sender: object, *args: Any, **kwargs: Any
-    ) -> None:
-        """Write what the revoked partitions' batches did while this worker still owns them."""
-        self.flush()
 
     @classmethod
     def from_settings(cls, app: faust.App, settings: Settings) -> StreamStats:
@@ -158,22 +135,9 @@ class StreamStats:
         )
 
     def record_outcome(self, outcome: BatchOutcome) -> None:
-        """Add one batch's tallies; written to the table once ``FLUSH_INTERVAL_S`` has passed."""
-        pending = self._pending
-        for partition, tally in outcome.partitions.items():
-            total = pending.get(partition)
-            if total is None:
-                total = pending[partition] = PartitionTally()
-            total.add(tally)
-        if time.monotonic() - self._written_at >= FLUSH_INTERVAL_S:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the pending tallies to the current window (one table write per changed metric)."""
-        pending, self._pending = self._pending, {}
-        self._written_at = time.monotonic()
+        """Add one batch's tallies to the current window (one table write per changed metric)."""
         table = self.table
-        for partition, tally in pending.items():
+        for partition, tally in outcome.partitions.items():
             prefix = f"{partition}|"
             for metric, amount in (
                 (RECEIVED, tally.received),
@@ -194,7 +158,6 @@ class StreamStats:
         self, active_partitions: Iterable[int]
     ) -> dict[str, dict[str, dict[str, float]]]:
         """This worker's windows for the partitions it owns: partition -> window start -> metric -> value."""
-        self.flush()
         active = {int(partition) for partition in active_partitions}
         oldest = time.time() - self.retention_s
         report: dict[str, dict[str, dict[str, float]]] = {}

@@ -27,20 +27,6 @@ class PartitionTally:
     )
     latency_sum_ms: float = 0.0
 
-    def add(self, other: PartitionTally) -> None:
-        """Count ``other``'s records in this tally too (several batches, one table write)."""
-        self.received += other.received
-        self.stored += other.stored
-        self.dead_lettered += other.dead_lettered
-        self.labels.update(other.labels)
-        self.latency_counts = [
-            mine + theirs
-            for mine, theirs in zip(
-                self.latency_counts, other.latency_counts, strict=True
-            )
-        ]
-        self.latency_sum_ms += other.latency_sum_ms
-
 
 @dataclass
 class BatchOutcome:

@@ -10,7 +10,7 @@ import faust
 import pytest
 
 from tables.histogram import LATENCY_BUCKETS_MS
-from tables.stats import FLUSH_INTERVAL_S, StreamStats, merge_reports
+from tables.stats import StreamStats, merge_reports
 from tables.tally import BatchOutcome, PartitionTally
 
 WINDOW_S, RETENTION_S = 60.0, 3600.0
@@ -187,45 +187,3 @@ async def test_windows_recovered_from_the_changelog_expire_like_written_ones(
     monkeypatch.setattr(time, "time", lambda: later)
     await table._del_old_keys()
     assert not table.data
-
-
-def _written(stats: StreamStats, partition: int, metric: str) -> int:
-    """What the table holds (no flush), summed over windows."""
-    return sum(
-        value
-        for (key, _), value in stats.table.table.data.items()
-        if key == f"{partition}|{metric}"
-    )
-
-
-async def test_batches_within_a_second_are_one_table_write_and_a_read_sees_them_all(
-    stats: StreamStats,
-) -> None:
-    stats.table.table.data.clear()
-    for _ in range(50):
-        stats.record_outcome(_outcome(0, received=10, stored=10, labels={"1": 10}))
-    # the first batch was written at once, the other 49 wait for the interval
-    assert _written(stats, 0, "received") == 10
-    (window,) = stats.local_report([0])["0"].values()
-    assert window["received"] == 500 and window["label:1"] == 500
-    assert _written(stats, 0, "received") == 500
-
-
-async def test_pending_counts_are_written_when_idle_and_before_a_rebalance(
-    stats: StreamStats, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    stats.table.table.data.clear()
-    stats.record_outcome(_outcome(1, received=5, stored=5, labels={"0": 5}))
-    stats.record_outcome(_outcome(1, received=3, stored=3, labels={"0": 3}))
-    assert _written(stats, 1, "stored") == 5
-    await stats._flush_when_idle()  # the interval has not passed yet
-    assert _written(stats, 1, "stored") == 5
-    later = time.monotonic() + FLUSH_INTERVAL_S
-    monkeypatch.setattr(time, "monotonic", lambda: later)
-    await stats._flush_when_idle()
-    assert _written(stats, 1, "stored") == 8
-    stats.record_outcome(_outcome(1, received=2, stored=2, labels={"0": 2}))
-    stats.record_outcome(_outcome(1, received=4, stored=4, labels={"0": 4}))
-    assert _written(stats, 1, "stored") == 8  # a second since the idle write: pending
-    await stats.table.table.app.on_partitions_revoked.send({1})
-    assert _written(stats, 1, "stored") == 14
