@@ -143,6 +143,10 @@ class Sink(Service, abc.ABC):
         self.labels_inserted = 0
         self.inserts = 0
         self.failed_inserts = 0
+        # One operation at a time on the store's connection: the flush loop's
+        # rows, the labels agent's labels and the schema set-up would otherwise
+        # meet on it (asyncpg: "another operation is in progress").
+        self._connection_lock = asyncio.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, **server: Any) -> Self:
@@ -324,7 +328,8 @@ class Sink(Service, abc.ABC):
         """Run ``action`` until it succeeds; after each failure drop the connection and back off."""
 
         async def attempt() -> None:
-            await asyncio.wait_for(action(), timeout=WRITE_TIMEOUT_S)
+            async with self._connection_lock:
+                await asyncio.wait_for(action(), timeout=WRITE_TIMEOUT_S)
 
         async def failed() -> None:
             self.failed_inserts += 1

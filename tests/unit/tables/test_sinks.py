@@ -202,3 +202,43 @@ def test_the_local_stacks_generated_password_is_the_file_default(
     assert chosen.postgresql_password.get_secret_value() == "chosen"
     with pytest.raises(ValueError, match="not both"):
         Settings(postgresql_password=SecretStr("x"), postgresql_password_file=generated)
+
+
+async def test_rows_labels_and_the_schema_never_meet_on_the_connection() -> None:
+    """The flush loop, the labels agent and the schema set-up take turns on the one connection."""
+    busy: list[str] = []
+    overlaps: list[tuple[str, str]] = []
+
+    class OneAtATime(MemorySink):
+        async def _use(self, what: str) -> None:
+            if busy:
+                overlaps.append((busy[0], what))
+            busy.append(what)
+            await asyncio.sleep(0.01)
+            busy.remove(what)
+
+        async def _prepare(self) -> None:
+            await self._use("prepare")
+
+        async def _insert(
+            self, rows: Sequence[PredictionRow], stored_at_ms: int
+        ) -> None:
+            await self._use("rows")
+            await super()._insert(rows, stored_at_ms)
+
+        async def _insert_labels(self, rows: Sequence[LabelRow]) -> None:
+            await self._use("labels")
+            await super()._insert_labels(rows)
+
+    sink = OneAtATime(max_wait_s=0.0)
+    label = LabelRow("labels", 0, 0, "r0", "1", 0, 0)
+    async with sink:
+        await asyncio.gather(
+            sink.ensure_schema(),
+            sink.write([row(0), row(1)]),
+            sink.write_labels([label]),
+            sink.write([row(2)]),
+            sink.write_labels([label]),
+        )
+    assert not overlaps
+    assert await sink.count_rows() == 3 and len(sink.label_writes) == 2
