@@ -317,9 +317,15 @@ def compare(
         y = pd.concat([dataset.y, new.y.iloc[keep]], ignore_index=True)
         return fit_pipeline(dataset, params, X, y)
 
+    # The current version answers each row alike whichever part it tests: scored once.
+    served = _pmml_scores(current_pmml, new.X, new.y)
+
     def both_on(test: np.ndarray) -> tuple[Scores, Scores]:
         X, y = new.X.iloc[test], new.y.iloc[test]
-        return _pmml_scores(current_pmml, X, y), score(fitted_without(test), X, y)
+        current = Scores(
+            served.y_true[test], served.y_pred[test], served.p_positive[test]
+        )
+        return current, score(fitted_without(test), X, y)
 
     rows = np.arange(len(new.y))
     _, holdout_rows = train_test_split(
