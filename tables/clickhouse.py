@@ -2,7 +2,8 @@
 
 One asynch connection over the native protocol; an insert is the rows as
 tuples (a :class:`~tables.predictions.PredictionRow` plus the stored-at
-pair), no VALUES text. Merging and retrying are the shared
+pair), no VALUES text, and leaves out the columns that hold their default
+in every row of the batch (:func:`~tables.predictions.insert_columns`). Merging and retrying are the shared
 :class:`~tables.sink.Sink`'s. Repeating an insert is safe because the table
 is a ``ReplacingMergeTree`` on the Kafka coordinates: a record written
 twice keeps one row once parts merge, and ``FINAL`` (the view
@@ -20,7 +21,8 @@ never points past a row that only one server's disk has seen.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, Self
 
 import asynch
@@ -30,11 +32,13 @@ from core.settings import Settings
 from models.labelled import LabelledExample
 from tables.predictions import (
     COLUMNS,
+    INSERT_COLUMNS,
     LABELLED_VIEW,
     LABELS_TABLE,
     LabelRow,
     PredictionRow,
     dedup_count_query,
+    insert_columns,
     insert_statement,
     label_insert_statement,
     labelled_examples_query,
@@ -58,7 +62,10 @@ class ClickHouseSink(Sink):
 
     def __init__(self, server: Server, **kwargs: Any) -> None:
         super().__init__(server, **kwargs)
-        self._insert_sql = insert_statement(server.database)
+        #: insert columns -> (statement, what picks them from a stamped row)
+        self._insert_shapes: dict[
+            tuple[str, ...], tuple[str, Callable[[tuple[Any, ...]], Any] | None]
+        ] = {}
         self._label_insert_sql = label_insert_statement(server.database)
         # On a cluster: synchronous, and (like the reads) to the first live replica
         # of each shard in remote_servers' order, so a read right after an insert
@@ -112,9 +119,32 @@ class ClickHouseSink(Sink):
     async def _insert(self, rows: Sequence[PredictionRow], stored_at_ms: int) -> None:
         assert self._connection is not None
         stamp = (stored_at_ms // 1000, stored_at_ms)
+        statement, pick = self._insert_shape(insert_columns(rows))
+        data = (
+            [row + stamp for row in rows]
+            if pick is None
+            else [pick(row + stamp) for row in rows]
+        )
         async with self._connection.cursor() as cursor:
             cursor.set_settings(self._insert_settings)
-            await cursor.execute(self._insert_sql, [row + stamp for row in rows])
+            await cursor.execute(statement, data)
+
+    def _insert_shape(
+        self, columns: tuple[str, ...]
+    ) -> tuple[str, Callable[[tuple[Any, ...]], Any] | None]:
+        """The INSERT of ``columns`` and what picks them from a stamped row (None: all of it)."""
+        shape = self._insert_shapes.get(columns)
+        if shape is None:
+            pick = (
+                None
+                if columns == INSERT_COLUMNS
+                else itemgetter(*(INSERT_COLUMNS.index(c) for c in columns))
+            )
+            shape = self._insert_shapes[columns] = (
+                insert_statement(self.database, columns),
+                pick,
+            )
+        return shape
 
     async def _insert_labels(self, rows: Sequence[LabelRow]) -> None:
         assert self._connection is not None

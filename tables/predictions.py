@@ -40,11 +40,14 @@ rows get the default) and re-creates the view over the new columns.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 __all__ = [
+    "DEFAULTED_COLUMNS",
     "INSERT_COLUMNS",
     "LABELLED_VIEW",
     "LABELS_TABLE",
@@ -58,6 +61,7 @@ __all__ = [
     "dedup_count_query",
     "existing_columns_query",
     "existing_objects_query",
+    "insert_columns",
     "insert_statement",
     "label_insert_statement",
     "labelled_examples_query",
@@ -175,6 +179,26 @@ STORED_AT_COLUMNS = ("stored_at", "stored_at_ms")
 
 #: The insert's columns: a :class:`PredictionRow`, then the stored-at pair.
 INSERT_COLUMNS: tuple[str, ...] = (*PredictionRow._fields, *STORED_AT_COLUMNS)
+
+#: Columns whose table default ('', [] or NaN) is what most rows hold: no
+#: text inputs, no regression value, no shadow, no explanation. A batch in
+#: which every row holds the default leaves such a column out of its insert,
+#: and the server fills it in. asynch encodes every value of every row in
+#: Python; these seven cost about 1.3 us of a row's 5-7 us of insert.
+DEFAULTED_COLUMNS: tuple[str, ...] = (
+    "text_feature_names",
+    "text_feature_values",
+    "predicted_value",
+    "shadow_version",
+    "shadow_label",
+    "shadow_probabilities",
+    "explanation",
+)
+#: The defaulted columns whose default is NaN rather than empty.
+_NAN_DEFAULTED = frozenset({"predicted_value"})
+_DEFAULTED_VALUE = {
+    name: itemgetter(PredictionRow._fields.index(name)) for name in DEFAULTED_COLUMNS
+}
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -418,9 +442,28 @@ async def prepare_schema(
     return statements
 
 
-def insert_statement(database: str) -> str:
+def insert_statement(database: str, columns: Sequence[str] = INSERT_COLUMNS) -> str:
     """The INSERT the writer sends with its rows (native protocol, no VALUES text)."""
-    return f"INSERT INTO {quote_identifier(database)}.{TABLE} ({', '.join(INSERT_COLUMNS)}) VALUES"
+    return f"INSERT INTO {quote_identifier(database)}.{TABLE} ({', '.join(columns)}) VALUES"
+
+
+def insert_columns(rows: Sequence[PredictionRow]) -> tuple[str, ...]:
+    """The columns an insert of ``rows`` needs, in :data:`INSERT_COLUMNS` order.
+
+    All of them but the :data:`DEFAULTED_COLUMNS` that hold their default
+    in every row. The tests run in C (``map``, ``any``, ``all``): a Python
+    call per value would cost half of what leaving a column out saves.
+    """
+    left_out = {
+        name
+        for name, value in _DEFAULTED_VALUE.items()
+        if (
+            all(map(math.isnan, map(value, rows)))
+            if name in _NAN_DEFAULTED
+            else not any(map(value, rows))
+        )
+    }
+    return tuple(name for name in INSERT_COLUMNS if name not in left_out)
 
 
 def label_insert_statement(database: str) -> str:

@@ -171,3 +171,43 @@ def test_an_older_table_is_upgraded_in_place_by_the_writer_keeping_its_rows(
         f"FROM {database}.predictions_unique ORDER BY source_offset FORMAT TSV",
     )
     assert stored.splitlines() == ["old-1\t[]\t1\t", "r-2\t['yes']\t1\t"]
+
+
+def test_a_batch_leaves_out_only_the_columns_that_hold_their_default_in_every_row(
+    stack: Settings, database: str
+) -> None:
+    """18.16 fills a left-out column with its default; a column any row sets is written for all."""
+    plain = row(1)._replace(text_feature_names=[], text_feature_values=[])
+    shadowed = row(2)._replace(
+        shadow_version="2",
+        shadow_label="0",
+        shadow_probabilities=[0.5, 0.5],
+        explanation='{"kind":"tree"}',
+    )
+
+    async def run() -> None:
+        writer = admin_sink(stack, database, max_rows=100, max_wait_s=0.05)
+        await writer.start()
+        try:
+            await writer.ensure_schema()
+            await writer.write([plain])  # every defaulted column left out
+            await writer.write(
+                [row(3), shadowed]
+            )  # text inputs, shadow, explanation in
+        finally:
+            await writer.stop()
+
+    asyncio.run(run())
+    stored = clickhouse(
+        stack,
+        "SELECT source_offset, text_feature_names, text_feature_values, "
+        "isNaN(predicted_value), shadow_version, shadow_label, shadow_probabilities, "
+        "explanation, feature_names, probabilities "
+        f"FROM {database}.predictions_unique ORDER BY source_offset FORMAT TSV",
+    )
+    names, probabilities = "['clump_thickness','bare_nuclei']", "[0.25,0.75]"
+    assert stored.splitlines() == [
+        f"1\t[]\t[]\t1\t\t\t[]\t\t{names}\t{probabilities}",
+        f"2\t['smoker']\t['yes']\t1\t2\t0\t[0.5,0.5]\t{{\"kind\":\"tree\"}}\t{names}\t{probabilities}",
+        f"3\t['smoker']\t['yes']\t1\t\t\t[]\t\t{names}\t{probabilities}",
+    ]

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from chdb import session
 
 from tables.predictions import (
     COLUMNS,
+    DEFAULTED_COLUMNS,
     INSERT_COLUMNS,
     LABELLED_VIEW,
     UNIQUE_VIEW,
     PredictionRow,
     create_statements,
     dedup_count_query,
+    insert_columns,
     insert_statement,
     missing_statements,
     quote_identifier,
@@ -100,6 +103,58 @@ def test_ddl_is_idempotent_and_the_dedup_query_counts_each_record_once(
 def test_a_prediction_row_and_the_stored_at_pair_are_every_column() -> None:
     assert set(INSERT_COLUMNS) == set(COLUMNS)
     assert INSERT_COLUMNS[: len(PredictionRow._fields)] == PredictionRow._fields
+
+
+def _plain_row(offset: int) -> PredictionRow:
+    """A classifier's row with every defaulted column at its default."""
+    return PredictionRow(
+        "t", 0, offset, "r", 1, 1, 1, ["a"], [1.0], "1", ["0", "1"], [0.5, 0.5],
+        "", "m", "1", "s", 1.0, [], [], float("nan"),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("text_feature_names", ["smoker"]),
+        ("text_feature_values", ["yes"]),
+        ("predicted_value", 0.0),
+        ("shadow_version", "2"),
+        ("shadow_label", "0"),
+        ("shadow_probabilities", [0.5, 0.5]),
+        ("explanation", "{}"),
+    ],
+)
+def test_an_insert_keeps_a_defaulted_column_that_any_row_sets(
+    column: str, value: Any
+) -> None:
+    rows = [_plain_row(i) for i in range(3)]
+    assert insert_columns(rows) == tuple(
+        c for c in INSERT_COLUMNS if c not in DEFAULTED_COLUMNS
+    )
+    rows[1] = rows[1]._replace(**{column: value})
+    kept = insert_columns(rows)
+    assert column in kept
+    assert set(INSERT_COLUMNS) - set(kept) == set(DEFAULTED_COLUMNS) - {column}
+
+
+def test_a_narrowed_insert_leaves_the_defaults_to_the_server(
+    clickhouse: session.Session,
+) -> None:
+    for statement in create_statements("rs_narrow"):
+        clickhouse.query(statement)
+    columns = insert_columns([_plain_row(1)])
+    cells = _cells("t", 0, 1, "1")
+    clickhouse.query(
+        f"{insert_statement('rs_narrow', columns)} "
+        f"({', '.join(cells[c] for c in columns)})"
+    )
+    stored = _scalar(
+        clickhouse,
+        "SELECT text_feature_names, isNaN(predicted_value), shadow_version, "
+        "shadow_probabilities, explanation FROM rs_narrow.predictions",
+    )
+    assert stored == b'"[]",1,"","[]",""'
 
 
 def _scalar(clickhouse: session.Session, query: str) -> bytes:
