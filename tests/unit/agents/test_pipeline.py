@@ -21,6 +21,7 @@ from models.records import (
     RecordKeys,
     encode_json,
 )
+from tables.histogram import LATENCY_BUCKETS_MS
 from tables.predictions import INSERT_COLUMNS, STORED_AT_COLUMNS, PredictionRow
 
 SCHEMA = FeatureSchema(
@@ -458,3 +459,39 @@ async def test_the_shadows_answer_is_stored_beside_the_prediction_aligned_to_its
     assert shadowed["shadow_probabilities"][1] == 0.8
     assert (refused["shadow_version"], refused["shadow_label"]) == ("3", "")
     assert refused["shadow_probabilities"] == []
+
+
+async def test_a_batch_tallies_labels_and_latencies_per_source_partition() -> None:
+    """Each stored row counts once, in its partition: its label and its latency's bucket."""
+    stored_at_s = 1_767_323_046.1  # Rows.write's stamp
+
+    def record(partition: int, offset: int, age_s: float, thickness: int) -> Message:
+        value = encode_json(
+            SCHEMA, f"r-{offset}", stored_at_s - age_s, [thickness, 1], ""
+        )
+        return Message("features", partition, offset, None, value)
+
+    messages = [
+        record(0, 1, 0.005, 7),  # 5 ms: the first bucket (<= 5 ms)
+        record(0, 2, 0.010, 2),  # 10 ms
+        record(1, 3, 1.0, 7),  # 1,000 ms
+        record(1, 4, 6.1, 7),  # 6,100 ms: the 10,000 ms bucket
+        record(1, 5, 6.1, 0),  # refused by the model: dead-lettered, no latency
+    ]
+    outcome = await processor(RuleScorer(), Rows(), Letters()).process(messages)
+
+    first, second = outcome.partitions[0], outcome.partitions[1]
+    assert (first.received, first.stored, first.dead_lettered) == (2, 2, 0)
+    assert (second.received, second.stored, second.dead_lettered) == (3, 2, 1)
+    assert first.labels == {"1": 1, "0": 1} and second.labels == {"1": 2}
+    buckets = LATENCY_BUCKETS_MS
+    assert {i: n for i, n in enumerate(first.latency_counts) if n} == {
+        buckets.index(5): 1,
+        buckets.index(10): 1,
+    }
+    assert {i: n for i, n in enumerate(second.latency_counts) if n} == {
+        buckets.index(1_000): 1,
+        buckets.index(10_000): 1,
+    }
+    assert first.latency_sum_ms == pytest.approx(15.0, abs=2.0)
+    assert second.latency_sum_ms == pytest.approx(7_100.0, abs=2.0)
