@@ -32,7 +32,7 @@ from models.records import DeadLetter, DecodeError, decode_label
 from tables.predictions import LabelRow
 from tables.sink import Sink
 from tables.sinks import build_sinks
-from transport.stream import ack_events, take_batches
+from transport.stream import ack_messages, take_batches
 
 __all__ = ["add_labels_agent", "decode_labels"]
 
@@ -97,12 +97,12 @@ def add_labels_agent(
         async for batch in take_batches(
             stream, settings.batch_max_records, settings.batch_max_wait_s
         ):
-            rows, letters = decode_labels([event.message for event in batch])
+            rows, letters = decode_labels(batch)
             await asyncio.gather(
                 *(sink.write_labels(rows) for sink in sinks),
                 dead_letters.publish(letters),
             )
-            ack_events(app, batch)
+            ack_messages(app, batch)
 
     app.agent(topics.labels, name="store_labels", concurrency=1)(store_labels)
     return sinks

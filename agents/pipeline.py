@@ -10,7 +10,7 @@ happened (:class:`BatchOutcome`). It knows nothing of Faust
 streams; tests drive it with plain message objects.
 
 :class:`Pipeline` adds the delivery guarantees. The agent hands it batches
-of Faust events; it processes up to ``batches_in_flight`` of them at once
+of Kafka messages; it processes up to ``batches_in_flight`` of them at once
 (scoring batch N+1 while batch N is being stored) and refuses more until one
 completes, which stops the agent pulling from Kafka. Completed batches are
 acked strictly in the order they were taken, each only after
@@ -475,7 +475,7 @@ def _dead_letter(
 
 @dataclass
 class _InFlight:
-    events: Sequence[Any]
+    messages: Sequence[Any]
     ack: Callable[[Sequence[Any]], None]
     task: asyncio.Future[BatchOutcome]
 
@@ -516,7 +516,7 @@ class Pipeline(Service):
         self.add_future(self._get_ready())
 
     async def on_stop(self) -> None:
-        abandoned = sum(len(batch.events) for batch in self._in_flight)
+        abandoned = sum(len(batch.messages) for batch in self._in_flight)
         for batch in self._in_flight:
             batch.task.cancel()
         self._in_flight.clear()
@@ -538,18 +538,17 @@ class Pipeline(Service):
         await self.wait_for_stopped(self._ready)
 
     async def submit(
-        self, events: Sequence[Any], ack: Callable[[Sequence[Any]], None]
+        self, messages: Sequence[Any], ack: Callable[[Sequence[Any]], None]
     ) -> None:
-        """Start processing ``events`` (Faust events); wait while the in-flight limit is reached.
+        """Start processing ``messages`` (Faust's); wait while the in-flight limit is reached.
 
-        ``ack`` is called with ``events`` once they are processed, after the
-        ``ack`` of every batch submitted before (in the order of ``events``).
+        ``ack`` is called with ``messages`` once they are processed, after the
+        ``ack`` of every batch submitted before (in the order of ``messages``).
         """
         assert self._slots is not None and self._queued is not None and self._processor
         await self._slots.acquire()
-        messages = [event.message for event in events]
         task = asyncio.ensure_future(self._processor.process(messages))
-        self._in_flight.append(_InFlight(events, ack, task))
+        self._in_flight.append(_InFlight(messages, ack, task))
         self._queued.set()
 
     @Service.task
@@ -573,7 +572,7 @@ class Pipeline(Service):
                 return
             for callback in self._on_outcome:
                 callback(outcome)
-            batch.ack(batch.events)
+            batch.ack(batch.messages)
             self._in_flight.popleft()
             self._slots.release()
             self.batches_done += 1
@@ -593,7 +592,7 @@ class Pipeline(Service):
     def snapshot(self) -> dict[str, Any]:
         return {
             "batches_in_flight": len(self._in_flight),
-            "records_in_flight": sum(len(batch.events) for batch in self._in_flight),
+            "records_in_flight": sum(len(batch.messages) for batch in self._in_flight),
             "batches_done": self.batches_done,
             "ready": bool(self._ready and self._ready.is_set()),
         }

@@ -1,10 +1,11 @@
 """The scoring agent: Kafka feature records in, predictions out to every configured sink.
 
-The agent is a thin adapter. It takes batches of events from its stream
+The agent is a thin adapter. It takes batches of messages from its stream
 with :func:`transport.stream.take_batches`, which reads the agent's channel
-in bulk, marks each event as pending ack and acks nothing: an offset
-becomes committable only when the :class:`~agents.pipeline.Pipeline` acks
-it (:func:`transport.stream.ack_events`) after the batch is stored.
+in bulk (slices of records, past the Conductor), marks each message as
+pending ack and acks nothing: an offset becomes committable only when the
+:class:`~agents.pipeline.Pipeline` acks it
+(:func:`transport.stream.ack_messages`) after the batch is stored.
 Concurrency stays 1 (faust-streaming #606: Faust commits past a lone
 unacked offset, so a partition's events must be acked in offset order,
 which one actor and the pipeline's in-order completion guarantee); the
@@ -22,9 +23,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import faust
+from faust.types import Message
 
 from agents.dead_letters import DeadLetterPublisher
 from agents.metrics import StreamMetrics
@@ -36,7 +37,7 @@ from models.records import RecordKeys
 from tables.sink import Sink
 from tables.sinks import build_sinks
 from tables.stats import StreamStats
-from transport.stream import ack_events, take_batches
+from transport.stream import ack_messages, take_batches
 
 __all__ = ["Scoring", "add_scoring_agent"]
 
@@ -90,11 +91,11 @@ def add_scoring_agent(
     pipeline.add_outcome_listener(stats.record_outcome)
     pipeline.add_outcome_listener(metrics.record_outcome)
 
-    def ack(events: Sequence[faust.EventT[Any]]) -> None:
-        ack_events(app, events)
+    def ack(messages: Sequence[Message]) -> None:
+        ack_messages(app, messages)
 
     async def score_features(stream: faust.StreamT[bytes]) -> None:
-        """Hand each batch of raw feature events to the pipeline, which acks them once stored."""
+        """Hand each batch of raw feature messages to the pipeline, which acks them once stored."""
         if not pipeline.started:
             await app.add_runtime_dependency(pipeline)
         await pipeline.wait_ready()

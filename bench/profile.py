@@ -66,12 +66,14 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("records decoded (CSV, JSON)", ("decode_features",)),
     (
         "acks and offset commits",
-        ("ack_events", "Consumer.commit", "Consumer.force_commit"),
+        ("ack_messages", "Consumer.commit", "Consumer.force_commit"),
     ),
     (
         "Kafka fetch and Faust's delivery (messages, events, the agent's channel)",
         (
             "_deliver",
+            "_hand_over",
+            "SliceChannel",
             "_drain_messages",
             "Fetcher",
             "fetcher.py",

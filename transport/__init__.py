@@ -13,21 +13,27 @@ for unacked records before a rebalance or a stop) and removes that toll:
 1. :class:`BatchGuardConsumer` guards a slice of up to ``YIELD_EVERY``
    fetched records with one ``wait_first`` instead of one per record; the
    per-record work (read-offset filter, gaps, ``commit_every``, the
-   Conductor's callback, the read offset) is Faust's, in Faust's order.
+   read offset) is Faust's, in Faust's order. A topic that one
+   :func:`take_batches` reader alone reads skips the Conductor: the slice
+   goes into that reader's queue as one item (:class:`SliceChannel`,
+   bounded in messages, taking the reference the Conductor would), where
+   the Conductor would make an event of each record; any other topic's
+   records go through the Conductor's callback one by one, as in Faust.
 2. :func:`take_batches` reads the agent's channel queue in bulk instead of
    iterating the Stream, doing per record exactly what the Stream does
-   before handing an event out: drop events of an older consumer
+   before handing an event out: drop messages of an older consumer
    generation or taken while the flow is suspended (the partition is
    sought back to its committed offset after every rebalance, so they are
    read again), and mark the others as pending ack (``track_message``), so
-   a rebalance waits for them (``stream_wait_empty``).
+   a rebalance waits for them (``stream_wait_empty``). It hands out Faust's
+   messages, not events: the agents need only their bytes and coordinates.
    Where stock Faust can commit past records that were never processed
    (a seek racing records already fetched, events emptied from the queue
    after the seek), the consumer and the reader here drop only what is
    read again (see :class:`BatchGuardConsumer` and :func:`take_batches`).
-3. :func:`ack_events` acks like ``Stream.ack``: ``Message.ack`` ->
+3. :func:`ack_messages` acks like ``Stream.ack``: ``Message.ack`` ->
    ``Consumer.ack``; an offset is committed once it and every offset before
-   it in its partition are acked. Callers must ack a partition's events in
+   it in its partition are acked. Callers must ack a partition's messages in
    offset order (the pipeline does): Faust's ``Consumer._new_offset``
    commits past a single unacked offset right after the committed one
    (faust-streaming #606).
@@ -56,8 +62,12 @@ end-to-end tests prove the guarantees on the real Kafka. The internals:
   seek, counted) and ``_fetch_records`` (wrapped to tag fetches),
   ``Consumer._new_consumer_thread``, ``Consumer._read_offset``,
   aiokafka's ``committed``, ``seek`` and ``assignment``;
-- ``Channel.queue`` (a ``ThrowableQueue``: ``get``, ``get_nowait``;
-  ``Stream.stop`` throws ``StopAsyncIteration`` into it), a
+- ``Message.incref`` (the reference the Conductor's handler takes per
+  channel, ``ConductorCompiler.build``), ``Channel.topics`` and the
+  Conductor's iteration over its channels (to see that one reader alone
+  reads a topic);
+- ``Channel.queue`` (a ``ThrowableQueue``: ``get``, ``get_nowait``,
+  ``put_nowait``, ``maxsize``; ``Stream.stop`` throws ``StopAsyncIteration`` into it), a
   ``FlowControlQueue`` made with ``clear_on_resume`` and so registered in
   ``App.flow_control._queues``, which :func:`take_batches` leaves;
 - ``Message.generation_id``, ``Message.tracked``, ``App.consumer_generation_id``,
@@ -79,9 +89,9 @@ end-to-end tests prove the guarantees on the real Kafka. The internals:
 The modules, one reason to change each:
 
 - :mod:`transport.consumer`: what the consumer delivers (slices, seeks,
-  gaps): delivery correctness, and the per-slice guard;
+  gaps, slice channels): delivery correctness, and the per-slice guard;
 - :mod:`transport.stream`: the agent's end (:func:`take_batches`,
-  :func:`ack_events`, :class:`RawSchema`);
+  :func:`ack_messages`, :class:`RawSchema`);
 - :mod:`transport.shutdown`: the bounded stop;
 - :mod:`transport.overhead`: per-record costs of stock Faust removed
   (producer buffer size, Monitor, event class, garbage collection);

@@ -1,10 +1,13 @@
-"""What the consumer hands to the Conductor: every fresh record once, in order, one guard per slice.
+"""What the consumer hands out: every fresh record once, in order, one guard per slice.
 
-Stock Faust guards each record with its own ``wait_first`` and can commit
-past records never processed when its seek at the end of a rebalance
-races records already fetched. The consumer here guards a slice of
-records at a time and drops only what will be read again (see
-:class:`BatchGuardConsumer`).
+Stock Faust guards each record with its own ``wait_first``, hands each to
+the Conductor, which makes an event of it for the agent's queue, and can
+commit past records never processed when its seek at the end of a
+rebalance races records already fetched. The consumer here guards a
+slice of records at a time, puts a slice of a topic that one
+:func:`transport.stream.take_batches` reader alone reads into that
+reader's queue as one item (a :class:`SliceChannel`), and drops only what
+will be read again (see :class:`BatchGuardConsumer`).
 """
 
 from __future__ import annotations
@@ -15,14 +18,58 @@ from typing import Any
 
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as kafka_driver
-from faust.types import TP
+from faust.types import TP, Message
+from mode.utils.queues import ThrowableQueue
 
 from transport.shutdown import BoundedStopConsumer, BoundedStopConsumerThread
 
-__all__ = ["YIELD_EVERY", "BatchGuardConsumer", "SeekCountingConsumerThread"]
+__all__ = [
+    "YIELD_EVERY",
+    "BatchGuardConsumer",
+    "SeekCountingConsumerThread",
+    "SliceChannel",
+]
 
 #: Records delivered between two returns to the event loop (Faust's own figure).
 YIELD_EVERY = 100
+
+
+class SliceChannel:
+    """A reader's queue that takes whole slices of messages, bounded in messages.
+
+    The Conductor's way costs about 4 us per record (an event per record,
+    its flow-control, producer-buffer and decode awaits, a queue put with
+    pressure callbacks), all of which a reader of raw bytes that tracks
+    and acks the messages itself does without. The queue is the agent's
+    own (``Channel.queue``), so a stop's ``StopAsyncIteration`` still
+    reaches the reader through it. It holds at most ``max_messages``: the
+    consumer waits in :meth:`put` (inside its slice guard, so a rebalance
+    or a stop still cancels it) until the reader has taken enough.
+    """
+
+    def __init__(self, queue: ThrowableQueue[Any], max_messages: int) -> None:
+        self.queue = queue
+        self.max_messages = max_messages
+        #: messages put and not taken yet
+        self.messages = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def put(self, messages: list[Message]) -> None:
+        while self.messages >= self.max_messages:
+            self._room.clear()
+            await self._room.wait()
+        if self.queue.full():  # events the Conductor put before the reader claimed it
+            await self.queue.put(messages)
+        else:
+            self.queue.put_nowait(messages)
+        self.messages += len(messages)  # after the put: a cancelled one counts nothing
+
+    def taken(self, count: int) -> None:
+        """The reader took ``count`` messages out of the queue."""
+        self.messages -= count
+        if self.messages < self.max_messages:
+            self._room.set()
 
 
 class SeekCountingConsumerThread(
@@ -97,6 +144,19 @@ class BatchGuardConsumer(BoundedStopConsumer, kafka_driver.Consumer):
         super().__init__(*args, **kwargs)
         #: partition -> (last offset delivered, the thread's seek count then)
         self._last_delivered: dict[TP, tuple[int, int]] = {}
+        #: topic -> the channel of the one reader that takes its records in slices
+        self._slice_channels: dict[str, SliceChannel] = {}
+
+    def deliver_slices(self, topics: Sequence[str], channel: SliceChannel) -> None:
+        """Put the records of ``topics`` into ``channel`` a slice at a time, past the Conductor."""
+        for topic in topics:
+            self._slice_channels[topic] = channel
+
+    def stop_slices(self, channel: SliceChannel) -> None:
+        """Back to the Conductor for the topics ``channel`` took (its reader ended)."""
+        for topic, taker in list(self._slice_channels.items()):
+            if taker is channel:
+                del self._slice_channels[topic]
 
     def _new_consumer_thread(self) -> SeekCountingConsumerThread:
         return SeekCountingConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -150,19 +210,24 @@ class BatchGuardConsumer(BoundedStopConsumer, kafka_driver.Consumer):
         fetch_tag: int,
         acks_enabled_for: Any,
     ) -> int:
-        """Hand ``records[start:]`` to the Conductor; return where it stopped.
+        """Hand ``records[start:]`` to the Conductor or to slice channels; return where it stopped.
 
         Stops early when a commit is due (the caller commits outside the
         guard, as stock Faust does between records) or when the flow was
         suspended at a yield point (the rest would be dropped anyway).
         ``fetch_tag`` is the thread's seek count when ``records`` came.
+        A slice channel gets its records at each yield point and before
+        returning (:meth:`_hand_over`).
         """
         read_offset = self._read_offset
         last_delivered = self._last_delivered
         callback = self.callback
         thread = self._thread
+        slice_channels = self._slice_channels
+        pending: dict[SliceChannel, list[Message]] = {}
         for index in range(start, len(records)):
             if index != start and not (index - start) % YIELD_EVERY:
+                await self._hand_over(pending, fetch_tag, acks_enabled_for)
                 await asyncio.sleep(0)
                 if not self.flow_active:
                     return len(records)
@@ -183,9 +248,48 @@ class BatchGuardConsumer(BoundedStopConsumer, kafka_driver.Consumer):
             ):
                 await self._add_gap(tp, previous[0] + 1, offset)
             if self._commit_due():
+                await self._hand_over(pending, fetch_tag, acks_enabled_for)
                 return index
+            channel = slice_channels.get(message.topic)
+            if channel is not None:
+                message.incref()  # the reader's reference, as the Conductor takes it
+                taken = pending.get(channel)
+                if taken is None:
+                    pending[channel] = [message]
+                else:
+                    taken.append(message)
+                last_delivered[tp] = (offset, fetch_tag)
+                continue
             await callback(message)
             if thread.seeks == fetch_tag:
                 read_offset[tp] = offset
                 last_delivered[tp] = (offset, fetch_tag)
+        await self._hand_over(pending, fetch_tag, acks_enabled_for)
         return len(records)
+
+    async def _hand_over(
+        self,
+        pending: dict[SliceChannel, list[Message]],
+        fetch_tag: int,
+        acks_enabled_for: Any,
+    ) -> None:
+        """Put each channel's pending slice into it, and mark the slices' records as read.
+
+        A slice of an acking topic fetched before a seek of the thread is
+        dropped instead: its records come again from the sought position,
+        as each record delivered one by one would (see :meth:`_deliver`).
+        """
+        if not pending:
+            return
+        read_offset = self._read_offset
+        thread = self._thread
+        for channel, messages in pending.items():
+            if thread.seeks != fetch_tag and any(
+                map(acks_enabled_for, {message.topic for message in messages})
+            ):
+                continue
+            await channel.put(messages)
+            if thread.seeks == fetch_tag:
+                for message in messages:
+                    read_offset[message.tp] = message.offset
+        pending.clear()

@@ -218,11 +218,6 @@ async def test_a_request_refused_as_a_whole_is_split_until_the_bad_row_is_alone(
     assert outcome.total("stored") == 7 and outcome.total("dead_lettered") == 1
 
 
-@dataclass
-class Event:
-    message: Message
-
-
 class SlowProcessor:
     """Finishes batches in random order, remembering how many run at once."""
 
@@ -251,15 +246,15 @@ async def test_batches_are_acked_in_the_order_taken_and_in_flight_stays_bounded(
     pipeline.add_outcome_listener(outcomes.append)
     acked: list[int] = []
 
-    def ack(events: Sequence[Event]) -> None:
-        acked.extend(event.message.offset for event in events)
+    def ack(messages: Sequence[Message]) -> None:
+        acked.extend(message.offset for message in messages)
 
     await pipeline.start()
     try:
         await pipeline.wait_ready()
         offsets = iter(range(200))
         for _ in range(40):
-            batch = [Event(Message("f", 0, next(offsets), None, b"")) for _ in range(5)]
+            batch = [Message("f", 0, next(offsets), None, b"") for _ in range(5)]
             await pipeline.submit(batch, ack)
         for _ in range(200):
             if len(acked) == 200:
@@ -281,15 +276,15 @@ async def test_a_failing_batch_crashes_the_pipeline_and_acks_nothing() -> None:
         return Broken()
 
     pipeline = Pipeline(prepare=prepare, batches_in_flight=2)
-    acked: list[Event] = []
+    acked: list[Message] = []
 
-    def ack(events: Sequence[Event]) -> None:
-        acked.extend(events)
+    def ack(messages: Sequence[Message]) -> None:
+        acked.extend(messages)
 
     await pipeline.start()
     try:
         await pipeline.wait_ready()
-        await pipeline.submit([Event(Message("f", 0, 0, None, b""))], ack)
+        await pipeline.submit([Message("f", 0, 0, None, b"")], ack)
         for _ in range(100):
             if pipeline.crashed:
                 break
@@ -315,15 +310,15 @@ async def test_stopping_abandons_the_in_flight_batches_without_acking(
         return Stuck()
 
     pipeline = Pipeline(prepare=prepare, batches_in_flight=limit)
-    acked: list[Event] = []
+    acked: list[Message] = []
 
-    def ack(events: Sequence[Event]) -> None:
-        acked.extend(events)
+    def ack(messages: Sequence[Message]) -> None:
+        acked.extend(messages)
 
     await pipeline.start()
     await pipeline.wait_ready()
     for offset in range(limit):
-        await pipeline.submit([Event(Message("f", 0, offset, None, b""))], ack)
+        await pipeline.submit([Message("f", 0, offset, None, b"")], ack)
     assert pipeline.snapshot()["records_in_flight"] == limit
     await pipeline.stop()
     release.set()

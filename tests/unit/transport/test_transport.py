@@ -26,7 +26,7 @@ from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from core.settings import get_settings
 from transport import FAUST_VERSION
-from transport.consumer import BatchGuardConsumer
+from transport.consumer import BatchGuardConsumer, SliceChannel
 from transport.driver import RiskstreamApp, RiskstreamProducer, Transport
 from transport.overhead import (
     BatchMonitor,
@@ -34,7 +34,7 @@ from transport.overhead import (
     CachedSizeProducerBuffer,
     LeanProducer,
 )
-from transport.stream import RawSchema, ack_events, take_batches
+from transport.stream import RawSchema, ack_messages, take_batches
 
 #: Source fingerprints of what the transport package replaces, copies or relies on
 #: (sha256 of ``inspect.getsource``, first 16 hex digits), for
@@ -55,6 +55,8 @@ FINGERPRINTS = {
     "faust.transport.conductor:ConductorCompiler.build": "837cf521368c1ee4",
     "faust.types.tuples:Message.ack": "4751b72c4ed84153",
     "faust.types.tuples:Message.decref": "f23396189d0e5592",
+    "faust.types.tuples:Message.incref": "78d34df830d3089b",
+    "faust.transport.conductor:Conductor.__iter__": "5af605a108c097fa",
     "faust.types.tuples:ConsumerMessage.on_final_ack": "45d670b6a8ac4bd0",
     "faust.streams:Stream._py_aiter": "3a48ee257a65435b",
     "faust.streams:Stream.ack": "32d7171a89b0931d",
@@ -165,7 +167,7 @@ def test_the_producer_buffer_size_counts_pending_messages_like_faust() -> None:
     assert buffer.size == 2
 
 
-# --- take_batches and ack_events, on Faust's own message and queue types ---------
+# --- take_batches and ack_messages, on Faust's own message and queue types -------
 
 
 def make_message(offset: int, generation: int = 1, partition: int = 0) -> Any:
@@ -215,7 +217,13 @@ class Consumer:
 
 @dataclass
 class Topics:
+    """The Conductor as the reader sees it: the acking topics and its channels."""
+
     acking_topics: set[str] = field(default_factory=lambda: {"features"})
+    channels: list[Any] = field(default_factory=list)
+
+    def __iter__(self) -> Any:
+        return iter(self.channels)
 
 
 @dataclass
@@ -246,9 +254,10 @@ def channel_queue() -> ThrowableQueue[Any]:
     return ThrowableQueue(flow_control=FlowControlEvent(initially_suspended=False))
 
 
-@dataclass
+@dataclass(eq=False)
 class Channel:
     queue: ThrowableQueue[Any] = field(default_factory=channel_queue)
+    topics: tuple[str, ...] = ("features",)
 
 
 @dataclass
@@ -268,7 +277,7 @@ async def test_batches_are_cut_at_the_size_limit_and_every_event_is_tracked_once
     sizes = [len(await anext(batches)) for _ in range(2)]
     assert sizes == [10, 10]
     last = await asyncio.wait_for(anext(batches), 10)
-    assert [e.message.offset for e in last] == list(range(20, 25))
+    assert [m.offset for m in last] == list(range(20, 25))
     assert stream.app.consumer.tracked == list(range(25))
     assert all(e.message.tracked for e in events)
     assert stream.app.consumer.acked == []  # taking acks nothing
@@ -282,7 +291,7 @@ async def test_a_batch_is_handed_out_when_the_wait_is_over_with_what_came() -> N
     started = asyncio.get_running_loop().time()
     batch = await asyncio.wait_for(anext(batches), 5)
     waited = asyncio.get_running_loop().time() - started
-    assert [e.message.offset for e in batch] == [0]
+    assert [m.offset for m in batch] == [0]
     assert 0.04 <= waited < 1.0
 
 
@@ -299,7 +308,7 @@ async def test_events_of_an_older_generation_or_taken_during_a_rebalance_are_dro
     queue.put_nowait(Event(make_message(1, generation=2)))
     batches = take_batches(stream, 2, 0.05)  # type: ignore[arg-type]
     batch = await asyncio.wait_for(anext(batches), 5)
-    assert [e.message.offset for e in batch] == [1]
+    assert [m.offset for m in batch] == [1]
     app.flow_control.active = (
         False  # a rebalance began: the partition will be sought back
     )
@@ -311,7 +320,7 @@ async def test_events_of_an_older_generation_or_taken_during_a_rebalance_are_dro
     app.flow_control.active = True
     queue.put_nowait(Event(make_message(4, generation=2)))
     batch = await asyncio.wait_for(waiting, 5)
-    assert [e.message.offset for e in batch] == [4]
+    assert [m.offset for m in batch] == [4]
     assert app.consumer.tracked == [1, 4]
 
 
@@ -333,11 +342,11 @@ async def test_stopping_the_stream_ends_the_batches_and_acks_nothing(
 
 def test_acks_go_through_message_ack_in_the_order_given_once_each() -> None:
     app = App()
-    events = [Event(make_message(offset)) for offset in (7, 8, 9)]
-    for event in events:
-        event.message.incref()  # the Conductor's reference for the one agent
-    ack_events(app, events)  # type: ignore[arg-type]
-    ack_events(app, events)  # type: ignore[arg-type]
+    messages = [make_message(offset) for offset in (7, 8, 9)]
+    for message in messages:
+        message.incref()  # the reference of the one reader
+    ack_messages(app, messages)  # type: ignore[arg-type]
+    ack_messages(app, messages)  # type: ignore[arg-type]
     assert app.consumer.acked == [7, 8, 9]
     assert app.sensors.out == [7, 8, 9]
 
@@ -368,6 +377,7 @@ class SeekingConsumer(BatchGuardConsumer):
     ) -> None:
         self._read_offset: dict[TP, int | None] = {}
         self._last_delivered: dict[TP, tuple[int, int]] = {}
+        self._slice_channels = {}
         self._thread = Thread()  # type: ignore[assignment]
         self._commit_every = None
         self._n_acked = 0
@@ -459,6 +469,117 @@ async def test_the_agent_queue_is_not_emptied_when_the_flow_resumes_but_other_qu
     flow_control.resume()  # the end of a rebalance
     assert agent_queue.qsize() == 1  # left for the reader to judge
     assert changelog_queue.qsize() == 0  # Faust's own behaviour for its queues
+
+
+# --- slices past the Conductor --------------------------------------------------
+
+
+class SliceConsumer(SeekingConsumer):
+    """The delivery with a reader taking the feature topic in slices; tracks like Faust's."""
+
+    def __init__(self, max_messages: int = 4096, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tracked: list[int] = []
+        self.queue = channel_queue()
+        self.slices = SliceChannel(self.queue, max_messages)
+        self.deliver_slices(["features"], self.slices)
+
+    def track_message(self, message: Any) -> None:
+        self.tracked.append(message.offset)
+
+    def queued(self) -> list[list[int]]:
+        items = []
+        while not self.queue.empty():
+            items.append([m.offset for m in self.queue.get_nowait()])
+        return items
+
+
+async def test_a_slice_reader_gets_each_fresh_record_once_in_slices_and_none_through_the_conductor() -> (
+    None
+):
+    consumer = SliceConsumer()
+    tp = TP("features", 0)
+    consumer._read_offset[tp] = 99
+    records = fetched(0, range(100, 350))
+    assert await consumer.deliver(records) == len(records)
+    assert consumer.delivered == []  # the Conductor's callback saw none
+    assert consumer.queued() == [
+        list(range(100, 200)),
+        list(range(200, 300)),
+        list(range(300, 350)),
+    ]
+    assert consumer.slices.messages == 250  # put, not taken yet
+    assert consumer._read_offset[tp] == 349
+    assert all(message.refcount == 1 for _, message in records)  # the reader's
+    # A re-fetch of what was handed over is not handed over again.
+    await consumer.deliver(fetched(0, range(250, 340)))
+    assert consumer.queued() == []
+
+
+async def test_a_slice_caught_by_a_seek_before_its_hand_over_is_dropped_and_comes_again() -> (
+    None
+):
+    consumer = SliceConsumer()
+    tp = TP("features", 0)
+    consumer._read_offset[tp] = 99
+
+    async def seek_meanwhile(tp: TP, offset_from: int, offset_to: int) -> None:
+        consumer._thread.seeks += 1  # the thread seeks while the slice is pending
+
+    consumer._add_gap = seek_meanwhile  # type: ignore[method-assign]
+    records = fetched(0, range(100, 105)) + fetched(0, range(110, 130))
+    await consumer.deliver(records)
+    assert consumer.queued() == []  # nothing of the stale fetch reaches the reader
+    assert consumer._read_offset[tp] == 99  # nothing counted as read
+    assert consumer.slices.messages == 0
+
+
+async def test_the_consumer_waits_while_a_slice_reader_holds_its_limit() -> None:
+    consumer = SliceConsumer(max_messages=150)
+    delivering = asyncio.ensure_future(consumer.deliver(fetched(0, range(300))))
+    await asyncio.sleep(0.05)
+    assert not delivering.done()
+    assert consumer.queue.qsize() == 2  # 200 messages: the limit reached, none more
+    consumer.queue.get_nowait()
+    consumer.slices.taken(100)
+    assert await asyncio.wait_for(delivering, 5) == 300
+    assert consumer.queue.qsize() == 2
+
+
+async def test_the_reader_claims_its_topic_cuts_slices_into_batches_and_gives_it_back() -> (
+    None
+):
+    consumer = SliceConsumer()
+    channel = Channel()
+    stream = Stream(App(consumer=consumer), channel)  # type: ignore[arg-type]
+    stream.app.topics.channels.append(channel)
+    consumer._slice_channels.clear()
+    batches = take_batches(stream, 150, 0.05)  # type: ignore[arg-type]
+    reading = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0.01)
+    claimed = consumer._slice_channels["features"]
+    assert claimed.queue is channel.queue
+    await consumer.deliver(fetched(0, range(200)))
+    first = await asyncio.wait_for(reading, 5)
+    second = await asyncio.wait_for(anext(batches), 5)
+    assert [m.offset for m in first] == list(range(150))
+    assert [m.offset for m in second] == list(range(150, 200))  # at once, not held
+    assert consumer.tracked == list(range(200))
+    assert claimed.messages == 0
+    await batches.aclose()
+    assert consumer._slice_channels == {}  # back to the Conductor
+
+
+async def test_a_topic_another_channel_reads_stays_with_the_conductor() -> None:
+    consumer = SliceConsumer()
+    consumer._slice_channels.clear()
+    channel, table = Channel(), Channel()
+    stream = Stream(App(consumer=consumer), channel)  # type: ignore[arg-type]
+    stream.app.topics.channels.extend([channel, table])
+    channel.queue.put_nowait(Event(make_message(0)))
+    batches = take_batches(stream, 10, 0.01)  # type: ignore[arg-type]
+    assert [m.offset for m in await asyncio.wait_for(anext(batches), 5)] == [0]
+    assert consumer._slice_channels == {}
 
 
 def test_the_batched_prometheus_sensor_publishes_what_faust_s_own_would_at_each_commit() -> (
