@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -143,18 +143,23 @@ def test_a_narrowed_insert_leaves_the_defaults_to_the_server(
 ) -> None:
     for statement in create_statements("rs_narrow"):
         clickhouse.query(statement)
-    columns = insert_columns([_plain_row(1)])
-    cells = _cells("t", 0, 1, "1")
-    clickhouse.query(
-        f"{insert_statement('rs_narrow', columns)} "
-        f"({', '.join(cells[c] for c in columns)})"
-    )
+    _insert_into(clickhouse, "rs_narrow", insert_columns([_plain_row(1)]))
     stored = _scalar(
         clickhouse,
         "SELECT text_feature_names, isNaN(predicted_value), shadow_version, "
         "shadow_probabilities, explanation FROM rs_narrow.predictions",
     )
     assert stored == b'"[]",1,"","[]",""'
+
+
+def _insert_into(
+    clickhouse: session.Session, database: str, columns: Sequence[str]
+) -> None:
+    """One row (offset 1 of topic t) into ``columns`` of the table, the rest left to its defaults."""
+    cells = _cells("t", 0, 1, "1")
+    clickhouse.query(
+        f"{insert_statement(database, columns)} ({', '.join(cells[c] for c in columns)})"
+    )
 
 
 def _scalar(clickhouse: session.Session, query: str) -> bytes:
@@ -169,11 +174,10 @@ def test_an_older_table_is_upgraded_in_place_keeping_its_rows(
     clickhouse.query(
         "CREATE VIEW rs_old.predictions_unique AS SELECT * FROM rs_old.predictions FINAL"
     )
-    old_columns = [c for c in INSERT_COLUMNS if c in PREDICTIONS_0_1_COLUMNS]
-    old_row = _cells("t", 0, 1, "1")
-    clickhouse.query(
-        f"INSERT INTO rs_old.predictions ({', '.join(old_columns)}) VALUES "
-        f"({', '.join(old_row[c] for c in old_columns)})"
+    _insert_into(
+        clickhouse,
+        "rs_old",
+        [c for c in INSERT_COLUMNS if c in PREDICTIONS_0_1_COLUMNS],
     )
     existing = _scalar(
         clickhouse,
