@@ -3,8 +3,8 @@
 One asynch connection over the native protocol; an insert is the rows as
 tuples (a :class:`~tables.predictions.PredictionRow` plus the stored-at
 pair), no VALUES text, and leaves out the columns that hold their default
-in every row of the batch (:func:`~tables.predictions.insert_columns`). Merging and retrying are the shared
-:class:`~tables.sink.Sink`'s. Repeating an insert is safe because the table
+in every row of the batch (:func:`~tables.predictions.insert_columns`).
+Merging and retrying are the shared :class:`~tables.sink.Sink`'s. Repeating an insert is safe because the table
 is a ``ReplacingMergeTree`` on the Kafka coordinates: a record written
 twice keeps one row once parts merge, and ``FINAL`` (the view
 ``predictions_unique``) counts it once before they have (see
