@@ -58,9 +58,9 @@ async def take_batches(
     flow_active = app.flow_control.is_active
     inbound_time = app.monitor.stream_inbound_time
     loop = asyncio.get_running_loop()
-    batch: list[Message] = []
     try:
         while True:
+            batch: list[Message] = []
             # Stream.stop() ends readers by throwing StopAsyncIteration into the
             # queue; the messages taken so far stay unacked, hence uncommitted.
             try:
@@ -100,13 +100,9 @@ async def take_batches(
                     now = time.monotonic()
             except StopAsyncIteration:
                 return
-            # A slice may carry a batch past its size: the rest starts the next.
-            while len(batch) >= max_records:
-                full, batch = batch[:max_records], batch[max_records:]
-                yield full
-            if batch:
-                full, batch = batch, []
-                yield full
+            # A slice may carry a batch past its size: the rest goes out next, at once.
+            for start in range(0, len(batch), max_records):
+                yield batch[start : start + max_records]
     finally:
         if slices is not None:
             cast(BatchGuardConsumer, consumer).stop_slices(slices)
@@ -123,13 +119,10 @@ def _claim_slices(stream: faust.StreamT[Any], queue: Any) -> SliceChannel | None
     topics = set(getattr(stream.channel, "topics", ()))
     if not topics or not isinstance(consumer, BatchGuardConsumer):
         return None
-    sharing = [
-        channel
+    if any(
+        channel is not stream.channel and topics & set(getattr(channel, "topics", ()))
         for channel in stream.app.topics
-        if channel is not stream.channel
-        and topics & set(getattr(channel, "topics", ()))
-    ]
-    if sharing:
+    ):
         return None
     slices = SliceChannel(queue, queue.maxsize or DEFAULT_QUEUE_MESSAGES)
     consumer.deliver_slices(sorted(topics), slices)
